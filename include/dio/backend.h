@@ -1,0 +1,61 @@
+/*
+ * libdio backend interface: how libdio hands device I/O to an engine.
+ *
+ * A backend is a table of functions.  libdio opens one context per
+ * concurrent submitter (never shares one context between two threads at
+ * once), hands it batches of vectored device I/Os and waits for all of
+ * them, and asks it for cache flushes.  The built-in "psync", "uring" and
+ * "aio" backends implement exactly this table; dio_backend_register(3)
+ * adds another one under a name that dio_mount_opts.backend can select.
+ */
+#ifndef DIO_BACKEND_H
+#define DIO_BACKEND_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIO_BACKEND_ABI 1
+
+#define DIO_BIO_READ  0
+#define DIO_BIO_WRITE 1
+
+#define DIO_BIO_FUA   0x1u   /* write: durable when it completes (RWF_DSYNC) */
+
+struct dio_bio {
+	int op;                    /* DIO_BIO_READ or DIO_BIO_WRITE */
+	unsigned flags;            /* DIO_BIO_FUA */
+	uint64_t offset;           /* byte offset on the device */
+	const struct iovec *iov;   /* aligned buffers */
+	int iovcnt;
+	ssize_t res;               /* set by the backend: bytes moved or -errno */
+};
+
+struct dio_backend_ops {
+	unsigned abi;              /* DIO_BACKEND_ABI */
+	const char *name;          /* at most 15 bytes */
+	/* 0 if the backend can run on this machine now, else -errno. */
+	int   (*probe)(void);
+	/* One context on the open device fd, able to carry `depth` I/Os in
+	   one batch.  NULL and *err = errno value on failure. */
+	void *(*open)(int fd, unsigned depth, int *err);
+	/* Issue the n I/Os and wait for all of them; set each bio's res.
+	   Returns 0, or -errno if the batch could not be issued at all. */
+	int   (*submit)(void *ctx, struct dio_bio *bios, unsigned n);
+	/* Flush the device's volatile cache: 0 or -errno. */
+	int   (*flush)(void *ctx);
+	void  (*close)(void *ctx);
+};
+
+/* Make `ops` selectable by name.  The table must outlive every mount
+   that uses it.  0, or -1 with errno EINVAL/EEXIST/ENOSPC. */
+int dio_backend_register(const struct dio_backend_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,142 @@
+/*
+ * libdio — O_DIRECT files on a raw block device or an image file.
+ *
+ * One public header.  Every call that mirrors POSIX returns -1 (or NULL)
+ * and sets errno; see libdio(7) for the alignment, fallback, durability,
+ * error and concurrency rules, and the man page of each function.
+ */
+#ifndef DIO_DIO_H
+#define DIO_DIO_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DIO_VERSION_MAJOR 0
+#define DIO_VERSION_MINOR 1
+
+/* ---- volumes ---------------------------------------------------------- */
+
+#define DIO_MKFS_FORCE   0x1u   /* overwrite an existing libdio volume */
+#define DIO_MOUNT_RDONLY 0x1u   /* read-only mount: nothing is written */
+
+struct dio_mkfs_opts {
+	uint32_t block_size;     /* 0: max(4096, device logical block size) */
+	uint64_t size;           /* bytes; 0: the whole device or file */
+	uint64_t journal_size;   /* bytes; 0: a default scaled to the size */
+	const char *label;       /* up to 63 bytes, may be NULL */
+	unsigned flags;          /* DIO_MKFS_FORCE */
+};
+
+struct dio_mount_opts {
+	const char *backend;     /* NULL/"auto", "uring", "aio", "psync" or a registered name */
+	unsigned queue_depth;    /* per backend context; 0: default (64) */
+	unsigned flags;          /* DIO_MOUNT_RDONLY */
+};
+
+#define DIO_BACKEND_NAME_MAX 16
+
+struct dio_statvfs {
+	uint32_t block_size;
+	uint32_t dev_logical_block_size;
+	uint64_t total_blocks;   /* data blocks of the volume */
+	uint64_t free_blocks;    /* blocks an allocation can take now */
+	uint64_t nfiles;
+	char backend[DIO_BACKEND_NAME_MAX];
+};
+
+struct dio_counters {
+	uint64_t reads;          /* read requests served */
+	uint64_t writes;         /* write requests served */
+	uint64_t bytes_read;
+	uint64_t bytes_written;
+	uint64_t device_ios;     /* I/Os handed to the backend */
+	uint64_t bounced;        /* requests served through bounce buffers */
+	uint64_t rmw_blocks;     /* blocks read back to merge a partial write */
+	uint64_t journal_commits;/* journal transactions and checkpoints written */
+	uint64_t flushes;        /* cache flushes sent to the device */
+};
+
+struct dio_vol;
+struct dio_file;
+struct dio_queue;
+
+int             dio_mkfs(const char *path, const struct dio_mkfs_opts *opts);
+struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts *opts);
+int             dio_umount(struct dio_vol *vol);
+int             dio_syncfs(struct dio_vol *vol);
+int             dio_statvfs(struct dio_vol *vol, struct dio_statvfs *st);
+int             dio_counters(struct dio_vol *vol, struct dio_counters *c);
+
+#define DIO_LOG_ERR   3
+#define DIO_LOG_WARN  4
+#define DIO_LOG_INFO  6
+void dio_set_log(void (*fn)(int level, const char *msg, void *arg), void *arg);
+
+/* ---- files ------------------------------------------------------------ */
+
+/* Bits beyond every O_ flag Linux defines (O_TMPFILE tops out at 0x410000). */
+#define DIO_O_STRICT     0x10000000  /* refuse misaligned requests (EINVAL) */
+#define DIO_O_CONCURRENT 0x20000000  /* aligned requests not ordered against each other */
+
+#define DIO_NAME_MAX     255
+#define DIO_MAX_FILE_SIZE (UINT64_C(1) << 48)   /* 256 TiB: EFBIG beyond */
+
+#define DIO_FALLOC_KEEP_SIZE   0x01
+#define DIO_FALLOC_PUNCH_HOLE  0x02
+#define DIO_FALLOC_ZERO_RANGE  0x10
+
+struct dio_stat {
+	uint64_t id;             /* stable file id, never reused within a volume */
+	uint64_t size;           /* bytes */
+	uint64_t allocated;      /* bytes of blocks held (written or unwritten) */
+	uint64_t nextents;       /* extents in the file's map */
+	uint32_t block_size;
+};
+
+struct dio_file *dio_open(struct dio_vol *vol, const char *name, int flags);
+int     dio_close(struct dio_file *f);
+ssize_t dio_pread(struct dio_file *f, void *buf, size_t count, off_t offset);
+ssize_t dio_pwrite(struct dio_file *f, const void *buf, size_t count, off_t offset);
+ssize_t dio_preadv(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset);
+ssize_t dio_pwritev(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset);
+int     dio_fsync(struct dio_file *f);
+int     dio_fdatasync(struct dio_file *f);
+int     dio_ftruncate(struct dio_file *f, off_t length);
+int     dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len);
+off_t   dio_lseek(struct dio_file *f, off_t offset, int whence);
+int     dio_fstat(struct dio_file *f, struct dio_stat *st);
+int     dio_stat(struct dio_vol *vol, const char *name, struct dio_stat *st);
+int     dio_unlink(struct dio_vol *vol, const char *name);
+int     dio_rename(struct dio_vol *vol, const char *oldname, const char *newname);
+int     dio_list(struct dio_vol *vol, const char *prefix,
+                 int (*cb)(const char *name, const struct dio_stat *st, void *arg),
+                 void *arg);
+
+/* ---- alignment discovery ---------------------------------------------- */
+
+#define DIO_INFO_FALLBACK        0x1u  /* misaligned requests are served, not refused */
+#define DIO_INFO_VOLATILE_CACHE  0x2u  /* the device has a volatile write cache */
+
+struct dio_info {
+	uint32_t mem_align;
+	uint32_t offset_align;
+	uint32_t block_size;
+	uint32_t opt_io;
+	uint64_t max_io;
+	uint32_t atomic_write_min;
+	uint32_t atomic_write_max;
+	uint32_t flags;
+};
+
+int dio_info(struct dio_file *f, struct dio_info *info);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

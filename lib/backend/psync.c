@@ -1,0 +1,54 @@
+/*
+ * psync: the portable backend.  preadv/pwritev2 one I/O at a time,
+ * fdatasync for the flush; RWF_DSYNC makes a FUA write where the kernel
+ * has it (it does since 4.7).
+ */
+#include "../internal.h"
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/uio.h>
+
+struct psync_ctx { int fd; };
+
+static int psync_probe(void) { return 0; }
+
+static void *psync_open(int fd, unsigned depth, int *err)
+{
+	(void)depth;
+	struct psync_ctx *c = malloc(sizeof(*c));
+	if (!c) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	c->fd = fd;
+	return c;
+}
+
+static int psync_submit(void *ctx, struct dio_bio *bios, unsigned n)
+{
+	struct psync_ctx *c = ctx;
+	for (unsigned i = 0; i < n; i++) {
+		struct dio_bio *b = &bios[i];
+		ssize_t r;
+		if (b->op == DIO_BIO_READ)
+			r = preadv(c->fd, b->iov, b->iovcnt, (off_t)b->offset);
+		else
+			r = pwritev2(c->fd, b->iov, b->iovcnt, (off_t)b->offset,
+				     (b->flags & DIO_BIO_FUA) ? RWF_DSYNC : 0);
+		b->res = r < 0 ? -errno : r;
+	}
+	return 0;
+}
+
+static int psync_flush(void *ctx)
+{
+	struct psync_ctx *c = ctx;
+	return fdatasync(c->fd) < 0 ? -errno : 0;
+}
+
+static void psync_close(void *ctx) { free(ctx); }
+
+const struct dio_backend_ops dio_psync_ops = {
+	.abi = DIO_BACKEND_ABI, .name = "psync", .probe = psync_probe, .open = psync_open,
+	.submit = psync_submit, .flush = psync_flush, .close = psync_close,
+};

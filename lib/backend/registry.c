@@ -1,0 +1,129 @@
+/*
+ * Backend selection.  "auto" probes uring, then aio, then psync at run
+ * time: a kernel or a sandbox that refuses io_uring or libaio falls
+ * through to the next one.  A backend that was not compiled in is named
+ * in the log together with the meson option that builds it.
+ */
+#include "../internal.h"
+#include <string.h>
+#include <stdlib.h>
+
+extern const struct dio_backend_ops dio_psync_ops;
+#ifdef DIO_HAVE_URING
+extern const struct dio_backend_ops dio_uring_ops;
+#endif
+#ifdef DIO_HAVE_AIO
+extern const struct dio_backend_ops dio_aio_ops;
+#endif
+
+#define MAX_USER_BACKENDS 8
+static const struct dio_backend_ops *user_backends[MAX_USER_BACKENDS];
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const struct dio_backend_ops *builtin(const char *name, int *err)
+{
+	if (!strcmp(name, "psync"))
+		return &dio_psync_ops;
+	if (!strcmp(name, "uring")) {
+#ifdef DIO_HAVE_URING
+		return &dio_uring_ops;
+#else
+		dio_log(DIO_LOG_ERR, "backend \"uring\" was not built: configure with meson -During=enabled (needs liburing-dev)");
+		*err = ENOTSUP;
+		return NULL;
+#endif
+	}
+	if (!strcmp(name, "aio")) {
+#ifdef DIO_HAVE_AIO
+		return &dio_aio_ops;
+#else
+		dio_log(DIO_LOG_ERR, "backend \"aio\" was not built: configure with meson -Daio=enabled (needs libaio-dev)");
+		*err = ENOTSUP;
+		return NULL;
+#endif
+	}
+	*err = ENOENT;
+	return NULL;
+}
+
+const struct dio_backend_ops *dio_backend_find(const char *name, int *err)
+{
+	const char *env = getenv("DIO_BACKEND");
+	if (env && *env)
+		name = env;
+	*err = 0;
+	if (!name || !*name || !strcmp(name, "auto")) {
+		static const char *order[] = { "uring", "aio", "psync" };
+		for (unsigned i = 0; i < 3; i++) {
+			int e = 0;
+			const struct dio_backend_ops *o = NULL;
+			if (!strcmp(order[i], "psync"))
+				o = &dio_psync_ops;
+#ifdef DIO_HAVE_URING
+			if (!strcmp(order[i], "uring"))
+				o = &dio_uring_ops;
+#endif
+#ifdef DIO_HAVE_AIO
+			if (!strcmp(order[i], "aio"))
+				o = &dio_aio_ops;
+#endif
+			if (o && (e = o->probe()) == 0)
+				return o;
+		}
+		*err = ENODEV;
+		return NULL;
+	}
+	pthread_mutex_lock(&reg_lock);
+	for (unsigned i = 0; i < MAX_USER_BACKENDS; i++) {
+		if (user_backends[i] && !strcmp(user_backends[i]->name, name)) {
+			const struct dio_backend_ops *o = user_backends[i];
+			pthread_mutex_unlock(&reg_lock);
+			return o;
+		}
+	}
+	pthread_mutex_unlock(&reg_lock);
+	const struct dio_backend_ops *o = builtin(name, err);
+	if (!o) {
+		if (*err == ENOENT)
+			dio_log(DIO_LOG_ERR, "unknown backend \"%s\"", name);
+		return NULL;
+	}
+	int e = o->probe();
+	if (e) {
+		dio_log(DIO_LOG_ERR, "backend \"%s\" cannot run here: %s", name, strerror(-e));
+		*err = -e;
+		return NULL;
+	}
+	return o;
+}
+
+DIO_API int dio_backend_register(const struct dio_backend_ops *ops)
+{
+	if (!ops || ops->abi != DIO_BACKEND_ABI || !ops->name || !*ops->name ||
+	    strlen(ops->name) >= DIO_BACKEND_NAME_MAX || !ops->probe || !ops->open ||
+	    !ops->submit || !ops->flush || !ops->close || !strcmp(ops->name, "auto")) {
+		errno = EINVAL;
+		return -1;
+	}
+	int err = 0;
+	pthread_mutex_lock(&reg_lock);
+	int slot = -1;
+	for (int i = 0; i < MAX_USER_BACKENDS; i++) {
+		if (user_backends[i] == ops || (user_backends[i] && !strcmp(user_backends[i]->name, ops->name)))
+			err = EEXIST;
+		if (!user_backends[i] && slot < 0)
+			slot = i;
+	}
+	if (!err && (!strcmp(ops->name, "psync") || !strcmp(ops->name, "uring") || !strcmp(ops->name, "aio")))
+		err = EEXIST;
+	if (!err && slot < 0)
+		err = ENOSPC;
+	if (!err)
+		user_backends[slot] = ops;
+	pthread_mutex_unlock(&reg_lock);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}

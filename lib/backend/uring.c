@@ -1,0 +1,130 @@
+/*
+ * uring: io_uring through liburing.  One ring per context (libdio keeps a
+ * context per concurrent submitter), the device fd registered, a batch is
+ * one io_uring_submit_and_wait.
+ */
+#include "../internal.h"
+#include <stdlib.h>
+#include <string.h>
+#include <liburing.h>
+
+struct uring_ctx {
+	struct io_uring ring;
+	unsigned depth;
+};
+
+static int uring_probe(void)
+{
+	struct io_uring r;
+	int e = io_uring_queue_init(2, &r, 0);
+	if (e < 0)
+		return e;
+	io_uring_queue_exit(&r);
+	return 0;
+}
+
+static void *uring_open(int fd, unsigned depth, int *err)
+{
+	struct uring_ctx *c = calloc(1, sizeof(*c));
+	if (!c) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	int e = io_uring_queue_init(depth, &c->ring, 0);
+	if (e < 0) {
+		free(c);
+		*err = -e;
+		return NULL;
+	}
+	e = io_uring_register_files(&c->ring, &fd, 1);
+	if (e < 0) {
+		io_uring_queue_exit(&c->ring);
+		free(c);
+		*err = -e;
+		return NULL;
+	}
+	c->depth = depth;
+	return c;
+}
+
+/* Submit the batch in ring-sized pieces and reap every completion. */
+static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
+{
+	struct uring_ctx *c = ctx;
+	unsigned done = 0;
+	while (done < n) {
+		unsigned batch = MIN(n - done, c->depth);
+		for (unsigned i = 0; i < batch; i++) {
+			struct dio_bio *b = &bios[done + i];
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+			if (b->op == DIO_BIO_READ)
+				io_uring_prep_readv(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+			else
+				io_uring_prep_writev(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+			if (b->flags & DIO_BIO_FUA)
+				sqe->rw_flags = RWF_DSYNC;
+			sqe->flags |= IOSQE_FIXED_FILE;
+			io_uring_sqe_set_data64(sqe, done + i);
+		}
+		unsigned submitted = 0;
+		while (submitted < batch) {
+			int r = io_uring_submit_and_wait(&c->ring, batch - submitted);
+			if (r == -EINTR)
+				continue;
+			if (r < 0)
+				return r;
+			submitted += (unsigned)r;
+			if (r == 0)
+				break;
+		}
+		unsigned reaped = 0;
+		while (reaped < batch) {
+			struct io_uring_cqe *cqe;
+			int r = io_uring_wait_cqe(&c->ring, &cqe);
+			if (r == -EINTR)
+				continue;
+			if (r < 0)
+				return r;
+			bios[io_uring_cqe_get_data64(cqe)].res = cqe->res;
+			io_uring_cqe_seen(&c->ring, cqe);
+			reaped++;
+		}
+		done += batch;
+	}
+	return 0;
+}
+
+static int uring_flush(void *ctx)
+{
+	struct uring_ctx *c = ctx;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+	struct io_uring_cqe *cqe;
+	io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	int r = io_uring_submit_and_wait(&c->ring, 1);
+	if (r < 0)
+		return r;
+	do
+		r = io_uring_wait_cqe(&c->ring, &cqe);
+	while (r == -EINTR);
+	if (r < 0)
+		return r;
+	r = cqe->res;
+	io_uring_cqe_seen(&c->ring, cqe);
+	return r < 0 ? r : 0;
+}
+
+static void uring_close(void *ctx)
+{
+	struct uring_ctx *c = ctx;
+	/* drop the ring's reference to the device before the ring goes,
+	   so the exclusive claim is released when the volume closes */
+	io_uring_unregister_files(&c->ring);
+	io_uring_queue_exit(&c->ring);
+	free(c);
+}
+
+const struct dio_backend_ops dio_uring_ops = {
+	.abi = DIO_BACKEND_ABI, .name = "uring", .probe = uring_probe, .open = uring_open,
+	.submit = uring_submit, .flush = uring_flush, .close = uring_close,
+};

@@ -1,0 +1,191 @@
+/*
+ * Checkpoints: the whole metadata state (files, names, sizes, extent
+ * maps) serialized into the checkpoint area the superblock does not point
+ * at, then a new superblock generation pointing at it.  Free space is not
+ * stored: mount derives it from the maps, so the two can never disagree.
+ *
+ * Payload (little-endian), split over blocks of (block_size - 40) bytes:
+ *   u64 ninodes, u64 next_ino, u64 seq
+ *   per file: u64 ino, u64 size, u64 nextents, u16 namelen, name,
+ *             nextents x { u64 lblk, u64 pblk, u32 len, u32 flags }
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+uint64_t md_inode_bytes(size_t namelen) { return 26 + namelen; }
+
+struct sink {
+	uint8_t *img;
+	uint32_t bs, pl;
+	uint64_t blk;      /* current block */
+	uint32_t used;     /* payload bytes in it */
+	uint64_t cap;      /* blocks available */
+};
+
+static void sink_close_block(struct sink *s)
+{
+	put_le32(s->img + s->blk * s->bs + 36, s->used);
+}
+
+static int sink_put(struct sink *s, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len) {
+		if (s->used == s->pl) {
+			sink_close_block(s);
+			if (++s->blk >= s->cap)
+				return -ENOSPC;
+			s->used = 0;
+		}
+		size_t n = MIN(len, (size_t)(s->pl - s->used));
+		memcpy(s->img + s->blk * s->bs + MBLK_HDR + s->used, p, n);
+		s->used += (uint32_t)n;
+		p += n;
+		len -= n;
+	}
+	return 0;
+}
+
+static int put64(struct sink *s, uint64_t x) { uint8_t b[8]; put_le64(b, x); return sink_put(s, b, 8); }
+
+/* Serialize under md_lock.  The image is sealed by the caller. */
+int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t *image_len)
+{
+	uint32_t bs = v->bs;
+	uint64_t need = DIV_UP(v->md_bytes + CKPT_HDR_BYTES, bs - MBLK_HDR) + 1;
+	if (need > v->sb.ckpt_blocks)
+		need = v->sb.ckpt_blocks;
+	struct sink s = { NULL, bs, bs - MBLK_HDR, 0, 0, need };
+	if (posix_memalign((void **)&s.img, MAX(v->geom.mem_align, 4096u), need * bs))
+		return -ENOMEM;
+	memset(s.img, 0, need * bs);
+	int e = put64(&s, v->nnames);
+	e = e ? e : put64(&s, v->next_ino);
+	e = e ? e : put64(&s, v->last_seq);
+	for (size_t i = 0; i < v->nnames && !e; i++) {
+		struct dio_inode *in = v->names[i];
+		uint8_t h[26];
+		put_le64(h, in->ino);
+		put_le64(h + 8, in->size);
+		put_le64(h + 16, in->map.n);
+		put_le16(h + 24, (uint16_t)in->namelen);
+		e = sink_put(&s, h, 26);
+		e = e ? e : sink_put(&s, in->name, in->namelen);
+		for (size_t k = 0; k < in->map.n && !e; k++) {
+			const struct dio_extent *x = &in->map.v[k];
+			uint8_t b[24];
+			put_le64(b, x->lblk);
+			put_le64(b + 8, x->pblk);
+			put_le32(b + 16, x->len);
+			put_le32(b + 20, x->flags);
+			e = sink_put(&s, b, 24);
+		}
+	}
+	if (e) {
+		free(s.img);
+		dio_log(DIO_LOG_ERR, "metadata does not fit the checkpoint area");
+		return e;
+	}
+	sink_close_block(&s);
+	*nblocks_out = s.blk + 1;
+	*image = s.img;
+	*image_len = (s.blk + 1) * bs;
+	return 0;
+}
+
+struct source {
+	const uint8_t *p;
+	size_t len, off;
+};
+
+static int take(struct source *s, void *out, size_t n)
+{
+	if (s->len - s->off < n)
+		return -EUCLEAN;
+	memcpy(out, s->p + s->off, n);
+	s->off += n;
+	return 0;
+}
+
+static int take64(struct source *s, uint64_t *x)
+{
+	uint8_t b[8];
+	if (take(s, b, 8))
+		return -EUCLEAN;
+	*x = get_le64(b);
+	return 0;
+}
+
+static int load_inode(struct dio_vol *v, struct source *s)
+{
+	uint8_t h[26];
+	char name[DIO_NAME_MAX + 1];
+	if (take(s, h, 26))
+		return -EUCLEAN;
+	uint64_t ino = get_le64(h), size = get_le64(h + 8), n = get_le64(h + 16);
+	size_t nl = get_le16(h + 24);
+	if (!ino || ino >= v->next_ino || size > DIO_MAX_FILE_SIZE || nl < 1 || nl > DIO_NAME_MAX ||
+	    n > (s->len - s->off) / 24 || take(s, name, nl) || memchr(name, 0, nl) ||
+	    ino_lookup(v, ino) || ns_lookup(v, name, nl, NULL))
+		return -EUCLEAN;
+	struct dio_inode *in = ino_new(v, ino);
+	if (!in || em_reserve(&in->map, n) < 0)
+		return -ENOMEM;
+	in->size = size;
+	int e = ns_insert(v, in, name, nl);
+	if (e)
+		return e;
+	const uint64_t maxblk = DIO_MAX_FILE_SIZE / v->bs;
+	uint64_t prev_end = 0;
+	for (uint64_t k = 0; k < n; k++) {
+		uint8_t b[24];
+		if (take(s, b, 24))
+			return -EUCLEAN;
+		struct dio_extent x = { get_le64(b), get_le64(b + 8), get_le32(b + 16), get_le32(b + 20) };
+		/* sorted, non-overlapping, inside the file limit and the data area */
+		if (!x.len || x.len > EXT_MAX_LEN || x.lblk < prev_end || x.lblk >= maxblk ||
+		    x.len > maxblk - x.lblk || x.pblk < v->sb.data_start ||
+		    x.pblk >= v->sb.total_blocks || x.len > v->sb.total_blocks - x.pblk ||
+		    (x.flags & ~EXT_UNWRITTEN))
+			return -EUCLEAN;
+		in->map.v[in->map.n++] = x;
+		prev_end = x.lblk + x.len;
+	}
+	return 0;
+}
+
+int ckpt_load(struct dio_vol *v)
+{
+	uint32_t bs = v->bs;
+	uint64_t nb = v->sb.ckpt_nblocks;
+	uint8_t *img, *pay;
+	if (posix_memalign((void **)&img, MAX(v->geom.mem_align, 4096u), nb * bs))
+		return -ENOMEM;
+	pay = malloc(nb * (bs - MBLK_HDR));
+	int e = pay ? dev_rw(v, DIO_BIO_READ, 0, v->sb.ckpt_start[v->sb.ckpt_slot] * bs, img, nb * bs) : -ENOMEM;
+	size_t plen = 0;
+	for (uint64_t i = 0; i < nb && !e; i++) {
+		struct dio_mblk_hdr h;
+		if (mblk_check(img + i * bs, bs, DIO_MAGIC_CKPT, v->sb.uuid, &h) || h.seq != v->sb.gen ||
+		    h.aux != i || h.count != nb) {
+			dio_log(DIO_LOG_ERR, "checkpoint block %llu is damaged", (unsigned long long)i);
+			e = -EUCLEAN;
+			break;
+		}
+		memcpy(pay + plen, img + i * bs + MBLK_HDR, h.used);
+		plen += h.used;
+	}
+	free(img);
+	struct source s = { pay, plen, 0 };
+	uint64_t ninodes = 0, seq = 0;
+	if (!e && (take64(&s, &ninodes) || take64(&s, &v->next_ino) || take64(&s, &seq) ||
+		   seq != v->sb.ckpt_seq || !v->next_ino))
+		e = -EUCLEAN;
+	for (uint64_t i = 0; i < ninodes && !e; i++)
+		e = load_inode(v, &s);
+	if (e == -EUCLEAN)
+		dio_log(DIO_LOG_ERR, "checkpoint contents are inconsistent");
+	free(pay);
+	return e;
+}

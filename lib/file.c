@@ -1,0 +1,812 @@
+/*
+ * Files: the namespace (a sorted array of names, so dio_list walks in
+ * order and lookups are binary searches), the inode table (a hash by file
+ * id), and every call that changes a file's metadata.
+ *
+ * A metadata change is: take md_lock, change memory, append the journal
+ * record that redoes it, release.  Nothing is durable until a commit
+ * (fsync, fdatasync, O_DSYNC, syncfs, or a checkpoint).
+ */
+#include "internal.h"
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- namespace -------------------------------------------------------- */
+
+static int name_cmp(const char *a, size_t la, const char *b, size_t lb)
+{
+	int c = memcmp(a, b, MIN(la, lb));
+	return c ? c : (la < lb ? -1 : la > lb);
+}
+
+/* The inode named (name, len), or NULL; *pos is where it is or would go. */
+struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, size_t *pos)
+{
+	size_t lo = 0, hi = v->nnames;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = name_cmp(v->names[mid]->name, v->names[mid]->namelen, name, len);
+		if (c < 0)
+			lo = mid + 1;
+		else if (c > 0)
+			hi = mid;
+		else {
+			if (pos)
+				*pos = mid;
+			return v->names[mid];
+		}
+	}
+	if (pos)
+		*pos = lo;
+	return NULL;
+}
+
+int ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len)
+{
+	size_t pos;
+	if (ns_lookup(v, name, len, &pos))
+		return -EEXIST;
+	if (v->nnames == v->names_cap) {
+		size_t cap = v->names_cap ? v->names_cap * 2 : 64;
+		struct dio_inode **n = realloc(v->names, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		v->names = n;
+		v->names_cap = cap;
+	}
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, name, len);
+	copy[len] = 0;
+	memmove(&v->names[pos + 1], &v->names[pos], (v->nnames - pos) * sizeof(v->names[0]));
+	v->names[pos] = in;
+	v->nnames++;
+	in->name = copy;
+	in->namelen = len;
+	v->md_bytes += md_inode_bytes(len);
+	return 0;
+}
+
+void ns_remove(struct dio_vol *v, struct dio_inode *in)
+{
+	size_t pos;
+	if (!in->name || ns_lookup(v, in->name, in->namelen, &pos) != in)
+		return;
+	memmove(&v->names[pos], &v->names[pos + 1], (v->nnames - pos - 1) * sizeof(v->names[0]));
+	v->nnames--;
+	v->md_bytes -= md_inode_bytes(in->namelen);
+	free(in->name);
+	in->name = NULL;
+	in->namelen = 0;
+}
+
+/* ---- inode table ------------------------------------------------------ */
+
+static size_t ihash(const struct dio_vol *v, uint64_t ino)
+{
+	return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (v->ihash_size - 1);
+}
+
+struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino)
+{
+	if (!v->ihash_size)
+		return NULL;
+	for (struct dio_inode *in = v->ihash[ihash(v, ino)]; in; in = in->hnext)
+		if (in->ino == ino)
+			return in;
+	return NULL;
+}
+
+static int ihash_grow(struct dio_vol *v)
+{
+	size_t ns = v->ihash_size ? v->ihash_size * 2 : 256;
+	struct dio_inode **t = calloc(ns, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	struct dio_inode **old = v->ihash;
+	size_t os = v->ihash_size;
+	v->ihash = t;
+	v->ihash_size = ns;
+	for (size_t i = 0; i < os; i++) {
+		for (struct dio_inode *in = old[i], *nx; in; in = nx) {
+			nx = in->hnext;
+			size_t h = ihash(v, in->ino);
+			in->hnext = t[h];
+			t[h] = in;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
+{
+	if (v->ninodes + 1 > v->ihash_size / 2 && ihash_grow(v) < 0)
+		return NULL;
+	struct dio_inode *in = calloc(1, sizeof(*in));
+	if (!in)
+		return NULL;
+	in->ino = ino;
+	pthread_rwlock_init(&in->map_lock, NULL);
+	rl_init(&in->rl);
+	size_t h = ihash(v, ino);
+	in->hnext = v->ihash[h];
+	v->ihash[h] = in;
+	v->ninodes++;
+	return in;
+}
+
+static void defer_free_cb(void *arg, uint64_t pblk, uint64_t len)
+{
+	struct dio_vol *v = arg;
+	alloc_defer(&v->alloc, pblk, len, v->last_seq);
+}
+
+/* Release an inode's blocks (reusable once the unlink is durable). */
+void ino_free_blocks(struct dio_vol *v, struct dio_inode *in)
+{
+	for (size_t i = 0; i < in->map.n; i++)
+		defer_free_cb(v, in->map.v[i].pblk, in->map.v[i].len);
+	v->md_bytes -= in->map.n * MD_EXTENT_BYTES;
+	in->map.n = 0;
+}
+
+void ino_destroy(struct dio_vol *v, struct dio_inode *in)
+{
+	struct dio_inode **pp = &v->ihash[ihash(v, in->ino)];
+	while (*pp && *pp != in)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = in->hnext;
+	v->ninodes--;
+	ns_remove(v, in);
+	em_free(&in->map);
+	pthread_rwlock_destroy(&in->map_lock);
+	rl_destroy(&in->rl);
+	free(in);
+}
+
+void vol_free_inodes(struct dio_vol *v)
+{
+	for (size_t i = 0; i < v->ihash_size; i++) {
+		for (struct dio_inode *in = v->ihash[i], *nx; in; in = nx) {
+			nx = in->hnext;
+			free(in->name);
+			em_free(&in->map);
+			pthread_rwlock_destroy(&in->map_lock);
+			rl_destroy(&in->rl);
+			free(in);
+		}
+	}
+	free(v->ihash);
+	free(v->names);
+	v->ihash = NULL;
+	v->names = NULL;
+	v->ihash_size = v->nnames = v->ninodes = 0;
+}
+
+/* ---- metadata changes with their journal records (md_lock + map wrlock) */
+
+int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
+{
+	uint64_t add = extra_extents * MD_EXTENT_BYTES + (extra_name ? md_inode_bytes(extra_name) : 0);
+	if (v->jbroken)
+		return -EIO;
+	return v->md_bytes + add > v->md_cap ? -ENOSPC : 0;
+}
+
+static void md_account(struct dio_vol *v, size_t before, size_t after)
+{
+	v->md_bytes += (after - before) * MD_EXTENT_BYTES;  /* wraps correctly when after < before */
+}
+
+int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
+{
+	size_t before = in->map.n;
+	int e = em_remove(&in->map, lblk, len, NULL, NULL);
+	if (!e)
+		e = em_insert(&in->map, lblk, pblk, len, flags);
+	md_account(v, before, in->map.n);
+	if (e)
+		return e;
+	struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = lblk, .b = pblk, .c = len, .flags = flags };
+	return j_append(v, &r);
+}
+
+int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len)
+{
+	size_t before = in->map.n;
+	size_t i = em_search(&in->map, lblk);
+	if (i == in->map.n || in->map.v[i].lblk >= lblk + len)
+		return 0;   /* nothing mapped there: no record needed */
+	/* the freed blocks belong to the record appended next */
+	v->last_seq++;
+	int e = em_remove(&in->map, lblk, len, defer_free_cb, v);
+	v->last_seq--;
+	md_account(v, before, in->map.n);
+	if (e)
+		return e;
+	struct dio_rec r = { .type = R_UNMAP, .ino = in->ino, .a = lblk, .c = len };
+	return j_append(v, &r);
+}
+
+int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size)
+{
+	in->size = size;
+	struct dio_rec r = { .type = R_SIZE, .ino = in->ino, .a = size };
+	return j_append(v, &r);
+}
+
+/*
+ * Give every hole in [lblk, lblk+len) unwritten blocks, all or nothing.
+ * journal=false for writes: the blocks become reachable through the R_MAP
+ * record of their unwritten->written conversion, after the data is down;
+ * a crash before that leaves them free.
+ */
+int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, bool journal)
+{
+	uint64_t end = lblk + len, need = 0, holes = 0, cur = lblk;
+	size_t i = em_search(&in->map, lblk);
+	for (size_t k = i; cur < end; k++) {
+		uint64_t next = (k < in->map.n) ? MIN(in->map.v[k].lblk, end) : end;
+		if (next > cur) {
+			need += next - cur;
+			holes++;
+		}
+		if (k >= in->map.n)
+			break;
+		cur = MAX(cur, in->map.v[k].lblk + in->map.v[k].len);
+	}
+	if (!need)
+		return 0;
+	if (need > v->alloc.free_blocks)
+		return -ENOSPC;
+	int e = md_room(v, holes + 8, 0);
+	if (e)
+		return e;
+	/* goal: right after the block mapped before lblk, for contiguity */
+	uint64_t goal = v->alloc.first;
+	if (i > 0)
+		goal = in->map.v[i - 1].pblk + in->map.v[i - 1].len + (lblk - (in->map.v[i - 1].lblk + in->map.v[i - 1].len));
+	cur = lblk;
+	while (cur < end) {
+		size_t k = em_search(&in->map, cur);
+		if (k < in->map.n && in->map.v[k].lblk <= cur) {
+			cur = in->map.v[k].lblk + in->map.v[k].len;
+			goal = in->map.v[k].pblk + in->map.v[k].len;
+			continue;
+		}
+		uint64_t hole_end = (k < in->map.n) ? MIN(in->map.v[k].lblk, end) : end;
+		while (cur < hole_end) {
+			uint64_t p, got;
+			e = alloc_take(&v->alloc, goal, hole_end - cur, &p, &got);
+			if (e)
+				return e;  /* cannot happen: free_blocks was checked */
+			size_t before = in->map.n;
+			e = em_insert(&in->map, cur, p, got, EXT_UNWRITTEN);
+			md_account(v, before, in->map.n);
+			if (!e && journal) {
+				struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = cur, .b = p, .c = got,
+						     .flags = EXT_UNWRITTEN };
+				e = j_append(v, &r);
+			}
+			if (e) {
+				alloc_give(&v->alloc, p, got);
+				return e;
+			}
+			cur += got;
+			goal = p + got;
+		}
+	}
+	return 0;
+}
+
+/* ---- handles ---------------------------------------------------------- */
+
+int file_check(struct dio_file *f)
+{
+	if (!f || f->magic != DIO_FILE_MAGIC) {
+		errno = EBADF;
+		return -1;
+	}
+	return 0;
+}
+
+static int name_check(const char *name, size_t *len)
+{
+	if (!name)
+		return -EINVAL;
+	size_t l = strnlen(name, DIO_NAME_MAX + 1);
+	if (l == 0)
+		return -ENOENT;
+	if (l > DIO_NAME_MAX)
+		return -ENAMETOOLONG;
+	*len = l;
+	return 0;
+}
+
+static int fail(int e)
+{
+	errno = e < 0 ? -e : e;
+	return -1;
+}
+
+#define OPEN_FLAGS (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_DSYNC | O_SYNC | DIO_O_STRICT | DIO_O_CONCURRENT)
+
+DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags)
+{
+	size_t len = 0;
+	int e = v ? name_check(name, &len) : -EINVAL;
+	if (!e && ((flags & ~OPEN_FLAGS) || (flags & O_ACCMODE) == O_ACCMODE))
+		e = -EINVAL;
+	bool wr = (flags & O_ACCMODE) != O_RDONLY;
+	if (!e && v->rdonly && (wr || (flags & O_TRUNC)))
+		e = -EROFS;
+	if (e) {
+		fail(e);
+		return NULL;
+	}
+	struct dio_file *f = calloc(1, sizeof(*f));
+	if (!f) {
+		fail(ENOMEM);
+		return NULL;
+	}
+	pthread_mutex_lock(&v->md_lock);
+	struct dio_inode *in = ns_lookup(v, name, len, NULL);
+	if (in && (flags & O_CREAT) && (flags & O_EXCL))
+		e = -EEXIST;
+	else if (!in && !(flags & O_CREAT))
+		e = -ENOENT;
+	else if (!in && v->rdonly)
+		e = -EROFS;
+	else if (!in) {
+		e = md_room(v, 0, len);
+		if (!e && !(in = ino_new(v, v->next_ino)))
+			e = -ENOMEM;
+		if (!e) {
+			v->next_ino++;
+			e = ns_insert(v, in, name, len);
+			if (e)
+				ino_destroy(v, in);
+		}
+		if (!e) {
+			struct dio_rec r = { .type = R_CREATE, .ino = in->ino, .n1 = name, .l1 = len };
+			e = j_append(v, &r);
+		}
+	}
+	if (!e) {
+		in->nopen++;
+		v->nopen_total++;
+		f->vol = v;
+		f->ino = in;
+		f->flags = flags;
+		atomic_init(&f->err_seen, atomic_load(&in->err_seq));
+		f->magic = DIO_FILE_MAGIC;
+	}
+	pthread_mutex_unlock(&v->md_lock);
+	if (e) {
+		free(f);
+		fail(e);
+		return NULL;
+	}
+	if ((flags & O_TRUNC) && in->size && dio_ftruncate(f, 0) < 0) {
+		e = errno;
+		dio_close(f);
+		fail(e);
+		return NULL;
+	}
+	return f;
+}
+
+DIO_API int dio_close(struct dio_file *f)
+{
+	if (file_check(f) < 0)
+		return -1;
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	f->magic = 0;
+	pthread_mutex_lock(&v->md_lock);
+	in->nopen--;
+	v->nopen_total--;
+	if (!in->nopen && !in->name) {
+		/* last handle of an unlinked file: its blocks go now */
+		ino_free_blocks(v, in);
+		ino_destroy(v, in);
+	}
+	pthread_mutex_unlock(&v->md_lock);
+	free(f);
+	return 0;
+}
+
+static void fill_stat(const struct dio_vol *v, struct dio_inode *in, struct dio_stat *st)
+{
+	pthread_rwlock_rdlock(&in->map_lock);
+	memset(st, 0, sizeof(*st));
+	st->id = in->ino;
+	st->size = in->size;
+	st->allocated = em_blocks(&in->map) * v->bs;
+	st->nextents = in->map.n;
+	st->block_size = v->bs;
+	pthread_rwlock_unlock(&in->map_lock);
+}
+
+DIO_API int dio_fstat(struct dio_file *f, struct dio_stat *st)
+{
+	if (file_check(f) < 0)
+		return -1;
+	if (!st)
+		return fail(EINVAL);
+	fill_stat(f->vol, f->ino, st);
+	return 0;
+}
+
+DIO_API int dio_stat(struct dio_vol *v, const char *name, struct dio_stat *st)
+{
+	size_t len = 0;
+	int e = (v && st) ? name_check(name, &len) : -EINVAL;
+	if (e)
+		return fail(e);
+	pthread_mutex_lock(&v->md_lock);
+	struct dio_inode *in = ns_lookup(v, name, len, NULL);
+	if (in)
+		fill_stat(v, in, st);
+	pthread_mutex_unlock(&v->md_lock);
+	return in ? 0 : fail(ENOENT);
+}
+
+DIO_API int dio_unlink(struct dio_vol *v, const char *name)
+{
+	size_t len = 0;
+	int e = v ? name_check(name, &len) : -EINVAL;
+	if (!e && v->rdonly)
+		e = -EROFS;
+	if (e)
+		return fail(e);
+	pthread_mutex_lock(&v->md_lock);
+	struct dio_inode *in = ns_lookup(v, name, len, NULL);
+	if (!in)
+		e = -ENOENT;
+	else if (v->jbroken)
+		e = -EIO;
+	if (!e) {
+		struct dio_rec r = { .type = R_UNLINK, .n1 = name, .l1 = len };
+		e = j_append(v, &r);
+	}
+	if (!e) {
+		ns_remove(v, in);
+		if (!in->nopen) {
+			ino_free_blocks(v, in);
+			ino_destroy(v, in);
+		}
+	}
+	pthread_mutex_unlock(&v->md_lock);
+	return e ? fail(e) : 0;
+}
+
+DIO_API int dio_rename(struct dio_vol *v, const char *oldname, const char *newname)
+{
+	size_t l1 = 0, l2 = 0;
+	int e = v ? name_check(oldname, &l1) : -EINVAL;
+	if (!e)
+		e = name_check(newname, &l2);
+	if (!e && v->rdonly)
+		e = -EROFS;
+	if (e)
+		return fail(e);
+	pthread_mutex_lock(&v->md_lock);
+	struct dio_inode *in = ns_lookup(v, oldname, l1, NULL);
+	struct dio_inode *target = ns_lookup(v, newname, l2, NULL);
+	if (!in)
+		e = -ENOENT;
+	else if (in == target)
+		e = 0;   /* rename to itself: nothing to do, as rename(2) */
+	else if (!(e = md_room(v, 0, l2))) {
+		char save[DIO_NAME_MAX];
+		memcpy(save, oldname, l1);   /* oldname may be in->name itself */
+		struct dio_rec r = { .type = R_RENAME, .n1 = save, .l1 = l1, .n2 = newname, .l2 = l2 };
+		e = j_append(v, &r);
+		if (!e) {
+			if (target)
+				ns_remove(v, target);
+			ns_remove(v, in);
+			e = ns_insert(v, in, newname, l2);
+			if (e) {
+				/* out of memory mid-rename: the journal already holds
+				   it; refuse further changes rather than diverge */
+				v->jbroken = true;
+			}
+			if (target && !target->nopen) {
+				ino_free_blocks(v, target);
+				ino_destroy(v, target);
+			}
+		}
+	}
+	pthread_mutex_unlock(&v->md_lock);
+	return e ? fail(e) : 0;
+}
+
+DIO_API int dio_list(struct dio_vol *v, const char *prefix,
+		     int (*cb)(const char *name, const struct dio_stat *st, void *arg), void *arg)
+{
+	if (!v || !cb)
+		return fail(EINVAL);
+	size_t plen = prefix ? strnlen(prefix, DIO_NAME_MAX + 1) : 0;
+	if (plen > DIO_NAME_MAX)
+		return fail(ENAMETOOLONG);
+	char last[DIO_NAME_MAX + 1];
+	size_t lastlen = 0;
+	bool first = true;
+	for (;;) {
+		struct dio_stat st;
+		pthread_mutex_lock(&v->md_lock);
+		size_t pos;
+		if (first)
+			ns_lookup(v, prefix ? prefix : "", plen, &pos);
+		else if (ns_lookup(v, last, lastlen, &pos))
+			pos++;
+		struct dio_inode *in = pos < v->nnames ? v->names[pos] : NULL;
+		if (in && (in->namelen < plen || memcmp(in->name, prefix, plen)))
+			in = NULL;
+		if (in) {
+			memcpy(last, in->name, in->namelen);
+			lastlen = in->namelen;
+			last[lastlen] = 0;
+			fill_stat(v, in, &st);
+		}
+		pthread_mutex_unlock(&v->md_lock);
+		if (!in)
+			return 0;
+		first = false;
+		int r = cb(last, &st, arg);
+		if (r)
+			return r;
+	}
+}
+
+/* ---- size and allocation changes --------------------------------------- */
+
+static int writable(struct dio_file *f)
+{
+	if (file_check(f) < 0)
+		return -1;
+	if (f->vol->rdonly)
+		return fail(EROFS);
+	if ((f->flags & O_ACCMODE) == O_RDONLY)
+		return fail(EBADF);
+	return 0;
+}
+
+/* Is block lblk mapped and written? (map lock held) */
+static bool block_written(struct dio_inode *in, uint64_t lblk)
+{
+	size_t i = em_search(&in->map, lblk);
+	return i < in->map.n && in->map.v[i].lblk <= lblk && !(in->map.v[i].flags & EXT_UNWRITTEN);
+}
+
+static bool range_has_written(struct dio_inode *in, uint64_t lblk)
+{
+	pthread_rwlock_rdlock(&in->map_lock);
+	bool w = block_written(in, lblk);
+	pthread_rwlock_unlock(&in->map_lock);
+	return w;
+}
+
+/* Zero [off, off+len) inside one block if that block holds written data. */
+static int zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
+{
+	if (!len || !range_has_written(f->ino, off / f->vol->bs))
+		return 0;
+	return rw_zero_partial(f, off, len);
+}
+
+static void md_begin(struct dio_vol *v, struct dio_inode *in)
+{
+	pthread_mutex_lock(&v->md_lock);
+	pthread_rwlock_wrlock(&in->map_lock);
+}
+
+static void md_end(struct dio_vol *v, struct dio_inode *in)
+{
+	pthread_rwlock_unlock(&in->map_lock);
+	pthread_mutex_unlock(&v->md_lock);
+}
+
+/* Keep the pending journal small: commit when it holds a quarter of the
+   journal, so it never has to be checkpointed in one huge piece. */
+static void j_maybe_commit(struct dio_vol *v)
+{
+	pthread_mutex_lock(&v->md_lock);
+	bool big = v->jlen > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4;
+	uint64_t seq = v->last_seq;
+	pthread_mutex_unlock(&v->md_lock);
+	if (big)
+		j_commit(v, seq, false, false);
+}
+
+DIO_API int dio_ftruncate(struct dio_file *f, off_t length)
+{
+	if (writable(f) < 0)
+		return -1;
+	if (length < 0)
+		return fail(EINVAL);
+	if ((uint64_t)length > DIO_MAX_FILE_SIZE)
+		return fail(EFBIG);
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	uint64_t nsz = (uint64_t)length, bs = v->bs;
+	struct dio_range r;
+	rl_lock(&in->rl, &r, 0, UINT64_MAX, true);
+	uint64_t osz = in->size;   /* stable: the whole file is locked */
+	int e = 0;
+	if (nsz < osz && nsz % bs)
+		e = zero_partial(f, nsz, bs - nsz % bs);   /* no old bytes reappear past EOF */
+	if (!e) {
+		md_begin(v, in);
+		e = md_room(v, 2, 0);
+		if (!e && nsz < osz)
+			e = md_unmap(v, in, DIV_UP(nsz, bs), DIO_MAX_FILE_SIZE / bs - DIV_UP(nsz, bs));
+		if (!e && nsz != osz)
+			e = md_set_size(v, in, nsz);
+		md_end(v, in);
+	}
+	rl_unlock(&in->rl, &r);
+	j_maybe_commit(v);
+	return e ? fail(e) : 0;
+}
+
+/* Turn written blocks of [b0, b1) back into unwritten ones (zero range). */
+static int md_unwrite(struct dio_vol *v, struct dio_inode *in, uint64_t b0, uint64_t b1)
+{
+	size_t i = em_search(&in->map, b0);
+	while (i < in->map.n && in->map.v[i].lblk < b1) {
+		struct dio_extent x = in->map.v[i];
+		uint64_t s = MAX(x.lblk, b0), e2 = MIN(x.lblk + x.len, b1);
+		if (!(x.flags & EXT_UNWRITTEN)) {
+			int e = md_map(v, in, s, x.pblk + (s - x.lblk), e2 - s, EXT_UNWRITTEN);
+			if (e)
+				return e;
+		}
+		if (e2 >= b1)
+			break;
+		i = em_search(&in->map, e2);
+	}
+	return 0;
+}
+
+DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
+{
+	if (writable(f) < 0)
+		return -1;
+	const int known = DIO_FALLOC_KEEP_SIZE | DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE;
+	if ((mode & ~known) || ((mode & DIO_FALLOC_PUNCH_HOLE) && mode != (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE)) ||
+	    ((mode & DIO_FALLOC_ZERO_RANGE) && (mode & DIO_FALLOC_PUNCH_HOLE)))
+		return fail(EOPNOTSUPP);
+	if (offset < 0 || len <= 0)
+		return fail(EINVAL);
+	if ((uint64_t)offset > DIO_MAX_FILE_SIZE || (uint64_t)len > DIO_MAX_FILE_SIZE - (uint64_t)offset)
+		return fail(EFBIG);
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	uint64_t bs = v->bs, off = (uint64_t)offset, end = off + (uint64_t)len;
+	uint64_t b0 = off / bs, b1 = DIV_UP(end, bs);
+	uint64_t f0 = DIV_UP(off, bs), f1 = end / bs;       /* fully covered blocks */
+	struct dio_range r;
+	int e = 0;
+	rl_lock(&in->rl, &r, b0, b1, true);
+	if (mode & (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE)) {
+		/* partial edge blocks keep their other bytes: zero in place */
+		if (f0 > f1) {
+			e = zero_partial(f, off, end - off);
+		} else {
+			e = zero_partial(f, off, f0 * bs - off);
+			if (!e)
+				e = zero_partial(f, f1 * bs, end - f1 * bs);
+		}
+	}
+	if (!e) {
+		md_begin(v, in);
+		if (mode & DIO_FALLOC_PUNCH_HOLE) {
+			e = md_room(v, 2, 0);
+			if (!e && f1 > f0)
+				e = md_unmap(v, in, f0, f1 - f0);
+		} else {
+			e = md_alloc_range(v, in, b0, b1 - b0, true);
+			if (!e && (mode & DIO_FALLOC_ZERO_RANGE) && f1 > f0)
+				e = md_unwrite(v, in, f0, f1);
+			if (!e && !(mode & DIO_FALLOC_KEEP_SIZE) && end > in->size)
+				e = md_set_size(v, in, end);
+		}
+		md_end(v, in);
+	}
+	rl_unlock(&in->rl, &r);
+	j_maybe_commit(v);
+	return e ? fail(e) : 0;
+}
+
+DIO_API off_t dio_lseek(struct dio_file *f, off_t offset, int whence)
+{
+	if (file_check(f) < 0)
+		return -1;
+	struct dio_inode *in = f->ino;
+	uint64_t bs = f->vol->bs;
+	pthread_rwlock_rdlock(&in->map_lock);
+	uint64_t size = in->size;
+	off_t res = -1;
+	int e = 0;
+	if (whence == SEEK_SET) {
+		res = offset;
+	} else if (whence == SEEK_END) {
+		res = (off_t)size + offset;
+	} else if (whence == SEEK_DATA || whence == SEEK_HOLE) {
+		if (offset < 0)
+			e = EINVAL;
+		else if ((uint64_t)offset >= size)
+			e = ENXIO;
+		else {
+			/* unwritten blocks read as zeros: they count as holes */
+			uint64_t pos = (uint64_t)offset, found = size;
+			size_t i = em_search(&in->map, pos / bs);
+			if (whence == SEEK_DATA) {
+				for (; i < in->map.n; i++) {
+					const struct dio_extent *x = &in->map.v[i];
+					if (x->flags & EXT_UNWRITTEN)
+						continue;
+					found = MAX(x->lblk * bs, pos);
+					break;
+				}
+			} else {
+				for (; i < in->map.n; i++) {
+					const struct dio_extent *x = &in->map.v[i];
+					if ((x->flags & EXT_UNWRITTEN) || x->lblk * bs > pos)
+						break;    /* pos is in a hole */
+					pos = (x->lblk + x->len) * bs;
+				}
+			}
+			if (whence == SEEK_HOLE)
+				found = pos;
+			if (found >= size)
+				found = size;
+			if (whence == SEEK_DATA && found >= size)
+				e = ENXIO;
+			res = (off_t)found;
+		}
+	} else {
+		e = EINVAL;
+	}
+	pthread_rwlock_unlock(&in->map_lock);
+	if (!e && res < 0)
+		e = EINVAL;
+	return e ? (off_t)fail(e) : res;
+}
+
+static int file_sync(struct dio_file *f)
+{
+	if (file_check(f) < 0)
+		return -1;
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	int e = 0;
+	if (!v->rdonly) {
+		/* clear before flushing: a write finishing after this point is
+		   not covered and sets the flag again */
+		int dirty = atomic_exchange(&in->data_dirty, 0);
+		pthread_mutex_lock(&v->md_lock);
+		uint64_t seq = v->last_seq;
+		pthread_mutex_unlock(&v->md_lock);
+		e = j_commit(v, seq, dirty != 0, false);
+		if (e && dirty)
+			atomic_store(&in->data_dirty, 1);
+	}
+	unsigned cur = atomic_load(&in->err_seq);
+	unsigned seen = atomic_load(&f->err_seen);
+	/* a write failed since this handle last looked: say so once */
+	if (cur != seen && atomic_compare_exchange_strong(&f->err_seen, &seen, cur))
+		e = -EIO;
+	return e ? fail(e) : 0;
+}
+
+DIO_API int dio_fsync(struct dio_file *f) { return file_sync(f); }
+DIO_API int dio_fdatasync(struct dio_file *f) { return file_sync(f); }

@@ -1,0 +1,126 @@
+/*
+ * Encoding of the on-disk structures (docs/FORMAT.md is the reference):
+ * little-endian, explicit widths, CRC32C over every metadata block.
+ */
+#include "internal.h"
+#include <string.h>
+
+void sb_encode(const struct dio_sb *sb, uint8_t *b)
+{
+	memset(b, 0, SB_BYTES);
+	put_le64(b + 0, DIO_MAGIC_SB);
+	put_le32(b + 8, sb->version);
+	put_le32(b + 12, sb->incompat);
+	put_le32(b + 16, sb->compat);
+	put_le32(b + 20, sb->ro_compat);
+	put_le32(b + 24, sb->block_size);
+	put_le32(b + 28, sb->ckpt_slot);
+	put_le64(b + 32, sb->uuid);
+	put_le64(b + 40, sb->total_blocks);
+	put_le64(b + 48, sb->journal_start);
+	put_le64(b + 56, sb->journal_blocks);
+	put_le64(b + 64, sb->ckpt_start[0]);
+	put_le64(b + 72, sb->ckpt_start[1]);
+	put_le64(b + 80, sb->ckpt_blocks);
+	put_le64(b + 88, sb->data_start);
+	put_le64(b + 96, sb->gen);
+	put_le64(b + 104, sb->ckpt_nblocks);
+	put_le64(b + 112, sb->ckpt_seq);
+	put_le64(b + 120, sb->jstart_pos);
+	put_le64(b + 128, sb->jstart_bseq);
+	memcpy(b + 136, sb->label, 64);
+	put_le32(b + 252, dio_crc32c(0, b, 252));
+}
+
+int sb_decode(const uint8_t *b, struct dio_sb *sb)
+{
+	if (get_le64(b) != DIO_MAGIC_SB)
+		return -EINVAL;
+	if (get_le32(b + 252) != dio_crc32c(0, b, 252))
+		return -EUCLEAN;
+	memset(sb, 0, sizeof(*sb));
+	sb->version = get_le32(b + 8);
+	sb->incompat = get_le32(b + 12);
+	sb->compat = get_le32(b + 16);
+	sb->ro_compat = get_le32(b + 20);
+	sb->block_size = get_le32(b + 24);
+	sb->ckpt_slot = get_le32(b + 28);
+	sb->uuid = get_le64(b + 32);
+	sb->total_blocks = get_le64(b + 40);
+	sb->journal_start = get_le64(b + 48);
+	sb->journal_blocks = get_le64(b + 56);
+	sb->ckpt_start[0] = get_le64(b + 64);
+	sb->ckpt_start[1] = get_le64(b + 72);
+	sb->ckpt_blocks = get_le64(b + 80);
+	sb->data_start = get_le64(b + 88);
+	sb->gen = get_le64(b + 96);
+	sb->ckpt_nblocks = get_le64(b + 104);
+	sb->ckpt_seq = get_le64(b + 112);
+	sb->jstart_pos = get_le64(b + 120);
+	sb->jstart_bseq = get_le64(b + 128);
+	memcpy(sb->label, b + 136, 64);
+	sb->label[63] = 0;
+	return 0;
+}
+
+/* Every field checked against every other and against the device, so a
+   damaged superblock can never point an I/O outside the volume. */
+int sb_validate(const struct dio_sb *sb, uint64_t dev_size)
+{
+	uint32_t bs = sb->block_size;
+	if (sb->version != DIO_FORMAT_VERSION || (sb->incompat & ~DIO_INCOMPAT_SUPPORTED))
+		return -EUCLEAN;
+	if (bs < 512 || bs > 65536 || (bs & (bs - 1)))
+		return -EUCLEAN;
+	if (!sb->total_blocks || sb->total_blocks > dev_size / bs)
+		return -EUCLEAN;
+	uint64_t t = sb->total_blocks;
+	if (sb->journal_start != 2 || sb->journal_blocks < 4 || sb->journal_blocks > t)
+		return -EUCLEAN;
+	if (sb->ckpt_blocks < 2 || sb->ckpt_blocks > t ||
+	    sb->ckpt_start[0] != sb->journal_start + sb->journal_blocks ||
+	    sb->ckpt_start[1] != sb->ckpt_start[0] + sb->ckpt_blocks ||
+	    sb->data_start != sb->ckpt_start[1] + sb->ckpt_blocks || sb->data_start >= t)
+		return -EUCLEAN;
+	if (sb->ckpt_slot > 1 || !sb->ckpt_nblocks || sb->ckpt_nblocks > sb->ckpt_blocks)
+		return -EUCLEAN;
+	if (sb->jstart_pos >= sb->journal_blocks)
+		return -EUCLEAN;
+	return 0;
+}
+
+void mblk_seal(uint8_t *blk, uint32_t bs, const struct dio_mblk_hdr *h)
+{
+	put_le32(blk + 0, h->magic);
+	put_le32(blk + 4, 0);
+	put_le64(blk + 8, h->uuid);
+	put_le64(blk + 16, h->seq);
+	put_le64(blk + 24, h->aux);
+	put_le32(blk + 32, h->count);
+	put_le32(blk + 36, h->used);
+	put_le32(blk + 4, dio_crc32c(0, blk, bs));
+}
+
+int mblk_check(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid, struct dio_mblk_hdr *h)
+{
+	if (get_le32(blk) != magic || get_le64(blk + 8) != uuid)
+		return -EUCLEAN;
+	uint32_t want = get_le32(blk + 4);
+	/* CRC of the block with the crc field read as zero */
+	static const uint8_t zero4[4];
+	uint32_t c = dio_crc32c(0, blk, 4);
+	c = dio_crc32c(c, zero4, 4);
+	c = dio_crc32c(c, blk + 8, bs - 8);
+	if (c != want)
+		return -EUCLEAN;
+	h->magic = magic;
+	h->crc = want;
+	h->uuid = uuid;
+	h->seq = get_le64(blk + 16);
+	h->aux = get_le64(blk + 24);
+	h->count = get_le32(blk + 32);
+	h->used = get_le32(blk + 36);
+	if (h->used > bs - MBLK_HDR)
+		return -EUCLEAN;
+	return 0;
+}

@@ -1,0 +1,330 @@
+/*
+ * libdio internals shared by the files of lib/.  Nothing here is public.
+ *
+ * Lock order (outermost first), never taken the other way round:
+ *   inode range lock  ->  vol->commit_lock  ->  vol->md_lock
+ *   ->  inode->map_lock  ->  vol->bounce.lock / device context locks
+ * md_lock guards every metadata change (namespace, extent maps, sizes,
+ * allocator, the pending journal records).  Readers of one file's map take
+ * only that inode's map_lock shared.  No lock but a range lock is held
+ * across a data I/O, and only commit_lock across journal I/O.
+ */
+#ifndef DIO_INTERNAL_H
+#define DIO_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <errno.h>
+#include "dio/dio.h"
+#include "dio/backend.h"
+
+#define DIO_API __attribute__((visibility("default")))
+
+#define DIV_UP(a, b) (((a) + (b) - 1) / (b))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* ---- crc32c.c ---- */
+uint32_t dio_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* ---- log (vol.c) ---- */
+void dio_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- device and geometry (info.c) ---- */
+struct dio_geom {
+	uint64_t size;           /* bytes usable */
+	uint32_t logical_bs;     /* offset_align */
+	uint32_t physical_bs;
+	uint32_t mem_align;
+	uint32_t opt_io;
+	uint64_t max_io;
+	uint32_t atomic_min, atomic_max;
+	bool volatile_cache;
+	bool is_blockdev;
+};
+/* Open path with O_DIRECT, exclusively (EBUSY if already open so). */
+int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_size, int *fdp);
+int dio_dev_probe(int fd, struct dio_geom *g);
+
+/* ---- backends (backend/registry.c) ---- */
+const struct dio_backend_ops *dio_backend_find(const char *name, int *err);
+
+/* One device context: a backend context plus the lock that keeps it to
+   one submitter at a time. */
+struct dio_devctx {
+	pthread_mutex_t lock;
+	void *ctx;
+} __attribute__((aligned(64)));
+
+#define DIO_NCTX 8
+
+struct dio_counters_atomic {
+	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written, device_ios,
+		bounced, rmw_blocks, journal_commits, flushes;
+};
+
+/* ---- extent maps (extent.c) ---- */
+#define EXT_UNWRITTEN 0x1u
+
+struct dio_extent {
+	uint64_t lblk;   /* first file block */
+	uint64_t pblk;   /* first device block (volume-relative) */
+	uint32_t len;    /* blocks */
+	uint32_t flags;  /* EXT_UNWRITTEN */
+};
+#define EXT_MAX_LEN 0x80000000u
+
+struct dio_emap {
+	struct dio_extent *v;
+	size_t n, cap;
+};
+/* Index of the first extent ending after lblk (n if none). O(log n). */
+size_t em_search(const struct dio_emap *m, uint64_t lblk);
+typedef void (*em_free_fn)(void *arg, uint64_t pblk, uint64_t len);
+int  em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg);
+int  em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
+int  em_reserve(struct dio_emap *m, size_t extra);
+void em_free(struct dio_emap *m);
+uint64_t em_blocks(const struct dio_emap *m);
+
+/* ---- free space (alloc.c) ---- */
+struct dio_alloc {
+	struct dio_extent *v;      /* free ranges sorted by pblk (lblk unused) */
+	size_t n, cap;
+	uint64_t free_blocks;
+	uint64_t first, end;       /* data area [first, end) in blocks */
+	/* freed but not yet durable: reusable once durable_seq >= seq */
+	struct pending_free { uint64_t pblk, len, seq; } *pend;
+	size_t npend, pcap;
+	uint64_t pend_blocks;
+};
+int  alloc_init(struct dio_alloc *a, uint64_t first, uint64_t end);
+void alloc_destroy(struct dio_alloc *a);
+int  alloc_mark_used(struct dio_alloc *a, uint64_t pblk, uint64_t len);
+void alloc_finish_build(struct dio_alloc *a);
+int  alloc_check_overlap(struct dio_alloc *a);   /* before finish_build */
+int  alloc_take(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t *pblk, uint64_t *got);
+void alloc_give(struct dio_alloc *a, uint64_t pblk, uint64_t len);
+int  alloc_defer(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t seq);
+void alloc_release_durable(struct dio_alloc *a, uint64_t durable_seq);
+
+/* ---- range locks (lock.c) ---- */
+struct dio_range {
+	uint64_t start, end;       /* blocks [start, end) */
+	bool excl;
+	struct dio_range *next;
+};
+struct dio_rangelock {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct dio_range *held;
+};
+void rl_init(struct dio_rangelock *rl);
+void rl_destroy(struct dio_rangelock *rl);
+void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
+void rl_unlock(struct dio_rangelock *rl, struct dio_range *r);
+
+/* ---- inodes and the namespace (file.c) ---- */
+struct dio_inode {
+	uint64_t ino;
+	char *name;                /* NULL once unlinked (orphan until last close) */
+	size_t namelen;
+	pthread_rwlock_t map_lock; /* guards size and map */
+	uint64_t size;
+	struct dio_emap map;
+	struct dio_rangelock rl;
+	unsigned nopen;            /* handles; under md_lock */
+	atomic_uint err_seq;       /* bumped on every write error (errseq) */
+	atomic_int data_dirty;     /* data written since the last flush */
+	struct dio_inode *hnext;   /* ino hash chain */
+};
+
+struct dio_file {
+	struct dio_vol *vol;
+	struct dio_inode *ino;
+	int flags;
+	atomic_uint err_seen;      /* err_seq this handle has reported */
+	uint32_t magic;
+};
+#define DIO_FILE_MAGIC 0x64696f66u
+
+/* ---- bounce buffers (bounce.c) ---- */
+#define BOUNCE_SIZE  (1u << 20)
+#define BOUNCE_COUNT 8
+struct dio_bounce {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	void *mem;
+	unsigned freemask;
+	void *zero;                /* BOUNCE_SIZE of zeros, never written to */
+};
+int   bounce_init(struct dio_bounce *b, uint32_t align);
+void  bounce_destroy(struct dio_bounce *b);
+void *bounce_get(struct dio_bounce *b);
+void  bounce_put(struct dio_bounce *b, void *p);
+
+/* ---- the on-disk layout (format.c) ---- */
+#define DIO_MAGIC_SB   UINT64_C(0x31304c4f564f4944)  /* "DIOVOL01" */
+#define DIO_FORMAT_VERSION 1
+#define DIO_INCOMPAT_SUPPORTED 0u
+#define DIO_MAGIC_CKPT 0x544b4344u   /* "DCKT" */
+#define DIO_MAGIC_JRNL 0x4c4e4a44u   /* "DJNL" */
+
+struct dio_sb {
+	uint32_t version, incompat, compat, ro_compat;
+	uint32_t block_size;
+	uint64_t uuid;
+	uint64_t total_blocks;         /* volume size in blocks */
+	uint64_t journal_start, journal_blocks;
+	uint64_t ckpt_start[2], ckpt_blocks;
+	uint64_t data_start;
+	uint64_t gen;
+	uint32_t ckpt_slot;
+	uint64_t ckpt_nblocks;         /* blocks the current checkpoint uses */
+	uint64_t ckpt_seq;             /* last record seq in the checkpoint */
+	uint64_t jstart_pos;           /* journal block index to replay from */
+	uint64_t jstart_bseq;          /* block sequence expected there */
+	char label[64];
+};
+#define SB_BYTES 256
+void sb_encode(const struct dio_sb *sb, uint8_t *buf);            /* SB_BYTES, with CRC */
+int  sb_decode(const uint8_t *buf, struct dio_sb *sb);            /* 0, -EINVAL not ours, -EUCLEAN */
+int  sb_validate(const struct dio_sb *sb, uint64_t dev_size);
+
+/* Every checkpoint and journal block starts with this header. */
+struct dio_mblk_hdr {
+	uint32_t magic;
+	uint32_t crc;              /* CRC32C of the block with this field zero */
+	uint64_t uuid;             /* volume uuid: blocks of older volumes never match */
+	uint64_t seq;              /* checkpoint: generation; journal: block sequence */
+	uint64_t aux;              /* checkpoint: block index; journal: first block of the txn */
+	uint32_t count;            /* checkpoint: blocks in all; journal: blocks in the txn */
+	uint32_t used;             /* payload bytes used in this block */
+};
+#define MBLK_HDR 40
+void mblk_seal(uint8_t *blk, uint32_t bs, const struct dio_mblk_hdr *h);
+int  mblk_check(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid, struct dio_mblk_hdr *h);
+
+/* ---- journal records (journal.c) ---- */
+enum {
+	R_CREATE = 1,  /* ino, name */
+	R_UNLINK = 2,  /* name */
+	R_RENAME = 3,  /* old name, new name */
+	R_SIZE   = 4,  /* ino, size */
+	R_MAP    = 5,  /* ino, lblk, pblk, len, flags: map (replacing) */
+	R_UNMAP  = 6,  /* ino, lblk, len */
+};
+
+struct dio_rec {
+	int type;
+	uint64_t ino, a, b, c;     /* SIZE: a=size; MAP: a=lblk b=pblk c=len; UNMAP a=lblk c=len */
+	uint32_t flags;
+	const char *n1, *n2;
+	size_t l1, l2;
+};
+
+/* ---- the volume ---- */
+struct dio_vol {
+	int fd;
+	bool rdonly;
+	char *path;
+	struct dio_geom geom;
+	struct dio_sb sb;
+	uint32_t bs;
+	unsigned bshift;
+	const struct dio_backend_ops *ops;
+	struct dio_devctx ctx[DIO_NCTX];
+	unsigned nctx;
+	unsigned depth;
+
+	pthread_mutex_t md_lock;
+	/* namespace: sorted by name */
+	struct dio_inode **names;
+	size_t nnames, names_cap;
+	/* all live inodes by number */
+	struct dio_inode **ihash;
+	size_t ihash_size, ninodes;
+	uint64_t next_ino;
+	unsigned nopen_total;
+	struct dio_alloc alloc;
+	uint64_t md_bytes;         /* size of a checkpoint of the current state */
+	uint64_t md_cap;           /* what a checkpoint area holds */
+
+	/* journal: records appended under md_lock */
+	uint8_t *jbuf;
+	size_t jlen, jcap;
+	uint64_t last_seq;         /* seq of the last record appended */
+	bool jbroken;              /* a commit failed: volume refuses metadata changes */
+
+	pthread_mutex_t commit_lock;
+	uint64_t durable_seq;      /* records up to here are on stable storage */
+	uint64_t jhead_pos, jhead_bseq;   /* next journal block to write */
+	uint8_t *jio;              /* aligned staging for journal/checkpoint I/O */
+	size_t jio_cap;
+	atomic_uint_fast64_t flush_started, flush_done;
+
+	struct dio_bounce bounce;
+	struct dio_counters_atomic cnt;
+};
+
+/* device I/O (rw.c) */
+int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n);
+int dev_flush(struct dio_vol *v);
+int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, size_t len);
+
+/* journal.c */
+int  j_append(struct dio_vol *v, const struct dio_rec *r);   /* under md_lock */
+int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt);
+int  j_replay(struct dio_vol *v);
+int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
+int  rec_apply(struct dio_vol *v, const struct dio_rec *r, bool live);
+
+/* ckpt.c */
+int  ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t *image_len);
+int  ckpt_load(struct dio_vol *v);
+uint64_t md_inode_bytes(size_t namelen);
+#define MD_EXTENT_BYTES 24u
+#define CKPT_HDR_BYTES 24u
+
+/* file.c: namespace and inode table, all under md_lock */
+struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, size_t *pos);
+struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino);
+struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino);
+int  ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len);
+void ns_remove(struct dio_vol *v, struct dio_inode *in);
+void ino_destroy(struct dio_vol *v, struct dio_inode *in);
+void ino_free_blocks(struct dio_vol *v, struct dio_inode *in);
+void vol_free_inodes(struct dio_vol *v);
+
+/* extent + journal helpers used by rw.c and file.c (under md_lock + map wrlock) */
+int  md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len);
+int  md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
+int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size);
+int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, bool journal);
+int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
+
+/* rw.c helpers for file.c */
+int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);
+int  file_check(struct dio_file *f);
+
+static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)
+{
+	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
+}
+
+static inline void put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
+static inline void put_le32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }
+static inline void put_le64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = v >> (8 * i); }
+static inline uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t get_le64(const uint8_t *p) { return get_le32(p) | (uint64_t)get_le32(p + 4) << 32; }
+
+#endif

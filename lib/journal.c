@@ -1,0 +1,491 @@
+/*
+ * The metadata journal: logical redo records, committed in transactions.
+ *
+ * Every metadata change is made in memory under md_lock and appended, in
+ * the same critical section, as a record to the pending buffer; so the
+ * order of records is the order of the changes.  A commit takes the whole
+ * pending buffer as one transaction:
+ *
+ *   1. flush the device cache: the data that the records make reachable
+ *      (an unwritten->written conversion, a size change) is durable first
+ *      (ordered mode; no record ever exposes blocks whose data is not);
+ *   2. write the transaction's journal blocks with FUA.
+ *
+ * Journal blocks carry a block sequence number and the volume uuid.
+ * Replay starts at the position the superblock names and stops at the
+ * first block that is absent, torn or old, discarding a partial
+ * transaction.  When the journal would overflow, a checkpoint (ckpt.c)
+ * replaces it: recovery never reads more than one journal's worth.
+ *
+ * Concurrent fsyncs share commits: each caller waits on commit_lock and
+ * finds its records already durable if another caller's commit took them
+ * (group commit).
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+static size_t rec_size(const struct dio_rec *r)
+{
+	switch (r->type) {
+	case R_CREATE: return 4 + 8 + 2 + r->l1;
+	case R_UNLINK: return 4 + 2 + r->l1;
+	case R_RENAME: return 4 + 2 + r->l1 + 2 + r->l2;
+	case R_SIZE:   return 4 + 16;
+	case R_MAP:    return 4 + 36;
+	case R_UNMAP:  return 4 + 24;
+	}
+	return 0;
+}
+
+int j_append(struct dio_vol *v, const struct dio_rec *r)
+{
+	size_t need = rec_size(r);
+	if (v->jlen + need > v->jcap) {
+		size_t cap = v->jcap ? v->jcap * 2 : 4096;
+		while (cap < v->jlen + need)
+			cap *= 2;
+		uint8_t *n = realloc(v->jbuf, cap);
+		if (!n)
+			return -ENOMEM;
+		v->jbuf = n;
+		v->jcap = cap;
+	}
+	uint8_t *p = v->jbuf + v->jlen;
+	p[0] = (uint8_t)r->type;
+	p[1] = 0;
+	put_le16(p + 2, (uint16_t)need);
+	p += 4;
+	switch (r->type) {
+	case R_CREATE:
+		put_le64(p, r->ino);
+		put_le16(p + 8, (uint16_t)r->l1);
+		memcpy(p + 10, r->n1, r->l1);
+		break;
+	case R_UNLINK:
+		put_le16(p, (uint16_t)r->l1);
+		memcpy(p + 2, r->n1, r->l1);
+		break;
+	case R_RENAME:
+		put_le16(p, (uint16_t)r->l1);
+		memcpy(p + 2, r->n1, r->l1);
+		put_le16(p + 2 + r->l1, (uint16_t)r->l2);
+		memcpy(p + 4 + r->l1, r->n2, r->l2);
+		break;
+	case R_SIZE:
+		put_le64(p, r->ino);
+		put_le64(p + 8, r->a);
+		break;
+	case R_MAP:
+		put_le64(p, r->ino);
+		put_le64(p + 8, r->a);
+		put_le64(p + 16, r->b);
+		put_le64(p + 24, r->c);
+		put_le32(p + 32, r->flags);
+		break;
+	case R_UNMAP:
+		put_le64(p, r->ino);
+		put_le64(p + 8, r->a);
+		put_le64(p + 16, r->c);
+		break;
+	}
+	v->jlen += need;
+	v->last_seq++;
+	return 0;
+}
+
+/* Parse one record at p (avail bytes); 0 and *used, or -EUCLEAN. */
+static int rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used)
+{
+	if (avail < 4)
+		return -EUCLEAN;
+	size_t len = get_le16(p + 2);
+	if (len < 4 || len > avail)
+		return -EUCLEAN;
+	memset(r, 0, sizeof(*r));
+	r->type = p[0];
+	const uint8_t *q = p + 4;
+	size_t body = len - 4;
+	switch (r->type) {
+	case R_CREATE:
+		if (body < 10)
+			return -EUCLEAN;
+		r->ino = get_le64(q);
+		r->l1 = get_le16(q + 8);
+		r->n1 = (const char *)q + 10;
+		if (body != 10 + r->l1)
+			return -EUCLEAN;
+		break;
+	case R_UNLINK:
+		if (body < 2)
+			return -EUCLEAN;
+		r->l1 = get_le16(q);
+		r->n1 = (const char *)q + 2;
+		if (body != 2 + r->l1)
+			return -EUCLEAN;
+		break;
+	case R_RENAME:
+		if (body < 4)
+			return -EUCLEAN;
+		r->l1 = get_le16(q);
+		if (body < 4 + r->l1)
+			return -EUCLEAN;
+		r->n1 = (const char *)q + 2;
+		r->l2 = get_le16(q + 2 + r->l1);
+		r->n2 = (const char *)q + 4 + r->l1;
+		if (body != 4 + r->l1 + r->l2)
+			return -EUCLEAN;
+		break;
+	case R_SIZE:
+		if (body != 16)
+			return -EUCLEAN;
+		r->ino = get_le64(q);
+		r->a = get_le64(q + 8);
+		break;
+	case R_MAP:
+		if (body != 36)
+			return -EUCLEAN;
+		r->ino = get_le64(q);
+		r->a = get_le64(q + 8);
+		r->b = get_le64(q + 16);
+		r->c = get_le64(q + 24);
+		r->flags = get_le32(q + 32);
+		break;
+	case R_UNMAP:
+		if (body != 24)
+			return -EUCLEAN;
+		r->ino = get_le64(q);
+		r->a = get_le64(q + 8);
+		r->c = get_le64(q + 16);
+		break;
+	default:
+		return -EUCLEAN;
+	}
+	*used = len;
+	return 0;
+}
+
+static bool name_ok(const char *n, size_t l)
+{
+	return l >= 1 && l <= DIO_NAME_MAX && !memchr(n, 0, l);
+}
+
+/* Apply a replayed record to the in-memory state (mount only). */
+int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool live)
+{
+	(void)live;
+	struct dio_inode *in;
+	const uint64_t maxblk = DIO_MAX_FILE_SIZE / v->bs;
+	switch (r->type) {
+	case R_CREATE:
+		if (!name_ok(r->n1, r->l1) || !r->ino || ino_lookup(v, r->ino) ||
+		    ns_lookup(v, r->n1, r->l1, NULL))
+			return -EUCLEAN;
+		in = ino_new(v, r->ino);
+		if (!in)
+			return -ENOMEM;
+		if (r->ino >= v->next_ino)
+			v->next_ino = r->ino + 1;
+		return ns_insert(v, in, r->n1, r->l1);
+	case R_UNLINK:
+		if (!name_ok(r->n1, r->l1) || !(in = ns_lookup(v, r->n1, r->l1, NULL)))
+			return -EUCLEAN;
+		ns_remove(v, in);
+		return 0;
+	case R_RENAME: {
+		if (!name_ok(r->n1, r->l1) || !name_ok(r->n2, r->l2) ||
+		    !(in = ns_lookup(v, r->n1, r->l1, NULL)))
+			return -EUCLEAN;
+		struct dio_inode *t = ns_lookup(v, r->n2, r->l2, NULL);
+		if (t == in)
+			return 0;
+		if (t)
+			ns_remove(v, t);
+		ns_remove(v, in);
+		return ns_insert(v, in, r->n2, r->l2);
+	}
+	case R_SIZE:
+		if (r->a > DIO_MAX_FILE_SIZE)
+			return -EUCLEAN;
+		if ((in = ino_lookup(v, r->ino)))
+			in->size = r->a;
+		return 0;
+	case R_MAP:
+		if (!r->c || r->a >= maxblk || r->c > maxblk - r->a || r->b < v->sb.data_start ||
+		    r->b >= v->sb.total_blocks || r->c > v->sb.total_blocks - r->b ||
+		    (r->flags & ~EXT_UNWRITTEN))
+			return -EUCLEAN;
+		if (!(in = ino_lookup(v, r->ino)))
+			return 0;
+		if (em_remove(&in->map, r->a, r->c, NULL, NULL) < 0 ||
+		    em_insert(&in->map, r->a, r->b, r->c, r->flags) < 0)
+			return -ENOMEM;
+		return 0;
+	case R_UNMAP:
+		if (r->a >= maxblk || r->c > maxblk - r->a)
+			return -EUCLEAN;
+		if ((in = ino_lookup(v, r->ino)))
+			return em_remove(&in->map, r->a, r->c, NULL, NULL) < 0 ? -ENOMEM : 0;
+		return 0;
+	}
+	return -EUCLEAN;
+}
+
+static uint32_t jpayload(const struct dio_vol *v) { return v->bs - MBLK_HDR; }
+
+static int jio_reserve(struct dio_vol *v, size_t bytes)
+{
+	if (bytes <= v->jio_cap)
+		return 0;
+	void *p;
+	size_t cap = MAX(bytes, v->jio_cap * 2);
+	if (posix_memalign(&p, MAX(v->geom.mem_align, 4096u), cap))
+		return -ENOMEM;
+	free(v->jio);
+	v->jio = p;
+	v->jio_cap = cap;
+	return 0;
+}
+
+static int do_flush(struct dio_vol *v)
+{
+	uint64_t mine = atomic_fetch_add(&v->flush_started, 1) + 1;
+	int e = dev_flush(v);
+	if (!e) {
+		uint64_t d = atomic_load(&v->flush_done);
+		while (d < mine && !atomic_compare_exchange_weak(&v->flush_done, &d, mine))
+			;
+	}
+	return e;
+}
+
+/* Write one transaction of `len` bytes from buf at the journal head. */
+static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len)
+{
+	uint32_t pl = jpayload(v), bs = v->bs;
+	uint64_t n = DIV_UP(len, pl), J = v->sb.journal_blocks;
+	int e = jio_reserve(v, n * bs);
+	if (e)
+		return e;
+	for (uint64_t i = 0; i < n; i++) {
+		uint8_t *blk = v->jio + i * bs;
+		size_t used = MIN((size_t)pl, len - i * pl);
+		memset(blk, 0, bs);
+		memcpy(blk + MBLK_HDR, buf + i * pl, used);
+		struct dio_mblk_hdr h = { DIO_MAGIC_JRNL, 0, v->sb.uuid, v->jhead_bseq + i,
+					  v->jhead_bseq, (uint32_t)n, (uint32_t)used };
+		mblk_seal(blk, bs, &h);
+	}
+	uint64_t first = MIN(n, J - v->jhead_pos);
+	e = dev_rw(v, DIO_BIO_WRITE, DIO_BIO_FUA, (v->sb.journal_start + v->jhead_pos) * bs,
+		   v->jio, first * bs);
+	if (!e && n > first)
+		e = dev_rw(v, DIO_BIO_WRITE, DIO_BIO_FUA, v->sb.journal_start * bs,
+			   v->jio + first * bs, (n - first) * bs);
+	if (e)
+		return e;
+	v->jhead_pos = (v->jhead_pos + n) % J;
+	v->jhead_bseq += n;
+	cnt_add(&v->cnt.journal_commits, 1);
+	return 0;
+}
+
+static void mark_durable(struct dio_vol *v, uint64_t seq)
+{
+	pthread_mutex_lock(&v->md_lock);
+	if (seq > v->durable_seq)
+		v->durable_seq = seq;
+	alloc_release_durable(&v->alloc, v->durable_seq);
+	pthread_mutex_unlock(&v->md_lock);
+}
+
+/* Checkpoint; called with commit_lock and md_lock held, returns with
+   md_lock released. */
+static int checkpoint_locked(struct dio_vol *v)
+{
+	uint8_t *img = NULL;
+	size_t img_len = 0;
+	uint64_t nblocks = 0, seq = v->last_seq;
+	int e = ckpt_write(v, &nblocks, &img, &img_len);
+	if (!e)
+		v->jlen = 0;   /* the checkpoint holds every pending record */
+	pthread_mutex_unlock(&v->md_lock);
+	if (e)
+		return e;
+	struct dio_sb nsb = v->sb;
+	nsb.gen++;
+	nsb.ckpt_slot ^= 1;
+	nsb.ckpt_nblocks = nblocks;
+	nsb.ckpt_seq = seq;
+	nsb.jstart_pos = v->jhead_pos;
+	nsb.jstart_bseq = v->jhead_bseq;
+	/* re-seal the image with the new generation */
+	for (uint64_t i = 0; i < nblocks; i++) {
+		uint8_t *blk = img + i * v->bs;
+		struct dio_mblk_hdr h = { DIO_MAGIC_CKPT, 0, v->sb.uuid, nsb.gen, i,
+					  (uint32_t)nblocks, get_le32(blk + 36) };
+		mblk_seal(blk, v->bs, &h);
+	}
+	e = do_flush(v);
+	if (!e)
+		e = dev_rw(v, DIO_BIO_WRITE, 0, nsb.ckpt_start[nsb.ckpt_slot] * v->bs, img, img_len);
+	if (!e)
+		e = do_flush(v);
+	if (!e) {
+		e = jio_reserve(v, v->bs);
+		if (!e) {
+			memset(v->jio, 0, v->bs);
+			sb_encode(&nsb, v->jio);
+			e = dev_rw(v, DIO_BIO_WRITE, 0, (nsb.gen % 2) * v->bs, v->jio, v->bs);
+		}
+	}
+	if (!e)
+		e = do_flush(v);
+	free(img);
+	if (e)
+		return e;
+	v->sb = nsb;
+	cnt_add(&v->cnt.journal_commits, 1);
+	mark_durable(v, seq);
+	return 0;
+}
+
+int j_checkpoint_locked(struct dio_vol *v)
+{
+	pthread_mutex_lock(&v->md_lock);
+	int e = checkpoint_locked(v);
+	if (e) {
+		pthread_mutex_lock(&v->md_lock);
+		v->jbroken = true;
+		pthread_mutex_unlock(&v->md_lock);
+	}
+	return e;
+}
+
+/*
+ * Make every record up to target_seq durable and, if need_flush, make
+ * sure a cache flush started after the caller's writes completed.
+ */
+int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt)
+{
+	uint64_t flush_mark = atomic_load(&v->flush_started);
+	int e = 0;
+	pthread_mutex_lock(&v->commit_lock);
+	pthread_mutex_lock(&v->md_lock);
+	if (v->jbroken) {
+		pthread_mutex_unlock(&v->md_lock);
+		pthread_mutex_unlock(&v->commit_lock);
+		return -EIO;
+	}
+	bool recs_done = v->durable_seq >= target_seq;
+	bool flush_done = !need_flush || atomic_load(&v->flush_done) > flush_mark;
+	if (!force_ckpt && recs_done && flush_done) {
+		pthread_mutex_unlock(&v->md_lock);
+		pthread_mutex_unlock(&v->commit_lock);
+		return 0;
+	}
+	if (!force_ckpt && (recs_done || !v->jlen)) {
+		/* nothing to journal: just the flush (and any stragglers) */
+		pthread_mutex_unlock(&v->md_lock);
+		e = do_flush(v);
+		pthread_mutex_unlock(&v->commit_lock);
+		return e;
+	}
+	uint64_t J = v->sb.journal_blocks;
+	uint64_t used = v->jhead_bseq - v->sb.jstart_bseq;
+	uint64_t need = DIV_UP(v->jlen, jpayload(v));
+	if (force_ckpt || used + need > J) {
+		e = checkpoint_locked(v);
+	} else {
+		uint8_t *buf = v->jbuf;
+		size_t len = v->jlen;
+		uint64_t seq = v->last_seq;
+		v->jbuf = NULL;
+		v->jlen = v->jcap = 0;
+		pthread_mutex_unlock(&v->md_lock);
+		e = do_flush(v);
+		if (!e)
+			e = j_write_txn(v, buf, len);
+		free(buf);
+		if (!e)
+			mark_durable(v, seq);
+	}
+	if (e) {
+		pthread_mutex_lock(&v->md_lock);
+		v->jbroken = true;
+		pthread_mutex_unlock(&v->md_lock);
+		dio_log(DIO_LOG_ERR, "journal commit failed (%s): volume refuses further metadata changes",
+			strerror(-e));
+	}
+	pthread_mutex_unlock(&v->commit_lock);
+	return e;
+}
+
+/* Replay the journal after the checkpoint.  One read of the area. */
+int j_replay(struct dio_vol *v)
+{
+	uint64_t J = v->sb.journal_blocks, bs = v->bs;
+	uint8_t *area;
+	if (posix_memalign((void **)&area, MAX(v->geom.mem_align, 4096u), J * bs))
+		return -ENOMEM;
+	int e = dev_rw(v, DIO_BIO_READ, 0, v->sb.journal_start * bs, area, J * bs);
+	if (e) {
+		free(area);
+		return e;
+	}
+	uint64_t pos = v->sb.jstart_pos, bseq = v->sb.jstart_bseq, seen = 0, nrec = 0;
+	uint8_t *txn = NULL;
+	size_t tcap = 0;
+	while (seen < J && !e) {
+		struct dio_mblk_hdr h;
+		if (mblk_check(area + pos * bs, (uint32_t)bs, DIO_MAGIC_JRNL, v->sb.uuid, &h) ||
+		    h.seq != bseq || h.aux != bseq || !h.count || h.count > J - seen)
+			break;
+		uint32_t n = h.count;
+		size_t tlen = 0;
+		bool whole = true;
+		if (tcap < (size_t)n * bs) {
+			free(txn);
+			tcap = (size_t)n * bs;
+			txn = malloc(tcap);
+			if (!txn) {
+				e = -ENOMEM;
+				break;
+			}
+		}
+		for (uint32_t i = 0; i < n; i++) {
+			uint64_t p = (pos + i) % J;
+			struct dio_mblk_hdr hi;
+			if (mblk_check(area + p * bs, (uint32_t)bs, DIO_MAGIC_JRNL, v->sb.uuid, &hi) ||
+			    hi.seq != bseq + i || hi.aux != bseq || hi.count != n) {
+				whole = false;
+				break;
+			}
+			memcpy(txn + tlen, area + p * bs + MBLK_HDR, hi.used);
+			tlen += hi.used;
+		}
+		if (!whole)
+			break;   /* torn transaction: it never committed */
+		for (size_t off = 0; off < tlen && !e;) {
+			struct dio_rec r = { 0 };
+			size_t used = 0;
+			e = rec_parse(txn + off, tlen - off, &r, &used);
+			if (!e)
+				e = rec_apply(v, &r, false);
+			if (e == -EUCLEAN)
+				dio_log(DIO_LOG_ERR, "journal record %llu (type %d) is inconsistent",
+					(unsigned long long)nrec, r.type);
+			off += used;
+			nrec++;
+		}
+		pos = (pos + n) % J;
+		bseq += n;
+		seen += n;
+	}
+	free(txn);
+	free(area);
+	v->jhead_pos = pos;
+	v->jhead_bseq = bseq;
+	v->last_seq = v->durable_seq = v->sb.ckpt_seq + nrec;
+	return e;
+}

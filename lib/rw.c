@@ -1,0 +1,672 @@
+/*
+ * The data path.
+ *
+ * Modelled on the kernel's iomap direct I/O: a request is mapped once for
+ * its whole range (one binary search, then a walk over the extents), and
+ * each physically contiguous piece becomes one device I/O whose iovec is a
+ * slice of the caller's.  Batches of such I/Os go to the backend in one
+ * submission; the first error wins.  The request, the pieces and the
+ * batch live on the stack: no malloc on this path.
+ *
+ * Three shapes of request:
+ *  - direct: buffers aligned to mem_align, offset and segment lengths to
+ *    offset_align, and no partial block that needs zeroing: zero copy;
+ *  - bounce: anything else, through a preallocated bounce buffer, with the
+ *    partial edge blocks read, merged and written back (or zero-filled if
+ *    they were holes or unwritten);
+ *  - allocating: holes get unwritten blocks before the data goes down,
+ *    and turn written (journalled) only after it has been acknowledged.
+ */
+#include "internal.h"
+#include <fcntl.h>
+#include <limits.h>
+#include <string.h>
+
+#define NPIECES    32
+#define BATCH_BIOS 32
+#define BATCH_IOVS 1024       /* >= IOV_MAX: any one piece fits an empty batch */
+
+/* ---- iovec cursor ------------------------------------------------------ */
+
+struct cursor {
+	const struct iovec *iov;
+	int cnt;
+	size_t skip;              /* bytes consumed of iov[0] */
+};
+
+static void cur_advance(struct cursor *c, size_t n)
+{
+	while (n) {
+		size_t avail = c->iov->iov_len - c->skip;
+		if (n < avail) {
+			c->skip += n;
+			return;
+		}
+		n -= avail;
+		c->iov++;
+		c->cnt--;
+		c->skip = 0;
+	}
+	while (c->cnt && c->iov->iov_len == c->skip) {
+		c->iov++;
+		c->cnt--;
+		c->skip = 0;
+	}
+}
+
+/* Slices covering the next n bytes into out[]; -1 if more than max. */
+static int cur_slices(const struct cursor *c0, size_t n, struct iovec *out, int max)
+{
+	struct cursor c = *c0;
+	int k = 0;
+	while (n) {
+		if (!c.cnt || k == max)
+			return -1;
+		size_t take = MIN(n, c.iov->iov_len - c.skip);
+		if (take) {
+			out[k].iov_base = (char *)c.iov->iov_base + c.skip;
+			out[k].iov_len = take;
+			k++;
+		}
+		n -= take;
+		c.skip += take;
+		if (c.skip == c.iov->iov_len) {
+			c.iov++;
+			c.cnt--;
+			c.skip = 0;
+		}
+	}
+	return k;
+}
+
+/* Copy between the cursor and a flat buffer (dir 0: into buf). */
+static void cur_copy(struct cursor *c, void *buf, size_t n, int to_user)
+{
+	char *p = buf;
+	while (n) {
+		size_t take = MIN(n, c->iov->iov_len - c->skip);
+		char *u = (char *)c->iov->iov_base + c->skip;
+		if (to_user)
+			memcpy(u, p, take);
+		else
+			memcpy(p, u, take);
+		p += take;
+		n -= take;
+		cur_advance(c, take);
+	}
+}
+
+static void cur_zero(struct cursor *c, size_t n)
+{
+	while (n) {
+		size_t take = MIN(n, c->iov->iov_len - c->skip);
+		memset((char *)c->iov->iov_base + c->skip, 0, take);
+		n -= take;
+		cur_advance(c, take);
+	}
+}
+
+/* ---- device I/O -------------------------------------------------------- */
+
+static __thread unsigned ctx_hint;
+
+static struct dio_devctx *ctx_get(struct dio_vol *v)
+{
+	for (unsigned i = 0; i < v->nctx; i++) {
+		unsigned k = (ctx_hint + i) % v->nctx;
+		if (pthread_mutex_trylock(&v->ctx[k].lock) == 0) {
+			ctx_hint = k;
+			return &v->ctx[k];
+		}
+	}
+	struct dio_devctx *c = &v->ctx[ctx_hint % v->nctx];
+	pthread_mutex_lock(&c->lock);
+	return c;
+}
+
+static size_t iov_bytes(const struct iovec *iov, int n)
+{
+	size_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += iov[i].iov_len;
+	return t;
+}
+
+/*
+ * Hand n I/Os to the backend and wait.  A short transfer is continued
+ * (a backend may split); one that moves nothing is an I/O error.
+ * Returns 0 or the first -errno.
+ */
+int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
+{
+	struct dio_devctx *c = ctx_get(v);
+	int e = v->ops->submit(c->ctx, bios, n);
+	cnt_add(&v->cnt.device_ios, n);
+	for (unsigned i = 0; i < n && !e; i++) {
+		struct dio_bio *b = &bios[i];
+		size_t want = iov_bytes(b->iov, b->iovcnt);
+		for (int tries = 0; b->res >= 0 && (size_t)b->res < want; tries++) {
+			if (b->res == 0 || tries > 16) {
+				b->res = -EIO;
+				break;
+			}
+			struct iovec rest[BATCH_IOVS];
+			struct cursor cur = { b->iov, b->iovcnt, 0 };
+			size_t done = (size_t)b->res;
+			cur_advance(&cur, done);
+			int k = cur_slices(&cur, want - done, rest, BATCH_IOVS);
+			struct dio_bio nb = { b->op, b->flags, b->offset + done, rest, k, 0 };
+			int se = v->ops->submit(c->ctx, &nb, 1);
+			cnt_add(&v->cnt.device_ios, 1);
+			if (se)
+				nb.res = se;
+			b->res = nb.res < 0 ? nb.res : (ssize_t)(done + (size_t)nb.res);
+		}
+		if (b->res < 0)
+			e = (int)b->res;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return e;
+}
+
+int dev_flush(struct dio_vol *v)
+{
+	struct dio_devctx *c = ctx_get(v);
+	int e = v->ops->flush(c->ctx);
+	pthread_mutex_unlock(&c->lock);
+	if (!e)
+		cnt_add(&v->cnt.flushes, 1);
+	return e;
+}
+
+/* One flat aligned buffer, split at max_io. */
+int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, size_t len)
+{
+	struct dio_bio bios[BATCH_BIOS];
+	struct iovec iov[BATCH_BIOS];
+	while (len) {
+		unsigned n = 0;
+		while (len && n < BATCH_BIOS) {
+			size_t piece = MIN(len, (size_t)v->geom.max_io);
+			iov[n] = (struct iovec){ buf, piece };
+			bios[n] = (struct dio_bio){ op, flags, off, &iov[n], 1, 0 };
+			buf = (char *)buf + piece;
+			off += piece;
+			len -= piece;
+			n++;
+		}
+		int e = dev_submit(v, bios, n);
+		if (e)
+			return e;
+	}
+	return 0;
+}
+
+/* A batch of device I/Os under construction. */
+struct batch {
+	struct dio_vol *v;
+	unsigned nbio, niov;
+	int err;
+	struct dio_bio bio[BATCH_BIOS];
+	struct iovec iov[BATCH_IOVS];
+};
+
+static void batch_flush(struct batch *b)
+{
+	if (b->nbio) {
+		int e = dev_submit(b->v, b->bio, b->nbio);
+		if (e && !b->err)
+			b->err = e;
+	}
+	b->nbio = b->niov = 0;
+}
+
+/* Queue `len` bytes at device offset `dev` from/to the cursor, in I/Os
+   of at most max_io. */
+static void batch_add(struct batch *b, int op, unsigned flags, uint64_t dev, struct cursor *c, size_t len)
+{
+	while (len) {
+		size_t piece = MIN(len, (size_t)b->v->geom.max_io);
+		if (b->nbio == BATCH_BIOS)
+			batch_flush(b);
+		int k = cur_slices(c, piece, b->iov + b->niov, BATCH_IOVS - (int)b->niov);
+		if (k < 0) {
+			batch_flush(b);
+			k = cur_slices(c, piece, b->iov, BATCH_IOVS);
+		}
+		b->bio[b->nbio++] = (struct dio_bio){ op, flags, dev, b->iov + b->niov, k, 0 };
+		b->niov += (unsigned)k;
+		cur_advance(c, piece);
+		dev += piece;
+		len -= piece;
+	}
+}
+
+/* ---- mapping ------------------------------------------------------------ */
+
+#define PBLK_HOLE UINT64_MAX
+
+struct piece {
+	uint64_t lblk, pblk, len;   /* pblk PBLK_HOLE for a hole */
+	uint32_t flags;
+};
+
+/* Pieces of [b, end) in file order, holes included; at most max.  The
+   caller's range lock keeps this part of the map stable afterwards. */
+static unsigned map_pieces(struct dio_inode *in, uint64_t b, uint64_t end, struct piece *p, unsigned max)
+{
+	unsigned n = 0;
+	pthread_rwlock_rdlock(&in->map_lock);
+	size_t i = em_search(&in->map, b);
+	while (b < end && n < max) {
+		const struct dio_extent *x = i < in->map.n ? &in->map.v[i] : NULL;
+		if (!x || x->lblk >= end) {
+			p[n++] = (struct piece){ b, PBLK_HOLE, end - b, 0 };
+			break;
+		}
+		if (x->lblk > b) {
+			p[n++] = (struct piece){ b, PBLK_HOLE, x->lblk - b, 0 };
+			b = x->lblk;
+			continue;
+		}
+		uint64_t e = MIN(end, x->lblk + x->len);
+		p[n++] = (struct piece){ b, x->pblk + (b - x->lblk), e - b, x->flags };
+		b = e;
+		i++;
+	}
+	pthread_rwlock_unlock(&in->map_lock);
+	return n;
+}
+
+/* True if every block of [b, end) is mapped and written. */
+static bool all_written(struct dio_inode *in, uint64_t b, uint64_t end)
+{
+	bool ok = true;
+	pthread_rwlock_rdlock(&in->map_lock);
+	size_t i = em_search(&in->map, b);
+	while (b < end) {
+		const struct dio_extent *x = i < in->map.n ? &in->map.v[i] : NULL;
+		if (!x || x->lblk > b || (x->flags & EXT_UNWRITTEN)) {
+			ok = false;
+			break;
+		}
+		b = x->lblk + x->len;
+		i++;
+	}
+	pthread_rwlock_unlock(&in->map_lock);
+	return ok;
+}
+
+/* ---- direct transfers ---------------------------------------------------- */
+
+/*
+ * Move [off, off+len) between the cursor and the device with no copy.
+ * Reads zero-fill holes and unwritten pieces; writes expect every block
+ * mapped.
+ */
+static int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
+{
+	struct dio_vol *v = f->vol;
+	uint64_t bs = v->bs, end = off + len;
+	struct batch b;
+	struct piece p[NPIECES];
+	b.v = v;
+	b.nbio = b.niov = 0;
+	b.err = 0;
+	uint64_t blk = off >> v->bshift, bend = DIV_UP(end, bs);
+	while (blk < bend && !b.err) {
+		unsigned n = map_pieces(f->ino, blk, bend, p, NPIECES);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t s = MAX(off, p[i].lblk * bs), t = MIN(end, (p[i].lblk + p[i].len) * bs);
+			if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE) {
+				b.err = -EIO;   /* cannot happen: allocated before */
+				break;
+			}
+			if (op == DIO_BIO_READ && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN))) {
+				cur_zero(c, t - s);
+			} else {
+				batch_add(&b, op, flags, p[i].pblk * bs + (s - p[i].lblk * bs), c, t - s);
+			}
+			blk = p[i].lblk + p[i].len;
+		}
+	}
+	batch_flush(&b);
+	return b.err;
+}
+
+/* ---- bounce transfers ----------------------------------------------------- */
+
+/* Read or write the blocks [b, b+n) of the file through buf (mapped pieces
+   only; reads zero-fill holes and unwritten pieces). */
+static int blocks_io(struct dio_file *f, int op, unsigned flags, uint8_t *buf, uint64_t b, uint64_t n)
+{
+	struct dio_vol *v = f->vol;
+	struct batch bt;
+	struct piece p[NPIECES];
+	bt.v = v;
+	bt.nbio = bt.niov = 0;
+	bt.err = 0;
+	uint64_t end = b + n, first = b;
+	while (b < end && !bt.err) {
+		unsigned k = map_pieces(f->ino, b, end, p, NPIECES);
+		for (unsigned i = 0; i < k; i++) {
+			uint8_t *at = buf + ((p[i].lblk - first) << v->bshift);
+			size_t bytes = p[i].len << v->bshift;
+			if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE) {
+				bt.err = -EIO;   /* cannot happen: allocated before */
+			} else if (op == DIO_BIO_READ && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN))) {
+				memset(at, 0, bytes);
+			} else {
+				struct iovec one = { at, bytes };
+				struct cursor c = { &one, 1, 0 };
+				batch_add(&bt, op, flags, p[i].pblk << v->bshift, &c, bytes);
+			}
+			b = p[i].lblk + p[i].len;
+		}
+	}
+	batch_flush(&bt);
+	return bt.err;
+}
+
+static bool block_is_written(struct dio_inode *in, uint64_t lblk)
+{
+	return all_written(in, lblk, lblk + 1);
+}
+
+/*
+ * Write [off, off+len) from the cursor through a bounce buffer.  Every
+ * block of the range is mapped (allocated by the caller).  A partial edge
+ * block keeps its other bytes: read back if written, zeros otherwise.
+ */
+static int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
+{
+	struct dio_vol *v = f->vol;
+	uint64_t bs = v->bs, end = off + len;
+	uint64_t b0 = off >> v->bshift, b1 = DIV_UP(end, bs);
+	uint64_t chunk = BOUNCE_SIZE >> v->bshift;
+	uint8_t *buf = bounce_get(&v->bounce);
+	int e = 0;
+	for (uint64_t b = b0; b < b1 && !e; b += chunk) {
+		uint64_t n = MIN(chunk, b1 - b);
+		uint64_t cs = b * bs, ce = (b + n) * bs;
+		uint64_t us = MAX(off, cs), ue = MIN(end, ce);
+		/* head and tail blocks of the chunk that the user does not cover */
+		uint64_t edge[2] = { b, b + n - 1 };
+		bool partial[2] = { us > cs, ue < ce };
+		for (int k = 0; k < 2 && !e; k++) {
+			if (!partial[k] || (k == 1 && partial[0] && edge[1] == edge[0]))
+				continue;
+			uint8_t *at = buf + (edge[k] - b) * bs;
+			if (block_is_written(f->ino, edge[k])) {
+				e = blocks_io(f, DIO_BIO_READ, 0, at, edge[k], 1);
+				cnt_add(&v->cnt.rmw_blocks, 1);
+			} else {
+				memset(at, 0, bs);
+			}
+		}
+		if (e)
+			break;
+		cur_copy(c, buf + (us - cs), ue - us, 0);
+		e = blocks_io(f, DIO_BIO_WRITE, flags, buf, b, n);
+	}
+	bounce_put(&v->bounce, buf);
+	return e;
+}
+
+static int read_bounce(struct dio_file *f, struct cursor *c, uint64_t off, uint64_t len)
+{
+	struct dio_vol *v = f->vol;
+	uint64_t bs = v->bs, end = off + len;
+	uint64_t b0 = off >> v->bshift, b1 = DIV_UP(end, bs);
+	uint64_t chunk = BOUNCE_SIZE >> v->bshift;
+	uint8_t *buf = bounce_get(&v->bounce);
+	int e = 0;
+	for (uint64_t b = b0; b < b1 && !e; b += chunk) {
+		uint64_t n = MIN(chunk, b1 - b);
+		uint64_t cs = b * bs, us = MAX(off, cs), ue = MIN(end, (b + n) * bs);
+		e = blocks_io(f, DIO_BIO_READ, 0, buf, b, n);
+		if (!e)
+			cur_copy(c, buf + (us - cs), ue - us, 1);
+	}
+	bounce_put(&v->bounce, buf);
+	return e;
+}
+
+/* Zero [off, off+len) within one written block (truncate, punch, zero range). */
+int rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
+{
+	struct dio_vol *v = f->vol;
+	uint64_t bs = v->bs, blk = off / bs;
+	uint8_t *buf = bounce_get(&v->bounce);
+	int e = blocks_io(f, DIO_BIO_READ, 0, buf, blk, 1);
+	if (!e) {
+		memset(buf + (off - blk * bs), 0, len);
+		e = blocks_io(f, DIO_BIO_WRITE, 0, buf, blk, 1);
+		cnt_add(&v->cnt.rmw_blocks, 1);
+	}
+	bounce_put(&v->bounce, buf);
+	if (e)
+		atomic_fetch_add(&f->ino->err_seq, 1);
+	return e;
+}
+
+/* ---- requests ------------------------------------------------------------- */
+
+static int fail(int e)
+{
+	errno = e < 0 ? -e : e;
+	return -1;
+}
+
+/* Validate the iovec and sum its length; aligned says whether the direct
+   path may move it. */
+static int check_iov(const struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset,
+		     size_t *total, bool *aligned)
+{
+	if (!iov || iovcnt <= 0 || iovcnt > IOV_MAX || offset < 0)
+		return -EINVAL;
+	const struct dio_geom *g = &f->vol->geom;
+	uintptr_t mmask = g->mem_align - 1, omask = g->logical_bs - 1;
+	size_t t = 0;
+	bool al = ((uint64_t)offset & omask) == 0;
+	for (int i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > SSIZE_MAX - t)
+			return -EINVAL;
+		if (iov[i].iov_len && !iov[i].iov_base)
+			return -EFAULT;
+		t += iov[i].iov_len;
+		if (((uintptr_t)iov[i].iov_base & mmask) || (iov[i].iov_len & omask))
+			al = false;
+	}
+	*total = t;
+	*aligned = al;
+	return 0;
+}
+
+static ssize_t do_read(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
+{
+	size_t len;
+	bool aligned;
+	if (file_check(f) < 0)
+		return -1;
+	if ((f->flags & O_ACCMODE) == O_WRONLY)
+		return fail(EBADF);
+	int e = check_iov(f, iov, iovcnt, offset, &len, &aligned);
+	if (e)
+		return fail(e);
+	if (!aligned && (f->flags & DIO_O_STRICT))
+		return fail(EINVAL);
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	uint64_t off = (uint64_t)offset;
+	if (!len || off >= DIO_MAX_FILE_SIZE)
+		return 0;
+	len = (size_t)MIN((uint64_t)len, DIO_MAX_FILE_SIZE - off);
+	struct dio_range r;
+	rl_lock(&in->rl, &r, off >> v->bshift, DIV_UP(off + len, v->bs), false);
+	pthread_rwlock_rdlock(&in->map_lock);
+	uint64_t size = in->size;
+	pthread_rwlock_unlock(&in->map_lock);
+	ssize_t got = 0;
+	if (off < size) {
+		got = (ssize_t)MIN((uint64_t)len, size - off);
+		struct cursor c = { iov, iovcnt, 0 };
+		if (aligned) {
+			/* at EOF read whole logical blocks into the caller's room
+			   (the request was aligned, so the room is there) */
+			uint64_t dlen = ((uint64_t)got + v->geom.logical_bs - 1) & ~((uint64_t)v->geom.logical_bs - 1);
+			e = xfer_direct(f, DIO_BIO_READ, 0, &c, off, dlen);
+		} else {
+			e = read_bounce(f, &c, off, (uint64_t)got);
+			cnt_add(&v->cnt.bounced, 1);
+		}
+	}
+	rl_unlock(&in->rl, &r);
+	if (e)
+		return fail(e);
+	cnt_add(&v->cnt.reads, 1);
+	cnt_add(&v->cnt.bytes_read, (uint64_t)got);
+	return got;
+}
+
+/* After the data is down: unwritten blocks of [b0, b1) become written and
+   the size grows; journalled.  Returns whether anything changed. */
+static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool *changed)
+{
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	int e = 0;
+	pthread_mutex_lock(&v->md_lock);
+	pthread_rwlock_wrlock(&in->map_lock);
+	size_t i = em_search(&in->map, b0);
+	while (!e && i < in->map.n && in->map.v[i].lblk < b1) {
+		struct dio_extent x = in->map.v[i];
+		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
+		if (x.flags & EXT_UNWRITTEN) {
+			e = md_map(v, in, s, x.pblk + (s - x.lblk), t - s, 0);
+			*changed = true;
+		}
+		if (t >= b1)
+			break;
+		i = em_search(&in->map, t);
+	}
+	if (!e && end > in->size) {
+		e = md_set_size(v, in, end);
+		*changed = true;
+	}
+	pthread_rwlock_unlock(&in->map_lock);
+	pthread_mutex_unlock(&v->md_lock);
+	return e;
+}
+
+static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
+{
+	size_t len;
+	bool aligned;
+	if (file_check(f) < 0)
+		return -1;
+	struct dio_vol *v = f->vol;
+	if (v->rdonly)
+		return fail(EROFS);
+	if ((f->flags & O_ACCMODE) == O_RDONLY)
+		return fail(EBADF);
+	int e = check_iov(f, iov, iovcnt, offset, &len, &aligned);
+	if (e)
+		return fail(e);
+	if (!aligned && (f->flags & DIO_O_STRICT))
+		return fail(EINVAL);
+	if (!len)
+		return 0;
+	uint64_t off = (uint64_t)offset, bs = v->bs;
+	if (off > DIO_MAX_FILE_SIZE || len > DIO_MAX_FILE_SIZE - off)
+		return fail(EFBIG);
+	struct dio_inode *in = f->ino;
+	uint64_t end = off + len, b0 = off >> v->bshift, b1 = DIV_UP(end, bs);
+	bool dsync = (f->flags & O_DSYNC) != 0;
+	unsigned flags = dsync ? DIO_BIO_FUA : 0;
+	bool concurrent = aligned && (f->flags & DIO_O_CONCURRENT);
+	struct dio_range r;
+	struct cursor c = { iov, iovcnt, 0 };
+	bool changed = false, bounced = false;
+
+	rl_lock(&in->rl, &r, b0, b1, !concurrent);
+	pthread_rwlock_rdlock(&in->map_lock);
+	bool inside = end <= in->size;
+	pthread_rwlock_unlock(&in->map_lock);
+	if (aligned && inside && all_written(in, b0, b1)) {
+		/* the fast path: an in-place overwrite, zero copy */
+		e = xfer_direct(f, DIO_BIO_WRITE, flags, &c, off, len);
+	} else {
+		if (concurrent) {
+			/* allocation and conversion are exclusive */
+			rl_unlock(&in->rl, &r);
+			rl_lock(&in->rl, &r, b0, b1, true);
+		}
+		pthread_mutex_lock(&v->md_lock);
+		pthread_rwlock_wrlock(&in->map_lock);
+		e = md_alloc_range(v, in, b0, b1 - b0, false);
+		pthread_rwlock_unlock(&in->map_lock);
+		pthread_mutex_unlock(&v->md_lock);
+		if (!e) {
+			/* direct only if no partial block needs zeroing or merging */
+			bool head_ok = !(off & (bs - 1)) || block_is_written(in, b0);
+			bool tail_ok = !(end & (bs - 1)) || block_is_written(in, b1 - 1);
+			if (aligned && head_ok && tail_ok) {
+				e = xfer_direct(f, DIO_BIO_WRITE, flags, &c, off, len);
+			} else {
+				e = write_bounce(f, flags, &c, off, len);
+				bounced = true;
+			}
+			if (!e)
+				e = finish_write(f, b0, b1, end, &changed);
+		}
+	}
+	if (e == -EIO || (e && e != -ENOSPC && e != -ENOMEM))
+		atomic_fetch_add(&in->err_seq, 1);
+	if (!e && !atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
+		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
+	rl_unlock(&in->rl, &r);
+	if (bounced)
+		cnt_add(&v->cnt.bounced, 1);
+	if (e)
+		return fail(e);
+	if (dsync && changed) {
+		/* the data went down with FUA; the metadata that reaches it must
+		   be durable too before O_DSYNC returns */
+		pthread_mutex_lock(&v->md_lock);
+		uint64_t seq = v->last_seq;
+		pthread_mutex_unlock(&v->md_lock);
+		e = j_commit(v, seq, false, false);
+		if (e)
+			return fail(e);
+	}
+	cnt_add(&v->cnt.writes, 1);
+	cnt_add(&v->cnt.bytes_written, len);
+	return (ssize_t)len;
+}
+
+DIO_API ssize_t dio_preadv(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
+{
+	return do_read(f, iov, iovcnt, offset);
+}
+
+DIO_API ssize_t dio_pwritev(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
+{
+	return do_write(f, iov, iovcnt, offset);
+}
+
+DIO_API ssize_t dio_pread(struct dio_file *f, void *buf, size_t count, off_t offset)
+{
+	struct iovec one = { buf, count };
+	if (!count)
+		one.iov_base = (void *)&one;   /* a zero-length read needs no buffer */
+	return do_read(f, &one, 1, offset);
+}
+
+DIO_API ssize_t dio_pwrite(struct dio_file *f, const void *buf, size_t count, off_t offset)
+{
+	struct iovec one = { (void *)buf, count };
+	if (!count)
+		one.iov_base = (void *)&one;
+	return do_write(f, &one, 1, offset);
+}

@@ -1,0 +1,403 @@
+/*
+ * Volumes: mkfs, mount (superblock choice, checkpoint load, journal
+ * replay, free-space rebuild, a fresh checkpoint), umount, and the
+ * volume-wide calls.
+ */
+#include "internal.h"
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
+#include <sys/file.h>
+#include <time.h>
+
+/* ---- logging ---------------------------------------------------------- */
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*log_fn)(int, const char *, void *);
+static void *log_arg;
+
+DIO_API void dio_set_log(void (*fn)(int level, const char *msg, void *arg), void *arg)
+{
+	pthread_mutex_lock(&log_lock);
+	log_fn = fn;
+	log_arg = arg;
+	pthread_mutex_unlock(&log_lock);
+}
+
+void dio_log(int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	pthread_mutex_lock(&log_lock);
+	if (log_fn)
+		log_fn(level, msg, log_arg);
+	pthread_mutex_unlock(&log_lock);
+}
+
+/* ---- layout ----------------------------------------------------------- */
+
+static int fail(int e)
+{
+	errno = e < 0 ? -e : e;
+	return -1;
+}
+
+static int layout(struct dio_sb *sb, uint64_t size, uint32_t bs, uint64_t journal_size)
+{
+	uint64_t t = size / bs;
+	uint64_t jbytes = journal_size ? journal_size : MIN(MAX(size / 128, UINT64_C(1) << 20), UINT64_C(64) << 20);
+	uint64_t cbytes = MAX(size / 128, UINT64_C(256) << 10);
+	sb->block_size = bs;
+	sb->total_blocks = t;
+	sb->journal_start = 2;
+	sb->journal_blocks = MAX(jbytes / bs, UINT64_C(16));
+	sb->ckpt_blocks = MAX(cbytes / bs, UINT64_C(4));
+	sb->ckpt_start[0] = sb->journal_start + sb->journal_blocks;
+	sb->ckpt_start[1] = sb->ckpt_start[0] + sb->ckpt_blocks;
+	sb->data_start = sb->ckpt_start[1] + sb->ckpt_blocks;
+	if (sb->data_start + 16 > t)
+		return -EINVAL;   /* too small to hold any data */
+	return 0;
+}
+
+/* Look for a superblock; 0 with the newest valid one, -EINVAL if none is
+   ours at all, -EUCLEAN if ours but damaged. */
+static int read_sb(struct dio_vol *v, struct dio_sb *out)
+{
+	uint32_t rd = MAX(v->geom.logical_bs, 4096u);
+	uint8_t *buf;
+	if (posix_memalign((void **)&buf, MAX(v->geom.mem_align, 4096u), rd))
+		return -ENOMEM;
+	struct dio_sb best = { 0 }, cand;
+	bool found = false, ours = false;
+	int e = 0;
+	/* slot 0 at byte 0; slot 1 one block later, block size unknown yet */
+	for (uint32_t off = 0; off <= 65536; off = off ? off * 2 : 512) {
+		uint64_t at = off - off % rd;
+		if ((uint64_t)at + rd > v->geom.size)
+			break;
+		e = dev_rw(v, DIO_BIO_READ, 0, at, buf, rd);
+		if (e)
+			break;
+		int d = sb_decode(buf + (off - at), &cand);
+		if (d == -EINVAL)
+			continue;
+		ours = true;
+		if (d || (off && cand.block_size != off))
+			continue;
+		if (sb_validate(&cand, v->geom.size)) {
+			dio_log(DIO_LOG_WARN, "superblock at byte %u fails validation", off);
+			continue;
+		}
+		if (!found || cand.gen > best.gen)
+			best = cand;
+		found = true;
+	}
+	free(buf);
+	if (e)
+		return e;
+	if (!found)
+		return ours ? -EUCLEAN : -EINVAL;
+	*out = best;
+	return 0;
+}
+
+/* ---- volume lifetime -------------------------------------------------- */
+
+static void vol_release(struct dio_vol *v)
+{
+	for (unsigned i = 0; i < v->nctx; i++) {
+		if (v->ctx[i].ctx)
+			v->ops->close(v->ctx[i].ctx);
+		pthread_mutex_destroy(&v->ctx[i].lock);
+	}
+	vol_free_inodes(v);
+	alloc_destroy(&v->alloc);
+	if (v->bounce.mem)
+		bounce_destroy(&v->bounce);
+	free(v->jbuf);
+	free(v->jio);
+	free(v->path);
+	if (v->fd >= 0) {
+		/* Unlock explicitly: a backend may still hold a reference to
+		   the open file for a moment after its context is gone. */
+		flock(v->fd, LOCK_UN);
+		close(v->fd);
+	}
+	pthread_mutex_destroy(&v->md_lock);
+	pthread_mutex_destroy(&v->commit_lock);
+	free(v);
+}
+
+static struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsigned depth,
+			       bool create, uint64_t create_size, int *err)
+{
+	struct dio_vol *v = calloc(1, sizeof(*v));
+	if (!v) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	v->fd = -1;
+	v->rdonly = rdonly;
+	pthread_mutex_init(&v->md_lock, NULL);
+	pthread_mutex_init(&v->commit_lock, NULL);
+	v->path = strdup(path);
+	int bes = 0;
+	v->ops = dio_backend_find(backend, &bes);
+	int e = !v->path ? -ENOMEM : !v->ops ? -bes : 0;
+	if (!e)
+		e = dio_dev_open(path, rdonly, create, create_size, &v->fd);
+	if (!e)
+		e = dio_dev_probe(v->fd, &v->geom);
+	if (!e) {
+		long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+		v->nctx = (unsigned)MIN(MAX(nproc * 2, 2L), (long)DIO_NCTX);
+		v->depth = depth ? depth : 64;
+		for (unsigned i = 0; i < v->nctx && !e; i++) {
+			int oe = 0;
+			pthread_mutex_init(&v->ctx[i].lock, NULL);
+			v->ctx[i].ctx = v->ops->open(v->fd, v->depth, &oe);
+			if (!v->ctx[i].ctx) {
+				e = -(oe ? oe : EIO);
+				dio_log(DIO_LOG_ERR, "backend %s: cannot open a context: %s", v->ops->name, strerror(-e));
+				v->nctx = i + 1;
+			}
+		}
+	}
+	if (!e)
+		e = bounce_init(&v->bounce, v->geom.mem_align);
+	if (e) {
+		vol_release(v);
+		*err = e;
+		return NULL;
+	}
+	return v;
+}
+
+DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
+{
+	struct dio_mkfs_opts def = { 0 };
+	if (!path)
+		return fail(EINVAL);
+	if (!opts)
+		opts = &def;
+	if (opts->flags & ~DIO_MKFS_FORCE)
+		return fail(EINVAL);
+	int e;
+	struct dio_vol *v = vol_new(path, false, "psync", 4, true, opts->size, &e);
+	if (!v)
+		return fail(e);
+	uint64_t size = opts->size ? opts->size : v->geom.size;
+	uint32_t bs = opts->block_size ? opts->block_size : MAX(4096u, v->geom.logical_bs);
+	struct dio_sb sb = { 0 }, old;
+	if (size > v->geom.size || bs < v->geom.logical_bs || bs < 512 || bs > 65536 || (bs & (bs - 1)))
+		e = -EINVAL;
+	if (!e) {
+		e = read_sb(v, &old);
+		if (e == 0 && !(opts->flags & DIO_MKFS_FORCE))
+			e = -EEXIST;
+		else if (e == -EINVAL || e == -EUCLEAN || e == 0)
+			e = 0;
+	}
+	if (!e)
+		e = layout(&sb, size, bs, opts->journal_size);
+	if (!e) {
+		sb.version = DIO_FORMAT_VERSION;
+		if (getrandom(&sb.uuid, sizeof(sb.uuid), 0) != sizeof(sb.uuid))
+			sb.uuid = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+		if (opts->label)
+			strncpy(sb.label, opts->label, sizeof(sb.label) - 1);
+		/* an empty checkpoint in slot 0 under generation 1 */
+		sb.gen = 0;
+		sb.ckpt_slot = 1;     /* the checkpoint below flips it to 0 */
+		sb.ckpt_nblocks = 1;
+		sb.jstart_pos = 0;
+		sb.jstart_bseq = 1;
+		v->sb = sb;
+		v->bs = bs;
+		v->bshift = (unsigned)__builtin_ctz(bs);
+		v->next_ino = 1;
+		v->md_cap = sb.ckpt_blocks * (bs - MBLK_HDR) - CKPT_HDR_BYTES;
+		v->jhead_pos = 0;
+		v->jhead_bseq = 1;
+		pthread_mutex_lock(&v->commit_lock);
+		e = j_checkpoint_locked(v);    /* gen 1: sb slot 1 */
+		if (!e)
+			e = j_checkpoint_locked(v);    /* gen 2: sb slot 0, both slots valid */
+		pthread_mutex_unlock(&v->commit_lock);
+	}
+	vol_release(v);
+	return e ? fail(e) : 0;
+}
+
+/* Build free space from the maps; a block owned twice is damage. */
+static int build_alloc(struct dio_vol *v)
+{
+	int e = alloc_init(&v->alloc, v->sb.data_start, v->sb.total_blocks);
+	for (size_t h = 0; h < v->ihash_size && !e; h++)
+		for (struct dio_inode *in = v->ihash[h]; in && !e; in = in->hnext)
+			for (size_t i = 0; i < in->map.n && !e; i++)
+				e = alloc_mark_used(&v->alloc, in->map.v[i].pblk, in->map.v[i].len);
+	if (e)
+		return e;
+	if (alloc_check_overlap(&v->alloc)) {
+		dio_log(DIO_LOG_ERR, "a block is owned by two extents");
+		return -EUCLEAN;
+	}
+	alloc_finish_build(&v->alloc);
+	return 0;
+}
+
+/* Unlinked files that were open at the crash: gone now. */
+static void drop_orphans(struct dio_vol *v)
+{
+	for (size_t h = 0; h < v->ihash_size; h++) {
+		struct dio_inode *in = v->ihash[h];
+		while (in) {
+			struct dio_inode *nx = in->hnext;
+			if (!in->name)
+				ino_destroy(v, in);
+			in = nx;
+		}
+	}
+}
+
+static void recount_md(struct dio_vol *v)
+{
+	v->md_bytes = 0;
+	for (size_t i = 0; i < v->nnames; i++)
+		v->md_bytes += md_inode_bytes(v->names[i]->namelen) + v->names[i]->map.n * MD_EXTENT_BYTES;
+}
+
+DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts *opts)
+{
+	struct dio_mount_opts def = { 0 };
+	if (!opts)
+		opts = &def;
+	if (!path || (opts->flags & ~DIO_MOUNT_RDONLY) || opts->queue_depth > 4096) {
+		fail(EINVAL);
+		return NULL;
+	}
+	int e;
+	bool ro = opts->flags & DIO_MOUNT_RDONLY;
+	struct dio_vol *v = vol_new(path, ro, opts->backend, opts->queue_depth, false, 0, &e);
+	if (!v) {
+		fail(e);
+		return NULL;
+	}
+	e = read_sb(v, &v->sb);
+	if (e == -EINVAL)
+		dio_log(DIO_LOG_ERR, "%s: not a libdio volume", path);
+	else if (e == -EUCLEAN)
+		dio_log(DIO_LOG_ERR, "%s: superblocks damaged or of an unknown version", path);
+	if (!e && v->sb.block_size < v->geom.logical_bs) {
+		dio_log(DIO_LOG_ERR, "%s: block size %u is below the device's %u", path,
+			v->sb.block_size, v->geom.logical_bs);
+		e = -EUCLEAN;
+	}
+	if (!e) {
+		v->bs = v->sb.block_size;
+		v->bshift = (unsigned)__builtin_ctz(v->bs);
+		v->md_cap = v->sb.ckpt_blocks * (v->bs - MBLK_HDR) - CKPT_HDR_BYTES;
+		e = ckpt_load(v);
+	}
+	if (!e)
+		e = j_replay(v);
+	if (!e) {
+		drop_orphans(v);
+		recount_md(v);
+		e = build_alloc(v);
+	}
+	if (!e && !ro) {
+		/* Start a new journal era past every block the old one may have
+		   left behind, so a stale block can never pass for a new one. */
+		pthread_mutex_lock(&v->commit_lock);
+		v->jhead_bseq = v->sb.jstart_bseq + v->sb.journal_blocks + 1;
+		e = j_checkpoint_locked(v);
+		pthread_mutex_unlock(&v->commit_lock);
+	}
+	if (e) {
+		if (e == -EUCLEAN)
+			dio_log(DIO_LOG_ERR, "%s: volume is damaged", path);
+		vol_release(v);
+		fail(e);
+		return NULL;
+	}
+	return v;
+}
+
+DIO_API int dio_umount(struct dio_vol *v)
+{
+	if (!v)
+		return fail(EINVAL);
+	pthread_mutex_lock(&v->md_lock);
+	bool busy = v->nopen_total > 0;
+	bool broken = v->jbroken;
+	pthread_mutex_unlock(&v->md_lock);
+	if (busy)
+		return fail(EBUSY);
+	int e = 0;
+	if (!v->rdonly && !broken) {
+		pthread_mutex_lock(&v->commit_lock);
+		e = j_checkpoint_locked(v);
+		pthread_mutex_unlock(&v->commit_lock);
+	} else if (broken) {
+		e = -EIO;
+	}
+	/* the volume is released even if the last checkpoint failed: the
+	   journal still holds every committed change */
+	vol_release(v);
+	return e ? fail(e) : 0;
+}
+
+DIO_API int dio_syncfs(struct dio_vol *v)
+{
+	if (!v)
+		return fail(EINVAL);
+	if (v->rdonly)
+		return 0;
+	pthread_mutex_lock(&v->md_lock);
+	uint64_t seq = v->last_seq;
+	pthread_mutex_unlock(&v->md_lock);
+	int e = j_commit(v, seq, true, false);
+	return e ? fail(e) : 0;
+}
+
+DIO_API int dio_statvfs(struct dio_vol *v, struct dio_statvfs *st)
+{
+	if (!v || !st)
+		return fail(EINVAL);
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&v->md_lock);
+	st->block_size = v->bs;
+	st->dev_logical_block_size = v->geom.logical_bs;
+	st->total_blocks = v->sb.total_blocks - v->sb.data_start;
+	st->free_blocks = v->alloc.free_blocks;
+	st->nfiles = v->nnames;
+	pthread_mutex_unlock(&v->md_lock);
+	snprintf(st->backend, sizeof(st->backend), "%s", v->ops->name);
+	return 0;
+}
+
+DIO_API int dio_counters(struct dio_vol *v, struct dio_counters *c)
+{
+	if (!v || !c)
+		return fail(EINVAL);
+	c->reads = atomic_load_explicit(&v->cnt.reads, memory_order_relaxed);
+	c->writes = atomic_load_explicit(&v->cnt.writes, memory_order_relaxed);
+	c->bytes_read = atomic_load_explicit(&v->cnt.bytes_read, memory_order_relaxed);
+	c->bytes_written = atomic_load_explicit(&v->cnt.bytes_written, memory_order_relaxed);
+	c->device_ios = atomic_load_explicit(&v->cnt.device_ios, memory_order_relaxed);
+	c->bounced = atomic_load_explicit(&v->cnt.bounced, memory_order_relaxed);
+	c->rmw_blocks = atomic_load_explicit(&v->cnt.rmw_blocks, memory_order_relaxed);
+	c->journal_commits = atomic_load_explicit(&v->cnt.journal_commits, memory_order_relaxed);
+	c->flushes = atomic_load_explicit(&v->cnt.flushes, memory_order_relaxed);
+	return 0;
+}

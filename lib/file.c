@@ -142,7 +142,12 @@ struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
 static void defer_free_cb(void *arg, uint64_t pblk, uint64_t len)
 {
 	struct dio_vol *v = arg;
-	alloc_defer(&v->alloc, pblk, len, v->last_seq);
+	/* the operation that freed them may already be durable (an unlinked
+	   file's last close): then they are free now */
+	if (v->last_seq <= v->durable_seq)
+		alloc_give(&v->alloc, pblk, len);
+	else
+		alloc_defer(&v->alloc, pblk, len, v->last_seq);
 }
 
 /* Release an inode's blocks (reusable once the unlink is durable). */

@@ -190,7 +190,7 @@ DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
 		opts = &def;
 	if (opts->flags & ~DIO_MKFS_FORCE)
 		return fail(EINVAL);
-	int e;
+	int e = 0;
 	struct dio_vol *v = vol_new(path, false, "psync", 4, true, opts->size, &e);
 	if (!v)
 		return fail(e);
@@ -285,7 +285,7 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 		fail(EINVAL);
 		return NULL;
 	}
-	int e;
+	int e = 0;
 	bool ro = opts->flags & DIO_MOUNT_RDONLY;
 	struct dio_vol *v = vol_new(path, ro, opts->backend, opts->queue_depth, false, 0, &e);
 	if (!v) {

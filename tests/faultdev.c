@@ -1,0 +1,192 @@
+/*
+ * "fault": a test backend wrapping the run's real backend.  It counts
+ * device operations and can fail the Nth read, write or flush with EIO,
+ * complete writes short, or simulate power loss: from the Nth operation
+ * on everything fails, and fault_crash() rewinds the image to what a
+ * device with a volatile cache could hold afterwards (every flushed or
+ * FUA write, plus a prefix of the unflushed ones).
+ */
+#include "helpers.h"
+#include <pthread.h>
+#include <sys/uio.h>
+
+const struct dio_backend_ops *dio_backend_find(const char *name, int *err);
+
+struct undo { uint64_t off; size_t len; uint8_t *old; };
+
+static struct {
+	pthread_mutex_t mu;
+	const struct dio_backend_ops *inner;
+	struct fault_cfg cfg;
+	long writes, reads, flushes, ops;
+	int failed, dead;
+	struct undo *log;
+	size_t nlog, cap;
+} F = { .mu = PTHREAD_MUTEX_INITIALIZER };
+
+struct fctx { void *inner; int fd; };
+
+static int f_probe(void) { return 0; }
+
+static void *f_open(int fd, unsigned depth, int *err)
+{
+	struct fctx *c = calloc(1, sizeof(*c));
+	c->fd = fd;
+	c->inner = F.inner->open(fd, depth, err);
+	if (!c->inner) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
+static void f_close(void *ctx)
+{
+	struct fctx *c = ctx;
+	F.inner->close(c->inner);
+	free(c);
+}
+
+static void record_undo(int fd, const struct dio_bio *b)
+{
+	size_t len = 0;
+	for (int i = 0; i < b->iovcnt; i++)
+		len += b->iov[i].iov_len;
+	void *old;
+	if (posix_memalign(&old, 4096, len))
+		abort();
+	ssize_t r = pread(fd, old, len, (off_t)b->offset);
+	if (r < 0)
+		abort();
+	if ((size_t)r < len)
+		memset((char *)old + r, 0, len - (size_t)r);
+	if (F.nlog == F.cap) {
+		F.cap = F.cap ? F.cap * 2 : 256;
+		F.log = realloc(F.log, F.cap * sizeof(*F.log));
+	}
+	F.log[F.nlog++] = (struct undo){ b->offset, len, old };
+}
+
+static void drop_undo(void)
+{
+	for (size_t i = 0; i < F.nlog; i++)
+		free(F.log[i].old);
+	F.nlog = 0;
+}
+
+static bool tick(long *counter, long at)
+{
+	/* under F.mu: true if this op must fail */
+	F.ops++;
+	(*counter)++;
+	if (F.cfg.die_at && F.ops >= F.cfg.die_at)
+		F.dead = 1;
+	if (F.dead)
+		return true;
+	if (at && (*counter == at || (F.cfg.sticky && *counter > at))) {
+		F.failed = 1;
+		return true;
+	}
+	return false;
+}
+
+static int f_submit(void *ctx, struct dio_bio *bios, unsigned n)
+{
+	struct fctx *c = ctx;
+	for (unsigned i = 0; i < n; i++) {
+		struct dio_bio *b = &bios[i];
+		pthread_mutex_lock(&F.mu);
+		bool bad = b->op == DIO_BIO_WRITE ? tick(&F.writes, F.cfg.fail_write_at)
+						  : tick(&F.reads, F.cfg.fail_read_at);
+		if (!bad && b->op == DIO_BIO_WRITE && F.cfg.record && !(b->flags & DIO_BIO_FUA))
+			record_undo(c->fd, b);
+		pthread_mutex_unlock(&F.mu);
+		if (bad) {
+			b->res = -EIO;
+			continue;
+		}
+		if (F.cfg.short_writes && b->op == DIO_BIO_WRITE && b->iovcnt == 1 && b->iov[0].iov_len >= 1024) {
+			/* move only the first half; libdio must continue the rest */
+			struct iovec half = { b->iov[0].iov_base, (b->iov[0].iov_len / 2) & ~(size_t)511 };
+			struct dio_bio hb = *b;
+			hb.iov = &half;
+			int e = F.inner->submit(c->inner, &hb, 1);
+			b->res = e ? e : hb.res;
+			continue;
+		}
+		int e = F.inner->submit(c->inner, b, 1);
+		if (e)
+			b->res = e;
+	}
+	return 0;
+}
+
+static int f_flush(void *ctx)
+{
+	struct fctx *c = ctx;
+	pthread_mutex_lock(&F.mu);
+	bool bad = tick(&F.flushes, F.cfg.fail_flush_at);
+	pthread_mutex_unlock(&F.mu);
+	if (bad)
+		return -EIO;
+	int e = F.inner->flush(c->inner);
+	pthread_mutex_lock(&F.mu);
+	if (!e)
+		drop_undo();
+	pthread_mutex_unlock(&F.mu);
+	return e;
+}
+
+static const struct dio_backend_ops fault_ops_tbl = {
+	.abi = DIO_BACKEND_ABI, .name = "fault", .probe = f_probe, .open = f_open,
+	.submit = f_submit, .flush = f_flush, .close = f_close,
+};
+
+void fault_setup(const struct fault_cfg *cfg)
+{
+	static int registered;
+	const char *name = getenv("DIO_FAULT_INNER");
+	if (!name)
+		name = getenv("DIO_BACKEND");
+	int err;
+	char inner[32];
+	snprintf(inner, sizeof(inner), "%s", name && *name ? name : "auto");
+	unsetenv("DIO_BACKEND");   /* it would override opts->backend */
+	F.inner = dio_backend_find(inner, &err);
+	ck_assert_msg(F.inner != NULL, "inner backend %s", inner);
+	setenv("DIO_FAULT_INNER", inner, 1);
+	pthread_mutex_lock(&F.mu);
+	F.cfg = *cfg;
+	F.writes = F.reads = F.flushes = F.ops = 0;
+	F.failed = F.dead = 0;
+	drop_undo();
+	pthread_mutex_unlock(&F.mu);
+	if (!registered) {
+		ck_assert(dio_backend_register(&fault_ops_tbl) == 0);
+		registered = 1;
+	}
+}
+
+long fault_ops(void)
+{
+	pthread_mutex_lock(&F.mu);
+	long n = F.ops;
+	pthread_mutex_unlock(&F.mu);
+	return n;
+}
+
+long fault_unflushed(void)
+{
+	return (long)F.nlog;
+}
+
+void fault_crash(const char *path, long keep)
+{
+	int fd = open(path, O_RDWR);
+	ck_assert(fd >= 0);
+	for (long i = (long)F.nlog - 1; i >= keep && i >= 0; i--)
+		ck_assert(pwrite(fd, F.log[i].old, F.log[i].len, (off_t)F.log[i].off) == (ssize_t)F.log[i].len);
+	fsync(fd);
+	close(fd);
+	drop_undo();
+}

@@ -1,0 +1,58 @@
+/* Shared test helpers: scratch images, patterns, a reference model. */
+#ifndef DIO_TEST_HELPERS_H
+#define DIO_TEST_HELPERS_H
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdbool.h>
+#include <dio/dio.h>
+#include <dio/backend.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+/* A fresh image path in $DIO_TEST_DIR (default /dev/shm, else /tmp). */
+const char *t_image_path(const char *tag);
+/* mkfs a fresh image of `mib` MiB and mount it with the run's backend. */
+struct dio_vol *t_fresh(const char *tag, unsigned mib, char **path_out);
+struct dio_vol *t_mount(const char *path);
+void *t_aligned(size_t n);
+/* byte of file `fid`, written by write number `wid`, at offset pos */
+static inline uint8_t t_pat(uint32_t fid, uint32_t wid, uint64_t pos)
+{
+	uint64_t x = (pos * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)fid << 40) ^ ((uint64_t)wid << 8);
+	x ^= x >> 29;
+	uint8_t b = (uint8_t)(x ^ (x >> 17));
+	return b ? b : 1;   /* never 0, so zeros always mean "not written" */
+}
+void t_fill(uint8_t *p, size_t n, uint32_t fid, uint32_t wid, uint64_t off);
+uint64_t t_rand(void);
+void t_seed(uint64_t s);
+const char *t_backend(void);
+/* Run a suite, return the exit status. */
+int t_run(Suite *s);
+
+/* The fault backend (faultdev.c) */
+struct fault_cfg {
+	long fail_write_at;    /* fail the Nth write bio (1-based), 0: never */
+	long fail_read_at;
+	long fail_flush_at;
+	int  sticky;           /* keep failing after the first failure */
+	int  short_writes;     /* complete writes in two halves */
+	int  record;           /* keep an undo log of writes not yet flushed */
+	long die_at;           /* power fails at the Nth device op: it and all after fail */
+};
+void fault_setup(const struct fault_cfg *cfg);  /* registers "fault", wraps the run's backend */
+long fault_ops(void);
+/* Power loss: undo every non-FUA write after the first `keep` unflushed
+   ones, newest first, on the image at path. */
+void fault_crash(const char *path, long keep);
+long fault_unflushed(void);
+#define MIN_SZ(a, b) ((a) < (b) ? (a) : (b))
+#endif

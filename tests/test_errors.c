@@ -1,0 +1,334 @@
+/*
+ * Every errno of the contract, and what each failure leaves behind:
+ * EINVAL, EBADF, EROFS, EFBIG, ENOENT, EEXIST, ENAMETOOLONG, ENOSPC (with
+ * nothing changed and the volume still usable), EBUSY, EIO (the write,
+ * then the next fsync of every handle open at the time, once each).
+ */
+#include "helpers.h"
+
+static char *img;
+
+static void teardown_img(void)
+{
+	if (img) {
+		unlink(img);
+		free(img);
+		img = NULL;
+	}
+}
+
+START_TEST(test_einval_on_bad_arguments)
+{
+	struct dio_vol *v = t_fresh("einval", 16, &img);
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
+	char b[16] = { 0 };
+	ck_assert_int_eq(dio_pwrite(f, b, 1, -1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_pread(f, b, 1, -4096), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_pwritev(f, NULL, 1, 0), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	struct iovec iov = { b, 1 };
+	ck_assert_int_eq(dio_preadv(f, &iov, 0, 0), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_preadv(f, &iov, 100000, 0), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(dio_open(v, "g", O_RDWR | O_CREAT | 0x40000000));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_ftruncate(f, -1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_fallocate(f, 0, -1, 10), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_fallocate(f, 0, 0, 0), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_ptr_null(dio_mount(img, &(struct dio_mount_opts){ .flags = 0x80 }));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_info(f, NULL), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	/* STRICT: misaligned refused, nothing written */
+	struct dio_file *s = dio_open(v, "f", O_RDWR | DIO_O_STRICT);
+	struct dio_info info;
+	ck_assert_int_eq(dio_info(s, &info), 0);
+	ck_assert_uint_eq(info.flags & DIO_INFO_FALLBACK, 0);
+	ck_assert_int_eq(dio_pwrite(s, b, 7, 0), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_pread(s, b, 7, 0), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	struct dio_stat st;
+	dio_fstat(s, &st);
+	ck_assert_uint_eq(st.size, 0);
+	ck_assert_uint_eq(st.allocated, 0);
+	uint8_t *al = t_aligned(4096);
+	ck_assert_int_eq(dio_pwrite(s, al, 4096, 0), 4096);
+	ck_assert_int_eq(dio_pwrite(s, al + 1, 512, 0), -1);   /* misaligned buffer */
+	ck_assert_int_eq(errno, EINVAL);
+	free(al);
+	dio_close(s);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
+START_TEST(test_ebadf_on_wrong_handle_mode)
+{
+	struct dio_vol *v = t_fresh("ebadf", 16, &img);
+	char b[8] = { 0 };
+	struct dio_file *r = dio_open(v, "f", O_RDONLY | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(r, b, 8, 0), -1);
+	ck_assert_int_eq(errno, EBADF);
+	ck_assert_int_eq(dio_ftruncate(r, 0), -1);
+	ck_assert_int_eq(errno, EBADF);
+	ck_assert_int_eq(dio_fallocate(r, 0, 0, 4096), -1);
+	ck_assert_int_eq(errno, EBADF);
+	struct dio_file *w = dio_open(v, "f", O_WRONLY);
+	ck_assert_int_eq(dio_pread(w, b, 8, 0), -1);
+	ck_assert_int_eq(errno, EBADF);
+	ck_assert_int_eq(dio_close(NULL), -1);
+	ck_assert_int_eq(errno, EBADF);
+	dio_close(r);
+	dio_close(w);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
+START_TEST(test_erofs_on_readonly_mount)
+{
+	struct dio_vol *v = t_fresh("erofs", 16, &img);
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(f, "data", 4, 0), 4);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	struct dio_mount_opts ro = { .backend = t_backend(), .flags = DIO_MOUNT_RDONLY };
+	v = dio_mount(img, &ro);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_ptr_null(dio_open(v, "f", O_RDWR));
+	ck_assert_int_eq(errno, EROFS);
+	ck_assert_ptr_null(dio_open(v, "new", O_RDONLY | O_CREAT));
+	ck_assert_int_eq(errno, EROFS);
+	ck_assert_int_eq(dio_unlink(v, "f"), -1);
+	ck_assert_int_eq(errno, EROFS);
+	ck_assert_int_eq(dio_rename(v, "f", "g"), -1);
+	ck_assert_int_eq(errno, EROFS);
+	f = dio_open(v, "f", O_RDONLY);
+	char b[4];
+	ck_assert_int_eq(dio_pread(f, b, 4, 0), 4);
+	ck_assert(!memcmp(b, "data", 4));
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
+START_TEST(test_efbig_past_maximum_file_size)
+{
+	struct dio_vol *v = t_fresh("efbig", 16, &img);
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
+	char b[8] = { 0 };
+	ck_assert_int_eq(dio_pwrite(f, b, 8, (off_t)DIO_MAX_FILE_SIZE - 4), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(dio_ftruncate(f, (off_t)DIO_MAX_FILE_SIZE + 1), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	ck_assert_int_eq(dio_fallocate(f, 0, (off_t)DIO_MAX_FILE_SIZE, 4096), -1);
+	ck_assert_int_eq(errno, EFBIG);
+	/* the last byte is writable as a sparse file */
+	ck_assert_int_eq(dio_pwrite(f, b, 1, (off_t)DIO_MAX_FILE_SIZE - 1), 1);
+	struct dio_stat st;
+	dio_fstat(f, &st);
+	ck_assert_uint_eq(st.size, DIO_MAX_FILE_SIZE);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
+START_TEST(test_eexist_and_force_in_mkfs)
+{
+	struct dio_vol *v = t_fresh("eexist", 16, &img);
+	ck_assert_int_eq(dio_umount(v), 0);
+	struct dio_mkfs_opts o = { .size = 16 << 20 };
+	ck_assert_int_eq(dio_mkfs(img, &o), -1);
+	ck_assert_int_eq(errno, EEXIST);
+	o.flags = DIO_MKFS_FORCE;
+	ck_assert_int_eq(dio_mkfs(img, &o), 0);
+	ck_assert_int_eq(dio_mkfs("/nonexistent-dir/x.img", &o), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(dio_mkfs(t_image_path("nosize"), NULL), -1);
+	ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
+START_TEST(test_ebusy_on_second_mount_and_umount_with_open_files)
+{
+	struct dio_vol *v = t_fresh("ebusy", 16, &img);
+	ck_assert_ptr_null(t_mount(img));
+	ck_assert_int_eq(errno, EBUSY);
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(t_mount(img) == NULL && errno == EBUSY ? 0 : 1);
+	int status;
+	waitpid(pid, &status, 0);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another process could mount");
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_umount(v), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	ck_assert_int_eq(dio_pwrite(f, "still", 5, 0), 5);   /* nothing changed */
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	v = t_mount(img);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
+START_TEST(test_enospc_changes_nothing_and_volume_stays_usable)
+{
+	struct dio_vol *v = t_fresh("enospc", 16, &img);
+	struct dio_statvfs sv;
+	dio_statvfs(v, &sv);
+	size_t bs = sv.block_size, total = sv.free_blocks * bs;
+	struct dio_file *f = dio_open(v, "fill", O_RDWR | O_CREAT);
+	uint8_t *b = t_aligned(total + bs);
+	t_fill(b, total + bs, 1, 1, 0);
+	/* more than the volume holds: refused whole */
+	ck_assert_int_eq(dio_pwrite(f, b, total + bs, 0), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	struct dio_stat st;
+	dio_fstat(f, &st);
+	ck_assert_uint_eq(st.size, 0);
+	ck_assert_uint_eq(st.allocated, 0);
+	struct dio_statvfs sv2;
+	dio_statvfs(v, &sv2);
+	ck_assert_uint_eq(sv2.free_blocks, sv.free_blocks);
+	ck_assert_int_eq(dio_fallocate(f, 0, 0, (off_t)(total + bs)), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	dio_fstat(f, &st);
+	ck_assert_uint_eq(st.allocated, 0);
+	ck_assert_uint_eq(st.size, 0);
+	/* exactly full works, then one more block fails */
+	ck_assert_int_eq(dio_pwrite(f, b, total, 0), (ssize_t)total);
+	struct dio_file *g = dio_open(v, "more", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(g, b, bs, 0), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	/* delete, truncate and sync still work, and give space back */
+	ck_assert_int_eq(dio_ftruncate(f, (off_t)(total / 2)), 0);
+	ck_assert_int_eq(dio_fsync(f), 0);
+	ck_assert_int_eq(dio_pwrite(g, b, bs, 0), (ssize_t)bs);
+	dio_close(g);
+	ck_assert_int_eq(dio_unlink(v, "more"), 0);
+	ck_assert_int_eq(dio_syncfs(v), 0);
+	uint8_t *r = t_aligned(total / 2);
+	ck_assert_int_eq(dio_pread(f, r, total / 2, 0), (ssize_t)(total / 2));
+	ck_assert(!memcmp(r, b, total / 2));
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(b);
+	free(r);
+}
+END_TEST
+
+START_TEST(test_eio_reaches_write_and_each_handles_next_fsync_once)
+{
+	char *p = strdup(t_image_path("eio"));
+	img = p;
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 16 << 20 }), 0);
+	struct fault_cfg cfg = { 0 };
+	fault_setup(&cfg);
+	struct dio_vol *v = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	struct dio_file *a = dio_open(v, "f", O_RDWR | O_CREAT);
+	struct dio_file *b = dio_open(v, "f", O_RDWR);
+	uint8_t *buf = t_aligned(8192);
+	t_fill(buf, 8192, 1, 1, 0);
+	ck_assert_int_eq(dio_pwrite(a, buf, 8192, 0), 8192);
+	ck_assert_int_eq(dio_fsync(a), 0);
+	/* the next write bio fails */
+	cfg.fail_write_at = fault_ops() + 1;   /* writes count is <= ops */
+	struct fault_cfg now = { .fail_write_at = 1 };
+	fault_setup(&now);
+	uint8_t *nb = t_aligned(4096);
+	t_fill(nb, 4096, 1, 2, 16384);
+	ck_assert_int_eq(dio_pwrite(a, nb, 4096, 16384), -1);   /* extending: allocation */
+	ck_assert_int_eq(errno, EIO);
+	struct dio_file *c = dio_open(v, "f", O_RDWR);         /* opened after the error */
+	ck_assert_int_eq(dio_fsync(a), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(dio_fsync(a), 0);                      /* once */
+	ck_assert_int_eq(dio_fdatasync(b), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(dio_fdatasync(b), 0);
+	ck_assert_int_eq(dio_fsync(c), 0);
+	/* the range is not marked written: it reads as zeros (or is absent) */
+	struct dio_stat st;
+	dio_fstat(a, &st);
+	ck_assert_uint_eq(st.size, 8192);
+	memset(nb, 0x77, 4096);
+	ck_assert_int_eq(dio_pread(a, nb, 4096, 16384), 0);
+	/* an overwrite that fails: EIO, data before it intact */
+	struct fault_cfg again = { .fail_write_at = 1 };
+	fault_setup(&again);
+	ck_assert_int_eq(dio_pwrite(b, nb, 4096, 0), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(dio_fsync(a), -1);
+	ck_assert_int_eq(dio_fsync(b), -1);
+	ck_assert_int_eq(dio_fsync(c), -1);
+	ck_assert_int_eq(dio_fsync(c), 0);
+	/* the volume goes on working */
+	struct fault_cfg none = { 0 };
+	fault_setup(&none);
+	ck_assert_int_eq(dio_pwrite(a, buf, 8192, 0), 8192);
+	ck_assert_int_eq(dio_fsync(a), 0);
+	dio_close(a);
+	dio_close(b);
+	dio_close(c);
+	ck_assert_int_eq(dio_umount(v), 0);
+	v = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	a = dio_open(v, "f", O_RDONLY);
+	ck_assert_int_eq(dio_pread(a, nb, 4096, 4096), 4096);
+	ck_assert(!memcmp(nb, buf + 4096, 4096));
+	dio_close(a);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(buf);
+	free(nb);
+}
+END_TEST
+
+START_TEST(test_short_device_transfers_are_completed)
+{
+	char *p = strdup(t_image_path("short"));
+	img = p;
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 16 << 20 }), 0);
+	struct fault_cfg cfg = { .short_writes = 1 };
+	fault_setup(&cfg);
+	struct dio_vol *v = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
+	uint8_t *buf = t_aligned(65536), *chk = t_aligned(65536);
+	t_fill(buf, 65536, 9, 1, 0);
+	ck_assert_int_eq(dio_pwrite(f, buf, 65536, 0), 65536);
+	ck_assert_int_eq(dio_pread(f, chk, 65536, 0), 65536);
+	ck_assert(!memcmp(buf, chk, 65536));
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(buf);
+	free(chk);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("errors");
+	TCase *tc = tcase_create("errors");
+	tcase_add_checked_fixture(tc, NULL, teardown_img);
+	tcase_add_test(tc, test_einval_on_bad_arguments);
+	tcase_add_test(tc, test_ebadf_on_wrong_handle_mode);
+	tcase_add_test(tc, test_erofs_on_readonly_mount);
+	tcase_add_test(tc, test_efbig_past_maximum_file_size);
+	tcase_add_test(tc, test_eexist_and_force_in_mkfs);
+	tcase_add_test(tc, test_ebusy_on_second_mount_and_umount_with_open_files);
+	tcase_add_test(tc, test_enospc_changes_nothing_and_volume_stays_usable);
+	tcase_add_test(tc, test_eio_reaches_write_and_each_handles_next_fsync_once);
+	tcase_add_test(tc, test_short_device_transfers_are_completed);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

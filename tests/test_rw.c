@@ -1,0 +1,207 @@
+/*
+ * Reads and writes against a reference copy in memory: aligned and
+ * misaligned, odd buffers, odd offsets, lengths across extents and EOF;
+ * the zero-copy path and the one-I/O-per-extent rule through counters.
+ */
+#include "helpers.h"
+
+#define FSZ (3u << 20)
+
+static struct dio_vol *vol;
+static char *img;
+static uint8_t *ref;
+
+static void setup(void)
+{
+	vol = t_fresh("rw", 64, &img);
+	ref = calloc(1, FSZ + 65536);
+}
+
+static void teardown(void)
+{
+	ck_assert_int_eq(dio_umount(vol), 0);
+	unlink(img);
+	free(img);
+	free(ref);
+}
+
+static void verify(struct dio_file *f, uint64_t size)
+{
+	uint8_t *buf = t_aligned(FSZ);
+	ssize_t n = dio_pread(f, buf, FSZ, 0);
+	ck_assert_int_eq(n, (ssize_t)size);
+	for (uint64_t i = 0; i < size; i++)
+		if (buf[i] != ref[i])
+			ck_abort_msg("byte %llu: got %u want %u", (unsigned long long)i, buf[i], ref[i]);
+	free(buf);
+}
+
+START_TEST(test_aligned_pwritev_over_one_extent_is_one_device_io)
+{
+	struct dio_file *f = dio_open(vol, "a", O_RDWR | O_CREAT);
+	ck_assert_ptr_nonnull(f);
+	uint8_t *buf = t_aligned(1 << 20);
+	t_fill(buf, 1 << 20, 1, 1, 0);
+	struct iovec iov[256];
+	for (int i = 0; i < 256; i++)
+		iov[i] = (struct iovec){ buf + i * 4096, 4096 };
+	ck_assert_int_eq(dio_pwritev(f, iov, 256, 0), 1 << 20);
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_eq(st.nextents, 1);
+	struct dio_counters c0, c1;
+	dio_counters(vol, &c0);
+	ck_assert_int_eq(dio_pwritev(f, iov, 256, 0), 1 << 20);
+	dio_counters(vol, &c1);
+	ck_assert_uint_eq(c1.device_ios - c0.device_ios, 1);
+	ck_assert_uint_eq(c1.bounced, c0.bounced);
+	ck_assert_uint_eq(c1.writes - c0.writes, 1);
+	ck_assert_uint_eq(c1.bytes_written - c0.bytes_written, 1 << 20);
+	dio_counters(vol, &c0);
+	ck_assert_int_eq(dio_preadv(f, iov, 256, 0), 1 << 20);
+	dio_counters(vol, &c1);
+	ck_assert_uint_eq(c1.device_ios - c0.device_ios, 1);
+	ck_assert_uint_eq(c1.bounced, c0.bounced);
+	for (size_t i = 0; i < (1 << 20); i++)
+		ck_assert_uint_eq(buf[i], t_pat(1, 1, i));
+	dio_close(f);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_aligned_io_moves_the_callers_buffer_without_bounce)
+{
+	struct dio_file *f = dio_open(vol, "a", O_RDWR | O_CREAT);
+	struct dio_info info;
+	ck_assert_int_eq(dio_info(f, &info), 0);
+	uint8_t *buf = t_aligned(65536);
+	t_fill(buf, 65536, 2, 1, 0);
+	struct dio_counters c0, c1;
+	dio_counters(vol, &c0);
+	ck_assert_int_eq(dio_pwrite(f, buf, 65536, 0), 65536);
+	ck_assert_int_eq(dio_pread(f, buf, 65536, 0), 65536);
+	/* offset_align-aligned, not block-aligned overwrite of written blocks */
+	ck_assert_int_eq(dio_pwrite(f, buf, info.offset_align, info.offset_align), (ssize_t)info.offset_align);
+	dio_counters(vol, &c1);
+	ck_assert_uint_eq(c1.bounced, c0.bounced);
+	ck_assert_uint_eq(c1.rmw_blocks, c0.rmw_blocks);
+	dio_close(f);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_misaligned_requests_match_reference)
+{
+	t_seed(1234 + (uint64_t)_i);
+	struct dio_file *f = dio_open(vol, "m", O_RDWR | O_CREAT);
+	uint8_t *src = malloc(300000 + 16), *dst = malloc(300000 + 16);
+	uint64_t size = 0;
+	for (int op = 0; op < 300; op++) {
+		uint64_t off = t_rand() % (FSZ - 300000);
+		size_t len = 1 + t_rand() % (op % 10 == 0 ? 300000 : 9000);
+		unsigned shift = t_rand() % 16;    /* odd buffer addresses */
+		if (t_rand() % 2) {
+			t_fill(src + shift, len, 3, (uint32_t)op, off);
+			ck_assert_int_eq(dio_pwrite(f, src + shift, len, (off_t)off), (ssize_t)len);
+			memcpy(ref + off, src + shift, len);
+			if (off + len > size)
+				size = off + len;
+		} else {
+			ssize_t want = off >= size ? 0 : (ssize_t)MIN_SZ(len, size - off);
+			ssize_t n = dio_pread(f, dst + shift, len, (off_t)off);
+			ck_assert_int_eq(n, want);
+			ck_assert_msg(!memcmp(dst + shift, ref + off, (size_t)want), "read at %llu+%zu differs",
+				      (unsigned long long)off, len);
+		}
+	}
+	verify(f, size);
+	dio_close(f);
+	free(src);
+	free(dst);
+}
+END_TEST
+
+START_TEST(test_vectored_misaligned_segments_across_extents)
+{
+	/* two files interleaved so each one's blocks are not contiguous */
+	struct dio_file *a = dio_open(vol, "x", O_RDWR | O_CREAT);
+	struct dio_file *b = dio_open(vol, "y", O_RDWR | O_CREAT);
+	uint8_t *blk = t_aligned(4096);
+	for (int i = 0; i < 64; i++) {
+		t_fill(blk, 4096, 4, 0, (uint64_t)i * 4096);
+		ck_assert_int_eq(dio_pwrite(a, blk, 4096, i * 4096), 4096);
+		memcpy(ref + i * 4096, blk, 4096);
+		ck_assert_int_eq(dio_pwrite(b, blk, 4096, i * 4096), 4096);
+	}
+	struct dio_stat st;
+	dio_fstat(a, &st);
+	ck_assert_uint_gt(st.nextents, 1);
+	/* misaligned vector write spanning many extents and EOF */
+	uint8_t *src = malloc(200000);
+	t_fill(src, 200000, 4, 1, 1000);
+	struct iovec iov[5] = { { src, 7 }, { src + 7, 4096 }, { src + 4103, 100000 }, { src + 104103, 1 },
+				{ src + 104104, 95896 } };
+	ck_assert_int_eq(dio_pwritev(a, iov, 5, 250000), 200000);
+	memcpy(ref + 250000, src, 200000);
+	uint8_t *dst = malloc(200000);
+	struct iovec riov[3] = { { dst, 3 }, { dst + 3, 150000 }, { dst + 150003, 49997 } };
+	ck_assert_int_eq(dio_preadv(a, riov, 3, 250000), 200000);
+	ck_assert(!memcmp(dst, src, 200000));
+	verify(a, 450000);
+	dio_close(a);
+	dio_close(b);
+	free(src);
+	free(dst);
+	free(blk);
+}
+END_TEST
+
+START_TEST(test_reads_stop_at_eof)
+{
+	struct dio_file *f = dio_open(vol, "eof", O_RDWR | O_CREAT);
+	uint8_t *buf = t_aligned(16384);
+	t_fill(buf, 100, 5, 1, 0);
+	ck_assert_int_eq(dio_pwrite(f, buf, 100, 0), 100);
+	memset(buf, 0xAA, 16384);
+	ck_assert_int_eq(dio_pread(f, buf, 16384, 0), 100);    /* aligned read at EOF */
+	for (int i = 0; i < 100; i++)
+		ck_assert_uint_eq(buf[i], t_pat(5, 1, (uint64_t)i));
+	ck_assert_int_eq(dio_pread(f, buf, 4096, 4096), 0);
+	ck_assert_int_eq(dio_pread(f, buf + 1, 50, 90), 10);    /* misaligned read at EOF */
+	ck_assert_int_eq(dio_pread(f, buf, 10, 1 << 30), 0);
+	ck_assert_int_eq(dio_pread(f, buf, 0, 0), 0);
+	dio_close(f);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_large_write_larger_than_bounce_buffer)
+{
+	struct dio_file *f = dio_open(vol, "big", O_RDWR | O_CREAT);
+	size_t n = (5u << 20) / 2 + 333;
+	uint8_t *src = malloc(n + 1), *dst = malloc(n + 1);
+	t_fill(src + 1, n, 6, 1, 777);
+	ck_assert_int_eq(dio_pwrite(f, src + 1, n, 777), (ssize_t)n);
+	ck_assert_int_eq(dio_pread(f, dst + 1, n, 777), (ssize_t)n);
+	ck_assert(!memcmp(src + 1, dst + 1, n));
+	dio_close(f);
+	free(src);
+	free(dst);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("rw");
+	TCase *tc = tcase_create("rw");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_aligned_pwritev_over_one_extent_is_one_device_io);
+	tcase_add_test(tc, test_aligned_io_moves_the_callers_buffer_without_bounce);
+	tcase_add_loop_test(tc, test_misaligned_requests_match_reference, 0, 3);
+	tcase_add_test(tc, test_vectored_misaligned_segments_across_extents);
+	tcase_add_test(tc, test_reads_stop_at_eof);
+	tcase_add_test(tc, test_large_write_larger_than_bounce_buffer);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

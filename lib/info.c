@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -23,6 +24,19 @@ static uint64_t pow2_floor(uint64_t x)
 	if (!x)
 		return 0;
 	return UINT64_C(1) << (63 - __builtin_clzll(x));
+}
+
+/*
+ * A process that dies with a volume mounted releases it only when the
+ * kernel has torn down its io_uring or aio contexts, which can take a
+ * moment after the process is gone.  So a busy device is retried for
+ * about half a second before EBUSY is final.
+ */
+#define BUSY_RETRIES 50
+static void busy_wait(void)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
 }
 
 int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_size, int *fdp)
@@ -40,7 +54,9 @@ int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_siz
 			return -errno;
 	} else if (S_ISBLK(st.st_mode)) {
 		/* O_EXCL on a block device: EBUSY while anyone holds it so. */
-		fd = open(path, flags | O_EXCL);
+		for (int tries = 0; (fd = open(path, flags | O_EXCL)) < 0 && errno == EBUSY &&
+				    tries < BUSY_RETRIES; tries++)
+			busy_wait();
 		if (fd < 0)
 			return -errno;
 	} else if (S_ISREG(st.st_mode)) {
@@ -55,7 +71,11 @@ int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_siz
 	if (S_ISREG(st.st_mode)) {
 		/* flock belongs to the open file description, so a second
 		   mount conflicts even inside the same process. */
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int r;
+		for (int tries = 0; (r = flock(fd, LOCK_EX | LOCK_NB)) < 0 && errno == EWOULDBLOCK &&
+				    tries < BUSY_RETRIES; tries++)
+			busy_wait();
+		if (r < 0) {
 			if (errno == EWOULDBLOCK)
 				errno = EBUSY;
 			goto fail;

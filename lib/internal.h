@@ -52,7 +52,8 @@ int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_siz
 int dio_dev_probe(int fd, struct dio_geom *g);
 
 /* ---- backends (backend/registry.c) ---- */
-const struct dio_backend_ops *dio_backend_find(const char *name, int *err);
+const struct dio_backend_ops *dio_backend_find(const char *name, int *err);        /* DIO_BACKEND overrides */
+const struct dio_backend_ops *dio_backend_find_exact(const char *name, int *err);
 
 /* One device context: a backend context plus the lock that keeps it to
    one submitter at a time. */

@@ -110,16 +110,31 @@ static void cur_zero(struct cursor *c, size_t n)
 
 static __thread unsigned ctx_hint;
 
+/*
+ * A device context for this thread: the first one free, starting from the
+ * one it used last.  Contexts beyond the first open on first use, so a
+ * volume used by one thread costs one ring (or aio context).  If a new
+ * one cannot be opened, wait for an open one instead.
+ */
 static struct dio_devctx *ctx_get(struct dio_vol *v)
 {
 	for (unsigned i = 0; i < v->nctx; i++) {
 		unsigned k = (ctx_hint + i) % v->nctx;
-		if (pthread_mutex_trylock(&v->ctx[k].lock) == 0) {
-			ctx_hint = k;
-			return &v->ctx[k];
+		struct dio_devctx *c = &v->ctx[k];
+		if (pthread_mutex_trylock(&c->lock) != 0)
+			continue;
+		if (!c->ctx) {
+			int err = 0;
+			c->ctx = v->ops->open(v->fd, v->depth, &err);
+			if (!c->ctx) {
+				pthread_mutex_unlock(&c->lock);
+				continue;
+			}
 		}
+		ctx_hint = k;
+		return c;
 	}
-	struct dio_devctx *c = &v->ctx[ctx_hint % v->nctx];
+	struct dio_devctx *c = &v->ctx[0];   /* always open (mount opened it) */
 	pthread_mutex_lock(&c->lock);
 	return c;
 }
@@ -630,15 +645,20 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 		cnt_add(&v->cnt.bounced, 1);
 	if (e)
 		return fail(e);
-	if (dsync && changed) {
-		/* the data went down with FUA; the metadata that reaches it must
-		   be durable too before O_DSYNC returns */
+	if (dsync) {
+		/* The data went down with FUA.  O_DSYNC is "as if followed by
+		   fdatasync": the metadata that reaches it (this write's, or an
+		   earlier write's still pending, e.g. the allocation of the blocks
+		   just overwritten) must be durable too before returning. */
 		pthread_mutex_lock(&v->md_lock);
 		uint64_t seq = v->last_seq;
+		bool pending = v->durable_seq < seq;
 		pthread_mutex_unlock(&v->md_lock);
-		e = j_commit(v, seq, false, false);
-		if (e)
-			return fail(e);
+		if (pending || changed) {
+			e = j_commit(v, seq, false, false);
+			if (e)
+				return fail(e);
+		}
 	}
 	cnt_add(&v->cnt.writes, 1);
 	cnt_add(&v->cnt.bytes_written, len);

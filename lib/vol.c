@@ -150,7 +150,8 @@ static struct dio_vol *vol_new(const char *path, bool rdonly, const char *backen
 	pthread_mutex_init(&v->commit_lock, NULL);
 	v->path = strdup(path);
 	int bes = 0;
-	v->ops = dio_backend_find(backend, &bes);
+	/* mkfs (create) always writes with psync: one-shot, no env override */
+	v->ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
 	int e = !v->path ? -ENOMEM : !v->ops ? -bes : 0;
 	if (!e)
 		e = dio_dev_open(path, rdonly, create, create_size, &v->fd);
@@ -160,15 +161,14 @@ static struct dio_vol *vol_new(const char *path, bool rdonly, const char *backen
 		long nproc = sysconf(_SC_NPROCESSORS_ONLN);
 		v->nctx = (unsigned)MIN(MAX(nproc * 2, 2L), (long)DIO_NCTX);
 		v->depth = depth ? depth : 64;
-		for (unsigned i = 0; i < v->nctx && !e; i++) {
-			int oe = 0;
+		for (unsigned i = 0; i < v->nctx; i++)
 			pthread_mutex_init(&v->ctx[i].lock, NULL);
-			v->ctx[i].ctx = v->ops->open(v->fd, v->depth, &oe);
-			if (!v->ctx[i].ctx) {
-				e = -(oe ? oe : EIO);
-				dio_log(DIO_LOG_ERR, "backend %s: cannot open a context: %s", v->ops->name, strerror(-e));
-				v->nctx = i + 1;
-			}
+		/* the first context now, to fail early; the others on demand */
+		int oe = 0;
+		v->ctx[0].ctx = v->ops->open(v->fd, v->depth, &oe);
+		if (!v->ctx[0].ctx) {
+			e = -(oe ? oe : EIO);
+			dio_log(DIO_LOG_ERR, "backend %s: cannot open a context: %s", v->ops->name, strerror(-e));
 		}
 	}
 	if (!e)

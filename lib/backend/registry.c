@@ -51,6 +51,11 @@ const struct dio_backend_ops *dio_backend_find(const char *name, int *err)
 	const char *env = getenv("DIO_BACKEND");
 	if (env && *env)
 		name = env;
+	return dio_backend_find_exact(name, err);
+}
+
+const struct dio_backend_ops *dio_backend_find_exact(const char *name, int *err)
+{
 	*err = 0;
 	if (!name || !*name || !strcmp(name, "auto")) {
 		static const char *order[] = { "uring", "aio", "psync" };

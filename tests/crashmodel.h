@@ -1,0 +1,42 @@
+/*
+ * A deterministic workload and the model of what may survive a crash,
+ * shared by the power-loss and the killed-process tests.
+ *
+ * After a crash, for every file:
+ *  - a byte not touched since the file's last successful sync must hold
+ *    its synced value (data and size were made durable by that sync);
+ *  - a touched byte may hold its synced value, zero, or the value of any
+ *    write ever made to that file at that offset: never another file's
+ *    byte or one that was never written there;
+ *  - a file that was ever synced exists, with a size between the smallest
+ *    and the largest it could have had since that sync.
+ */
+#ifndef CRASHMODEL_H
+#define CRASHMODEL_H
+#include "helpers.h"
+
+#define CM_FILES 3
+#define CM_MAX   (256u << 10)
+
+enum { OP_WRITE, OP_DSYNC_WRITE, OP_FSYNC, OP_FDATASYNC, OP_TRUNC, OP_FALLOC, OP_SYNCFS };
+
+struct cm_op { int type, fid, mode; uint64_t off, len; uint32_t wid; unsigned shift; };
+
+struct cm_file {
+	uint8_t cur[CM_MAX], synced[CM_MAX], touched[CM_MAX];
+	uint64_t size, synced_size, lo, hi;
+	bool exists, durable;
+	struct cm_write { uint64_t off, len; uint32_t wid; } w[1024];
+	int nw;
+};
+
+struct cm_model { struct cm_file f[CM_FILES]; };
+
+void cm_gen(struct cm_op *ops, int n, uint64_t seed);
+void cm_apply(struct cm_model *m, const struct cm_op *op);           /* before executing */
+void cm_synced(struct cm_model *m, const struct cm_op *op);          /* after it succeeded */
+int  cm_exec(struct dio_vol *v, struct dio_file **h, struct dio_file **hs, const struct cm_op *op);
+void cm_open(struct dio_vol *v, struct dio_file **h, struct dio_file **hs);
+void cm_close(struct dio_file **h, struct dio_file **hs);
+void cm_check(struct dio_vol *v, struct cm_model *m);
+#endif

@@ -61,7 +61,8 @@ static int cmp_pblk(const void *x, const void *y)
    overlap and bounds by the checkpoint loader. */
 void alloc_finish_build(struct dio_alloc *a)
 {
-	qsort(a->v, a->n, sizeof(a->v[0]), cmp_pblk);
+	if (a->n)
+		qsort(a->v, a->n, sizeof(a->v[0]), cmp_pblk);
 	size_t used = a->n, out = 0;
 	uint64_t cur = a->first;
 	/* Free ranges never outnumber used ranges + 1; reuse the array in
@@ -224,7 +225,8 @@ void alloc_release_durable(struct dio_alloc *a, uint64_t durable_seq)
    range outside the data area. */
 int alloc_check_overlap(struct dio_alloc *a)
 {
-	qsort(a->v, a->n, sizeof(a->v[0]), cmp_pblk);
+	if (a->n)
+		qsort(a->v, a->n, sizeof(a->v[0]), cmp_pblk);
 	for (size_t i = 0; i < a->n; i++) {
 		if (a->v[i].pblk < a->first || a->v[i].pblk + a->v[i].len > a->end)
 			return -1;

@@ -553,7 +553,7 @@ DIO_API int dio_list(struct dio_vol *v, const char *prefix,
 		else if (ns_lookup(v, last, lastlen, &pos))
 			pos++;
 		struct dio_inode *in = pos < v->nnames ? v->names[pos] : NULL;
-		if (in && (in->namelen < plen || memcmp(in->name, prefix, plen)))
+		if (in && plen && (in->namelen < plen || memcmp(in->name, prefix, plen)))
 			in = NULL;
 		if (in) {
 			memcpy(last, in->name, in->namelen);

@@ -265,13 +265,13 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 			break;
 		cur = MAX(cur, in->map.v[k].lblk + in->map.v[k].len);
 	}
-	if (!need)
-		return 0;
+	/* room for the new extents and for splitting unwritten extents
+	   when the range is converted to written later */
+	int e = md_room(v, holes + 4, 0);
+	if (e || !need)
+		return e;
 	if (need > v->alloc.free_blocks)
 		return -ENOSPC;
-	int e = md_room(v, holes + 8, 0);
-	if (e)
-		return e;
 	/* goal: right after the block mapped before lblk, for contiguity */
 	uint64_t goal = v->alloc.first;
 	if (i > 0)
@@ -339,6 +339,8 @@ static int fail(int e)
 	return -1;
 }
 
+static int do_truncate(struct dio_file *f, off_t length);
+
 #define OPEN_FLAGS (O_ACCMODE | O_CREAT | O_EXCL | O_TRUNC | O_DSYNC | O_SYNC | DIO_O_STRICT | DIO_O_CONCURRENT)
 
 DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags)
@@ -397,7 +399,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		fail(e);
 		return NULL;
 	}
-	if ((flags & O_TRUNC) && in->size && dio_ftruncate(f, 0) < 0) {
+	if ((flags & O_TRUNC) && in->size && do_truncate(f, 0) < 0) {
 		e = errno;
 		dio_close(f);
 		fail(e);
@@ -621,7 +623,7 @@ static void md_end(struct dio_vol *v, struct dio_inode *in)
 
 /* Keep the pending journal small: commit when it holds a quarter of the
    journal, so it never has to be checkpointed in one huge piece. */
-static void j_maybe_commit(struct dio_vol *v)
+void j_maybe_commit(struct dio_vol *v)
 {
 	pthread_mutex_lock(&v->md_lock);
 	bool big = v->jlen > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4;
@@ -639,6 +641,11 @@ DIO_API int dio_ftruncate(struct dio_file *f, off_t length)
 		return fail(EINVAL);
 	if ((uint64_t)length > DIO_MAX_FILE_SIZE)
 		return fail(EFBIG);
+	return do_truncate(f, length);
+}
+
+static int do_truncate(struct dio_file *f, off_t length)
+{
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
 	uint64_t nsz = (uint64_t)length, bs = v->bs;

@@ -282,6 +282,7 @@ int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, s
 int  j_append(struct dio_vol *v, const struct dio_rec *r);   /* under md_lock */
 int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt);
 int  j_replay(struct dio_vol *v);
+void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
 int  rec_apply(struct dio_vol *v, const struct dio_rec *r, bool live);
 

@@ -660,6 +660,8 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 				return fail(e);
 		}
 	}
+	if (changed && !dsync)
+		j_maybe_commit(v);
 	cnt_add(&v->cnt.writes, 1);
 	cnt_add(&v->cnt.bytes_written, len);
 	return (ssize_t)len;

@@ -109,6 +109,24 @@ static int try_mount(void)
 	return 0;
 }
 
+uint32_t dio_crc32c_soft(uint32_t crc, const void *buf, size_t len);
+
+START_TEST(test_crc32c_hardware_and_table_agree)
+{
+	ck_assert_uint_eq(dio_crc32c(0, "123456789", 9), 0xE3069283u);   /* the check value */
+	ck_assert_uint_eq(dio_crc32c_soft(0, "123456789", 9), 0xE3069283u);
+	uint8_t b[4099];
+	for (size_t i = 0; i < sizeof(b); i++)
+		b[i] = (uint8_t)(i * 31 + 7);
+	for (size_t len = 0; len < sizeof(b); len += 37)
+		for (size_t off = 0; off < 9; off++)
+			ck_assert_uint_eq(dio_crc32c(0, b + off, len - (len > off ? off : len)),
+					  dio_crc32c_soft(0, b + off, len - (len > off ? off : len)));
+	/* chaining equals one pass */
+	ck_assert_uint_eq(dio_crc32c(dio_crc32c(0, b, 1000), b + 1000, 3099), dio_crc32c(0, b, 4099));
+}
+END_TEST
+
 START_TEST(test_not_a_volume_is_einval_and_logged)
 {
 	img = strdup(t_image_path("notvol"));
@@ -273,6 +291,7 @@ int main(void)
 	TCase *tc = tcase_create("damage");
 	tcase_add_checked_fixture(tc, NULL, teardown_img);
 	tcase_set_timeout(tc, 600);
+	tcase_add_test(tc, test_crc32c_hardware_and_table_agree);
 	tcase_add_test(tc, test_not_a_volume_is_einval_and_logged);
 	tcase_add_test(tc, test_unknown_version_or_feature_is_euclean);
 	tcase_add_test(tc, test_one_damaged_superblock_is_survived);

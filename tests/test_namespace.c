@@ -57,6 +57,14 @@ START_TEST(test_open_flags_create_excl_trunc)
 	ck_assert_uint_eq(st.size, 0);
 	ck_assert_uint_eq(st.allocated, 0);
 	dio_close(g);
+	/* as Linux: O_TRUNC truncates even on a read-only handle */
+	struct dio_file *w = mk("t", 5, 4096);
+	dio_close(w);
+	g = dio_open(vol, "t", O_RDONLY | O_TRUNC);
+	ck_assert_ptr_nonnull(g);
+	ck_assert_int_eq(dio_fstat(g, &st), 0);
+	ck_assert_uint_eq(st.size, 0);
+	dio_close(g);
 	dio_close(f);
 	ck_assert_ptr_null(dio_open(vol, "f", O_RDWR | O_APPEND));
 	ck_assert_int_eq(errno, EINVAL);

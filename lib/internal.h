@@ -252,6 +252,7 @@ struct dio_vol {
 	size_t ihash_size, ninodes;
 	uint64_t next_ino;
 	unsigned nopen_total;
+	unsigned nqueues;          /* queues not yet destroyed */
 	struct dio_alloc alloc;
 	uint64_t md_bytes;         /* size of a checkpoint of the current state */
 	uint64_t md_cap;           /* what a checkpoint area holds */

@@ -338,7 +338,7 @@ DIO_API int dio_umount(struct dio_vol *v)
 	if (!v)
 		return fail(EINVAL);
 	pthread_mutex_lock(&v->md_lock);
-	bool busy = v->nopen_total > 0;
+	bool busy = v->nopen_total > 0 || v->nqueues > 0;
 	bool broken = v->jbroken;
 	pthread_mutex_unlock(&v->md_lock);
 	if (busy)

@@ -136,6 +136,36 @@ struct dio_info {
 
 int dio_info(struct dio_file *f, struct dio_info *info);
 
+/* ---- async queues ------------------------------------------------------ */
+
+#define DIO_OP_READ      1
+#define DIO_OP_WRITE     2
+#define DIO_OP_READV     3
+#define DIO_OP_WRITEV    4
+#define DIO_OP_FSYNC     5
+#define DIO_OP_FDATASYNC 6
+
+struct dio_req {
+	int op;                     /* DIO_OP_* */
+	struct dio_file *file;
+	void *buf;                  /* READ, WRITE */
+	const struct iovec *iov;    /* READV, WRITEV */
+	int iovcnt;
+	size_t len;                 /* READ, WRITE */
+	off_t offset;
+	uint64_t user_data;         /* returned in the completion */
+};
+
+struct dio_cqe {
+	uint64_t user_data;
+	ssize_t res;                /* bytes, or -errno */
+};
+
+struct dio_queue *dio_queue_create(struct dio_vol *vol, unsigned entries);
+void dio_queue_destroy(struct dio_queue *q);
+int  dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned nr);
+int  dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr, unsigned max_nr, int timeout_ms);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,222 @@
+/*
+ * Async queues: completions carry user_data and res (bytes or -errno);
+ * misaligned, extending and fsync requests behave as the synchronous
+ * calls; a full queue refuses more until reaped; queues of several
+ * threads work on one volume at once.
+ */
+#include "helpers.h"
+#include <pthread.h>
+
+static struct dio_vol *vol;
+static char *img;
+
+static void setup(void) { vol = t_fresh("queue", 64, &img); }
+
+static void teardown(void)
+{
+	ck_assert_int_eq(dio_umount(vol), 0);
+	unlink(img);
+	free(img);
+}
+
+START_TEST(test_completions_carry_user_data_and_bytes)
+{
+	struct dio_file *f = dio_open(vol, "q", O_RDWR | O_CREAT);
+	struct dio_queue *q = dio_queue_create(vol, 64);
+	ck_assert_ptr_nonnull(q);
+	uint8_t *buf = t_aligned(32 * 4096), *rd = t_aligned(32 * 4096);
+	t_fill(buf, 32 * 4096, 1, 1, 0);
+	struct dio_req w[32];
+	for (int i = 0; i < 32; i++)
+		w[i] = (struct dio_req){ .op = DIO_OP_WRITE, .file = f, .buf = buf + i * 4096, .len = 4096,
+					 .offset = i * 4096, .user_data = 1000 + (uint64_t)i };
+	ck_assert_int_eq(dio_submit(q, w, 32), 32);
+	struct dio_cqe c[64];
+	int got = 0;
+	while (got < 32) {
+		int n = dio_reap(q, c + got, 1, 64 - (unsigned)got, -1);
+		ck_assert_int_gt(n, 0);
+		got += n;
+	}
+	uint64_t seen = 0;
+	for (int i = 0; i < 32; i++) {
+		ck_assert_int_eq(c[i].res, 4096);
+		ck_assert_uint_ge(c[i].user_data, 1000);
+		ck_assert_uint_lt(c[i].user_data, 1032);
+		seen |= 1ull << (c[i].user_data - 1000);
+	}
+	ck_assert_uint_eq(seen, 0xffffffffull);
+	/* vectored read back plus an fsync */
+	struct iovec iov[2] = { { rd, 16 * 4096 }, { rd + 16 * 4096, 16 * 4096 } };
+	struct dio_req r[2] = { { .op = DIO_OP_READV, .file = f, .iov = iov, .iovcnt = 2, .offset = 0, .user_data = 7 },
+				{ .op = DIO_OP_FSYNC, .file = f, .user_data = 8 } };
+	ck_assert_int_eq(dio_submit(q, r, 2), 2);
+	ck_assert_int_eq(dio_reap(q, c, 2, 2, -1), 2);
+	ck_assert_uint_eq(c[0].user_data, 7);
+	ck_assert_int_eq(c[0].res, 32 * 4096);
+	ck_assert_uint_eq(c[1].user_data, 8);
+	ck_assert_int_eq(c[1].res, 0);
+	ck_assert(!memcmp(buf, rd, 32 * 4096));
+	ck_assert_int_eq(dio_reap(q, c, 0, 8, 0), 0);
+	dio_queue_destroy(q);
+	dio_close(f);
+	free(buf);
+	free(rd);
+}
+END_TEST
+
+START_TEST(test_errors_come_back_as_negative_errno)
+{
+	struct dio_file *ro = dio_open(vol, "e", O_RDONLY | O_CREAT);
+	struct dio_file *st = dio_open(vol, "e", O_RDWR | DIO_O_STRICT);
+	struct dio_queue *q = dio_queue_create(vol, 8);
+	char b[8] = "abcdefg";
+	struct dio_req r[5] = {
+		{ .op = DIO_OP_WRITE, .file = ro, .buf = b, .len = 8, .user_data = 1 },
+		{ .op = DIO_OP_WRITE, .file = st, .buf = b, .len = 7, .offset = 3, .user_data = 2 },
+		{ .op = DIO_OP_READ, .file = st, .buf = b, .len = 8, .offset = -1, .user_data = 3 },
+		{ .op = 99, .file = st, .user_data = 4 },
+		{ .op = DIO_OP_READ, .file = NULL, .buf = b, .len = 8, .user_data = 5 },
+	};
+	ck_assert_int_eq(dio_submit(q, r, 5), 5);
+	struct dio_cqe c[5];
+	ck_assert_int_eq(dio_reap(q, c, 5, 5, -1), 5);
+	ssize_t want[5] = { -EBADF, -EINVAL, -EINVAL, -EINVAL, -EBADF };
+	for (int i = 0; i < 5; i++) {
+		ck_assert_uint_eq(c[i].user_data, (uint64_t)i + 1);
+		ck_assert_int_eq(c[i].res, want[i]);
+	}
+	ck_assert_ptr_null(dio_queue_create(vol, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_reap(q, c, 3, 2, 0), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	dio_queue_destroy(q);
+	dio_close(ro);
+	dio_close(st);
+}
+END_TEST
+
+START_TEST(test_full_queue_takes_only_what_fits)
+{
+	struct dio_file *f = dio_open(vol, "full", O_RDWR | O_CREAT);
+	struct dio_queue *q = dio_queue_create(vol, 4);
+	uint8_t *buf = t_aligned(4096);
+	struct dio_req r[6];
+	for (int i = 0; i < 6; i++)
+		r[i] = (struct dio_req){ .op = DIO_OP_WRITE, .file = f, .buf = buf, .len = 4096,
+					 .offset = i * 4096, .user_data = (uint64_t)i };
+	ck_assert_int_eq(dio_submit(q, r, 6), 4);
+	ck_assert_int_eq(dio_submit(q, r + 4, 2), -1);
+	ck_assert_int_eq(errno, EAGAIN);
+	struct dio_cqe c[4];
+	ck_assert_int_eq(dio_reap(q, c, 1, 1, -1), 1);
+	ck_assert_uint_eq(c[0].user_data, 0);
+	ck_assert_int_eq(dio_submit(q, r + 4, 2), 1);
+	ck_assert_int_eq(dio_reap(q, c, 4, 4, -1), 4);
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_eq(c[i].user_data, (uint64_t)i + 1);
+	/* umount waits for the queue to go */
+	ck_assert_int_eq(dio_close(f), 0);
+	ck_assert_int_eq(dio_umount(vol), -1);
+	ck_assert_int_eq(errno, EBUSY);
+	dio_queue_destroy(q);
+	free(buf);
+}
+END_TEST
+
+START_TEST(test_misaligned_and_extending_requests_through_a_queue)
+{
+	struct dio_file *f = dio_open(vol, "m", O_RDWR | O_CREAT);
+	struct dio_queue *q = dio_queue_create(vol, 16);
+	uint8_t src[3000], dst[3000];
+	t_fill(src, sizeof(src), 2, 1, 12345);
+	struct dio_req r[3] = {
+		{ .op = DIO_OP_WRITE, .file = f, .buf = src, .len = sizeof(src), .offset = 12345, .user_data = 1 },
+		{ .op = DIO_OP_FDATASYNC, .file = f, .user_data = 2 },
+		{ .op = DIO_OP_READ, .file = f, .buf = dst, .len = sizeof(dst), .offset = 12345, .user_data = 3 },
+	};
+	struct dio_counters c0, c1;
+	dio_counters(vol, &c0);
+	ck_assert_int_eq(dio_submit(q, r, 3), 3);
+	struct dio_cqe c[3];
+	ck_assert_int_eq(dio_reap(q, c, 3, 3, -1), 3);
+	dio_counters(vol, &c1);
+	ck_assert_int_eq(c[0].res, (ssize_t)sizeof(src));
+	ck_assert_int_eq(c[1].res, 0);
+	ck_assert_int_eq(c[2].res, (ssize_t)sizeof(dst));
+	ck_assert(!memcmp(src, dst, sizeof(src)));
+	ck_assert_uint_eq(c1.bounced - c0.bounced, 2);
+	struct dio_stat st;
+	dio_fstat(f, &st);
+	ck_assert_uint_eq(st.size, 12345 + sizeof(src));
+	dio_queue_destroy(q);
+	dio_close(f);
+	/* durable: survives a remount */
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = t_mount(img);
+	f = dio_open(vol, "m", O_RDONLY);
+	ck_assert_int_eq(dio_pread(f, dst, sizeof(dst), 12345), (ssize_t)sizeof(dst));
+	ck_assert(!memcmp(src, dst, sizeof(src)));
+	dio_close(f);
+}
+END_TEST
+
+static void *queue_thread(void *arg)
+{
+	long t = (long)arg;
+	char name[16];
+	snprintf(name, sizeof(name), "t%ld", t);
+	struct dio_file *f = dio_open(vol, name, O_RDWR | O_CREAT);
+	struct dio_queue *q = dio_queue_create(vol, 32);
+	uint8_t *buf = t_aligned(32 * 4096);
+	for (int round = 0; round < 20; round++) {
+		struct dio_req r[32];
+		t_fill(buf, 32 * 4096, (uint32_t)t, (uint32_t)round, 0);
+		for (int i = 0; i < 32; i++)
+			r[i] = (struct dio_req){ .op = DIO_OP_WRITE, .file = f, .buf = buf + i * 4096, .len = 4096,
+						 .offset = i * 4096, .user_data = (uint64_t)i };
+		if (dio_submit(q, r, 32) != 32)
+			return (void *)1;
+		struct dio_cqe c[32];
+		if (dio_reap(q, c, 32, 32, -1) != 32)
+			return (void *)2;
+		for (int i = 0; i < 32; i++)
+			if (c[i].res != 4096)
+				return (void *)3;
+	}
+	uint8_t *rd = t_aligned(32 * 4096);
+	if (dio_pread(f, rd, 32 * 4096, 0) != 32 * 4096 || memcmp(rd, buf, 32 * 4096))
+		return (void *)4;
+	dio_queue_destroy(q);
+	dio_close(f);
+	free(buf);
+	free(rd);
+	return NULL;
+}
+
+START_TEST(test_queues_of_several_threads_share_a_volume)
+{
+	pthread_t th[4];
+	for (long t = 0; t < 4; t++)
+		pthread_create(&th[t], NULL, queue_thread, (void *)t);
+	for (int t = 0; t < 4; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		ck_assert_ptr_null(r);
+	}
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("queue");
+	TCase *tc = tcase_create("queue");
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_completions_carry_user_data_and_bytes);
+	tcase_add_test(tc, test_errors_come_back_as_negative_errno);
+	tcase_add_test(tc, test_full_queue_takes_only_what_fits);
+	tcase_add_test(tc, test_misaligned_and_extending_requests_through_a_queue);
+	tcase_add_test(tc, test_queues_of_several_threads_share_a_volume);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

@@ -274,6 +274,16 @@ struct dio_vol {
 	struct dio_counters_atomic cnt;
 };
 
+/* vol.c, shared with fsck.c */
+int  read_sb(struct dio_vol *v, struct dio_sb *out);
+void vol_release(struct dio_vol *v);
+struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsigned depth,
+			bool create, uint64_t create_size, int *err);
+void drop_orphans(struct dio_vol *v);
+void recount_md(struct dio_vol *v);
+extern __thread void (*dio_log_tap)(int level, const char *msg, void *arg);
+extern __thread void *dio_log_tap_arg;
+
 /* device I/O (rw.c) */
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n);
 int dev_flush(struct dio_vol *v);

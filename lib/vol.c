@@ -28,6 +28,10 @@ DIO_API void dio_set_log(void (*fn)(int level, const char *msg, void *arg), void
 	pthread_mutex_unlock(&log_lock);
 }
 
+/* dio_fsck diverts this thread's error messages to its report callback */
+__thread void (*dio_log_tap)(int level, const char *msg, void *arg);
+__thread void *dio_log_tap_arg;
+
 void dio_log(int level, const char *fmt, ...)
 {
 	char msg[512];
@@ -35,6 +39,8 @@ void dio_log(int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (dio_log_tap && level <= DIO_LOG_WARN)
+		dio_log_tap(level, msg, dio_log_tap_arg);
 	pthread_mutex_lock(&log_lock);
 	if (log_fn)
 		log_fn(level, msg, log_arg);
@@ -69,7 +75,7 @@ static int layout(struct dio_sb *sb, uint64_t size, uint32_t bs, uint64_t journa
 
 /* Look for a superblock; 0 with the newest valid one, -EINVAL if none is
    ours at all, -EUCLEAN if ours but damaged. */
-static int read_sb(struct dio_vol *v, struct dio_sb *out)
+int read_sb(struct dio_vol *v, struct dio_sb *out)
 {
 	uint32_t rd = MAX(v->geom.logical_bs, 4096u);
 	uint8_t *buf;
@@ -111,7 +117,7 @@ static int read_sb(struct dio_vol *v, struct dio_sb *out)
 
 /* ---- volume lifetime -------------------------------------------------- */
 
-static void vol_release(struct dio_vol *v)
+void vol_release(struct dio_vol *v)
 {
 	for (unsigned i = 0; i < v->nctx; i++) {
 		if (v->ctx[i].ctx)
@@ -136,7 +142,7 @@ static void vol_release(struct dio_vol *v)
 	free(v);
 }
 
-static struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsigned depth,
+struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsigned depth,
 			       bool create, uint64_t create_size, int *err)
 {
 	struct dio_vol *v = calloc(1, sizeof(*v));
@@ -255,8 +261,28 @@ static int build_alloc(struct dio_vol *v)
 	return 0;
 }
 
+/* A written block past a file's size would show old bytes if the file
+   grew again: no sequence of operations leaves one, so it is damage. */
+static int check_sizes(struct dio_vol *v)
+{
+	for (size_t i = 0; i < v->nnames; i++) {
+		struct dio_inode *in = v->names[i];
+		uint64_t last = DIV_UP(in->size, v->bs);
+		for (size_t j = in->map.n; j-- > 0;) {
+			const struct dio_extent *x = &in->map.v[j];
+			if (x->lblk + x->len <= last)
+				break;
+			if (!(x->flags & EXT_UNWRITTEN)) {
+				dio_log(DIO_LOG_ERR, "file \"%s\" has written blocks past its size", in->name);
+				return -EUCLEAN;
+			}
+		}
+	}
+	return 0;
+}
+
 /* Unlinked files that were open at the crash: gone now. */
-static void drop_orphans(struct dio_vol *v)
+void drop_orphans(struct dio_vol *v)
 {
 	for (size_t h = 0; h < v->ihash_size; h++) {
 		struct dio_inode *in = v->ihash[h];
@@ -269,7 +295,7 @@ static void drop_orphans(struct dio_vol *v)
 	}
 }
 
-static void recount_md(struct dio_vol *v)
+void recount_md(struct dio_vol *v)
 {
 	v->md_bytes = 0;
 	for (size_t i = 0; i < v->nnames; i++)
@@ -313,7 +339,9 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 	if (!e) {
 		drop_orphans(v);
 		recount_md(v);
-		e = build_alloc(v);
+		e = check_sizes(v);
+		if (!e)
+			e = build_alloc(v);
 	}
 	if (!e && !ro) {
 		/* Start a new journal era past every block the old one may have

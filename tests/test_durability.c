@@ -95,6 +95,8 @@ static void power_loss_once(uint64_t seed, long die_at, unsigned keep_pct)
 	if (getenv("DIO_TEST_VERBOSE"))
 		fprintf(stderr, "power loss: seed %llu die_at %ld keep %u%% of %ld unflushed\n",
 			(unsigned long long)seed, die_at, keep_pct, unflushed);
+	ck_assert_msg(dio_fsck(img, 0, NULL, NULL) == 0, "fsck after power loss (seed %llu, die_at %ld)",
+		      (unsigned long long)seed, die_at);
 	v = t_mount(img);
 	ck_assert_msg(v != NULL, "mount after power loss (seed %llu, die_at %ld): %s",
 		      (unsigned long long)seed, die_at, strerror(errno));
@@ -178,6 +180,10 @@ START_TEST(test_killed_writer_loses_nothing_it_fsynced)
 			if (i <= last)
 				cm_synced(&m, &ops[i]);
 		}
+		int fr;
+		for (int tries = 0; (fr = dio_fsck(img, 0, NULL, NULL)) < 0 && errno == EBUSY && tries < 100; tries++)
+			usleep(10000);
+		ck_assert_int_eq(fr, 0);
 		struct dio_vol *v = t_mount(img);
 		ck_assert_msg(v != NULL, "mount after kill: %s", strerror(errno));
 		cm_check(v, &m);

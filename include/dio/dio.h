@@ -78,6 +78,14 @@ int             dio_counters(struct dio_vol *vol, struct dio_counters *c);
 #define DIO_LOG_INFO  6
 void dio_set_log(void (*fn)(int level, const char *msg, void *arg), void *arg);
 
+/* Offline check of an unmounted volume: each problem goes to report();
+   returns 0 if clean, 1 if problems were found, -1 with errno if the check
+   could not run.  No flags are defined yet (pass 0): it never writes. */
+#define DIO_FSCK_ERROR 1
+#define DIO_FSCK_WARN  2
+int dio_fsck(const char *path, unsigned flags,
+             void (*report)(int severity, const char *problem, void *arg), void *arg);
+
 /* ---- files ------------------------------------------------------------ */
 
 /* Bits beyond every O_ flag Linux defines (O_TMPFILE tops out at 0x410000). */

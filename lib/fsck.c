@@ -1,0 +1,157 @@
+/*
+ * dio_fsck: an offline check of an unmounted volume.  It reads what a
+ * mount would read (both superblocks, the checkpoint, the journal), never
+ * writes, and reports every problem it can see instead of stopping at the
+ * first: superblock slots, checkpoint and journal integrity, every extent
+ * map (order, bounds, overlap with other files), sizes against extents,
+ * names and ids.
+ */
+#include "internal.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fsck {
+	void (*report)(int, const char *, void *);
+	void *arg;
+	unsigned problems;
+};
+
+static void problem(struct fsck *k, int sev, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void problem(struct fsck *k, int sev, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (sev == DIO_FSCK_ERROR)
+		k->problems++;
+	if (k->report)
+		k->report(sev, msg, k->arg);
+}
+
+static void tap(int level, const char *msg, void *arg)
+{
+	problem(arg, level <= DIO_LOG_ERR ? DIO_FSCK_ERROR : DIO_FSCK_WARN, "%s", msg);
+}
+
+/* Each slot on its own: a damaged or stale slot is worth a warning. */
+static void check_slots(struct dio_vol *v, struct fsck *k)
+{
+	uint8_t *buf;
+	if (posix_memalign((void **)&buf, 4096, MAX(v->geom.logical_bs, 4096u)))
+		return;
+	for (int s = 0; s < 2; s++) {
+		struct dio_sb sb;
+		uint32_t rd = MAX(v->geom.logical_bs, 4096u);
+		uint64_t at = (uint64_t)s * v->bs;
+		uint64_t base = at - at % rd;
+		if (dev_rw(v, DIO_BIO_READ, 0, base, buf, rd)) {
+			problem(k, DIO_FSCK_ERROR, "superblock slot %d: read error", s);
+			continue;
+		}
+		int e = sb_decode(buf + (at - base), &sb);
+		if (e)
+			problem(k, DIO_FSCK_WARN, "superblock slot %d: %s", s,
+				e == -EINVAL ? "no superblock" : "checksum mismatch");
+		else if (sb_validate(&sb, v->geom.size))
+			problem(k, DIO_FSCK_WARN, "superblock slot %d: fields inconsistent", s);
+		else if (sb.uuid != v->sb.uuid)
+			problem(k, DIO_FSCK_WARN, "superblock slot %d: belongs to another volume", s);
+	}
+	free(buf);
+}
+
+static int cmp_ext(const void *a, const void *b)
+{
+	const struct dio_extent *x = a, *y = b;
+	return x->pblk < y->pblk ? -1 : x->pblk > y->pblk;
+}
+
+static void check_files(struct dio_vol *v, struct fsck *k)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < v->nnames; i++)
+		total += v->names[i]->map.n;
+	struct dio_extent *all = malloc((total + 1) * sizeof(*all));
+	if (!all) {
+		problem(k, DIO_FSCK_ERROR, "out of memory checking %zu extents", total);
+		return;
+	}
+	size_t n = 0;
+	for (size_t i = 0; i < v->nnames; i++) {
+		struct dio_inode *in = v->names[i];
+		uint64_t prev_end = 0, size_blocks = DIV_UP(in->size, v->bs);
+		if (i && strcmp(v->names[i - 1]->name, in->name) >= 0)
+			problem(k, DIO_FSCK_ERROR, "names out of order at \"%s\"", in->name);
+		for (size_t j = 0; j < in->map.n; j++) {
+			const struct dio_extent *x = &in->map.v[j];
+			if (!x->len || x->lblk < prev_end)
+				problem(k, DIO_FSCK_ERROR, "\"%s\": extent %zu overlaps or is empty", in->name, j);
+			if (x->pblk < v->sb.data_start || x->pblk + x->len > v->sb.total_blocks)
+				problem(k, DIO_FSCK_ERROR, "\"%s\": extent %zu outside the data area", in->name, j);
+			if (!(x->flags & EXT_UNWRITTEN) && x->lblk + x->len > size_blocks)
+				problem(k, DIO_FSCK_ERROR, "\"%s\": written extent %zu past the size %llu", in->name,
+					j, (unsigned long long)in->size);
+			prev_end = x->lblk + x->len;
+			all[n] = *x;
+			all[n].lblk = in->ino;   /* owner, for the message */
+			n++;
+		}
+	}
+	if (n)
+		qsort(all, n, sizeof(*all), cmp_ext);
+	for (size_t i = 1; i < n; i++)
+		if (all[i - 1].pblk + all[i - 1].len > all[i].pblk)
+			problem(k, DIO_FSCK_ERROR, "block %llu owned twice (files %llu and %llu)",
+				(unsigned long long)all[i].pblk, (unsigned long long)all[i - 1].lblk,
+				(unsigned long long)all[i].lblk);
+	free(all);
+}
+
+DIO_API int dio_fsck(const char *path, unsigned flags, void (*report)(int, const char *, void *), void *arg)
+{
+	if (!path || flags) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct fsck k = { report, arg, 0 };
+	int e = 0;
+	struct dio_vol *v = vol_new(path, true, "psync", 4, false, 0, &e);
+	if (!v) {
+		errno = -e;
+		return -1;
+	}
+	dio_log_tap = tap;
+	dio_log_tap_arg = &k;
+	e = read_sb(v, &v->sb);
+	if (e == -EINVAL) {
+		problem(&k, DIO_FSCK_ERROR, "not a libdio volume");
+	} else if (e) {
+		problem(&k, DIO_FSCK_ERROR, "no valid superblock (%s)", strerror(-e));
+	} else {
+		v->bs = v->sb.block_size;
+		v->bshift = (unsigned)__builtin_ctz(v->bs);
+		v->md_cap = v->sb.ckpt_blocks * (v->bs - MBLK_HDR) - CKPT_HDR_BYTES;
+		check_slots(v, &k);
+		e = ckpt_load(v);
+		if (e)
+			problem(&k, DIO_FSCK_ERROR, "checkpoint unusable (%s)", strerror(-e));
+		else if ((e = j_replay(v)))
+			problem(&k, DIO_FSCK_ERROR, "journal replay failed (%s)", strerror(-e));
+		if (!e) {
+			drop_orphans(v);
+			recount_md(v);
+			if (v->md_bytes > v->md_cap)
+				problem(&k, DIO_FSCK_ERROR, "metadata (%llu bytes) exceeds the checkpoint area",
+					(unsigned long long)v->md_bytes);
+			check_files(v, &k);
+		}
+	}
+	dio_log_tap = NULL;
+	dio_log_tap_arg = NULL;
+	vol_release(v);
+	return k.problems ? 1 : 0;
+}

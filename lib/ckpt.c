@@ -8,6 +8,7 @@
  *   u64 ninodes, u64 next_ino, u64 seq
  *   per file: u64 ino, u64 size, u64 nextents, u16 namelen, name,
  *             nextents x { u64 lblk, u64 pblk, u32 len, u32 flags }
+ *   u64 nbad, nbad x { u64 pblk, u64 len }   (blocks a write failed on)
  */
 #include "internal.h"
 #include <stdlib.h>
@@ -82,6 +83,11 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 			e = sink_put(&s, b, 24);
 		}
 	}
+	e = e ? e : put64(&s, v->bad.n);
+	for (size_t k = 0; k < v->bad.n && !e; k++) {
+		e = put64(&s, v->bad.v[k].pblk);
+		e = e ? e : put64(&s, v->bad.v[k].len);
+	}
 	if (e) {
 		free(s.img);
 		dio_log(DIO_LOG_ERR, "metadata does not fit the checkpoint area");
@@ -147,7 +153,7 @@ static int load_inode(struct dio_vol *v, struct source *s)
 		if (!x.len || x.len > EXT_MAX_LEN || x.lblk < prev_end || x.lblk >= maxblk ||
 		    x.len > maxblk - x.lblk || x.pblk < v->sb.data_start ||
 		    x.pblk >= v->sb.total_blocks || x.len > v->sb.total_blocks - x.pblk ||
-		    (x.flags & ~EXT_UNWRITTEN))
+		    (x.flags & ~EXT_FLAGS))
 			return -EUCLEAN;
 		in->map.v[in->map.n++] = x;
 		prev_end = x.lblk + x.len;
@@ -184,6 +190,18 @@ int ckpt_load(struct dio_vol *v)
 		e = -EUCLEAN;
 	for (uint64_t i = 0; i < ninodes && !e; i++)
 		e = load_inode(v, &s);
+	uint64_t nbad = 0, prev_end = 0;
+	if (!e && take64(&s, &nbad))
+		e = -EUCLEAN;
+	for (uint64_t i = 0; i < nbad && !e; i++) {
+		uint64_t p, l;
+		if (take64(&s, &p) || take64(&s, &l) || !l || l > EXT_MAX_LEN || p < prev_end ||
+		    p < v->sb.data_start || p >= v->sb.total_blocks || l > v->sb.total_blocks - p)
+			e = -EUCLEAN;
+		else
+			e = bad_add(v, p, l);
+		prev_end = p + l;
+	}
 	if (e == -EUCLEAN)
 		dio_log(DIO_LOG_ERR, "checkpoint contents are inconsistent");
 	free(pay);

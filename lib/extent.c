@@ -91,7 +91,7 @@ int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, vo
 		tail.pblk = e->pblk + (end - e->lblk);
 		tail.len = (uint32_t)(e->lblk + e->len - end);
 		if (fn)
-			fn(arg, e->pblk + cut, len);
+			fn(arg, e->pblk + cut, len, e->flags);
 		e->len = (uint32_t)cut;
 		m->v[i + 1] = tail;
 		return 0;
@@ -100,21 +100,21 @@ int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, vo
 		struct dio_extent *e = &m->v[i];
 		uint64_t keep = lblk - e->lblk;
 		if (fn)
-			fn(arg, e->pblk + keep, e->len - keep);
+			fn(arg, e->pblk + keep, e->len - keep, e->flags);
 		e->len = (uint32_t)keep;
 		i++;
 	}
 	size_t first = i;
 	while (i < m->n && m->v[i].lblk + m->v[i].len <= end) {
 		if (fn)
-			fn(arg, m->v[i].pblk, m->v[i].len);
+			fn(arg, m->v[i].pblk, m->v[i].len, m->v[i].flags);
 		i++;
 	}
 	if (i < m->n && m->v[i].lblk < end) {
 		struct dio_extent *e = &m->v[i];
 		uint64_t cut = end - e->lblk;
 		if (fn)
-			fn(arg, e->pblk, cut);
+			fn(arg, e->pblk, cut, e->flags);
 		e->lblk += cut;
 		e->pblk += cut;
 		e->len -= (uint32_t)cut;

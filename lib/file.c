@@ -139,9 +139,26 @@ struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
 	return in;
 }
 
-static void defer_free_cb(void *arg, uint64_t pblk, uint64_t len)
+/* Blocks a write failed on join the bad list (never reused); the others
+   are freed, or deferred until the operation that freed them is durable.
+   Replay uses the same rule, so both agree on where bad blocks go. */
+int bad_add(struct dio_vol *v, uint64_t pblk, uint64_t len)
+{
+	size_t before = v->bad.n;
+	int e = em_remove(&v->bad, pblk, len, NULL, NULL);
+	if (!e)
+		e = em_insert(&v->bad, pblk, pblk, len, 0);
+	v->md_bytes += (v->bad.n - before) * MD_EXTENT_BYTES;
+	return e;
+}
+
+static void defer_free_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
 {
 	struct dio_vol *v = arg;
+	if (flags & EXT_BAD) {
+		bad_add(v, pblk, len);
+		return;
+	}
 	/* the operation that freed them may already be durable (an unlinked
 	   file's last close): then they are free now */
 	if (v->last_seq <= v->durable_seq)
@@ -154,9 +171,16 @@ static void defer_free_cb(void *arg, uint64_t pblk, uint64_t len)
 void ino_free_blocks(struct dio_vol *v, struct dio_inode *in)
 {
 	for (size_t i = 0; i < in->map.n; i++)
-		defer_free_cb(v, in->map.v[i].pblk, in->map.v[i].len);
+		defer_free_cb(v, in->map.v[i].pblk, in->map.v[i].len, in->map.v[i].flags);
 	v->md_bytes -= in->map.n * MD_EXTENT_BYTES;
 	in->map.n = 0;
+}
+
+/* Replay and mount: only bad blocks need routing; free space is rebuilt. */
+void release_blocks_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
+{
+	if (flags & EXT_BAD)
+		bad_add(arg, pblk, len);
 }
 
 void ino_destroy(struct dio_vol *v, struct dio_inode *in)

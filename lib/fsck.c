@@ -75,6 +75,7 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 	size_t total = 0;
 	for (size_t i = 0; i < v->nnames; i++)
 		total += v->names[i]->map.n;
+	total += v->bad.n;
 	struct dio_extent *all = malloc((total + 1) * sizeof(*all));
 	if (!all) {
 		problem(k, DIO_FSCK_ERROR, "out of memory checking %zu extents", total);
@@ -100,6 +101,10 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 			all[n].lblk = in->ino;   /* owner, for the message */
 			n++;
 		}
+	}
+	for (size_t j = 0; j < v->bad.n; j++) {
+		all[n] = v->bad.v[j];
+		all[n++].lblk = 0;   /* owner 0: the bad-block list */
 	}
 	if (n)
 		qsort(all, n, sizeof(*all), cmp_ext);

@@ -71,6 +71,8 @@ struct dio_counters_atomic {
 
 /* ---- extent maps (extent.c) ---- */
 #define EXT_UNWRITTEN 0x1u
+#define EXT_BAD       0x2u   /* a write to these blocks failed: never free them */
+#define EXT_FLAGS     (EXT_UNWRITTEN | EXT_BAD)
 
 struct dio_extent {
 	uint64_t lblk;   /* first file block */
@@ -86,7 +88,7 @@ struct dio_emap {
 };
 /* Index of the first extent ending after lblk (n if none). O(log n). */
 size_t em_search(const struct dio_emap *m, uint64_t lblk);
-typedef void (*em_free_fn)(void *arg, uint64_t pblk, uint64_t len);
+typedef void (*em_free_fn)(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg);
 int  em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_reserve(struct dio_emap *m, size_t extra);
@@ -254,6 +256,7 @@ struct dio_vol {
 	unsigned nopen_total;
 	unsigned nqueues;          /* queues not yet destroyed */
 	struct dio_alloc alloc;
+	struct dio_emap bad;       /* blocks a write failed on, keyed by pblk: never reused */
 	uint64_t md_bytes;         /* size of a checkpoint of the current state */
 	uint64_t md_cap;           /* what a checkpoint area holds */
 
@@ -313,6 +316,8 @@ void ns_remove(struct dio_vol *v, struct dio_inode *in);
 void ino_destroy(struct dio_vol *v, struct dio_inode *in);
 void ino_free_blocks(struct dio_vol *v, struct dio_inode *in);
 void vol_free_inodes(struct dio_vol *v);
+int  bad_add(struct dio_vol *v, uint64_t pblk, uint64_t len);
+void release_blocks_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
 
 /* extent + journal helpers used by rw.c and file.c (under md_lock + map wrlock) */
 int  md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len);
@@ -323,6 +328,7 @@ int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
 
 /* rw.c helpers for file.c */
 int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);
+void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1);   /* no md/map locks held */
 int  file_check(struct dio_file *f);
 
 static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)

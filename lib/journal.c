@@ -213,7 +213,7 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool live)
 	case R_MAP:
 		if (!r->c || r->a >= maxblk || r->c > maxblk - r->a || r->b < v->sb.data_start ||
 		    r->b >= v->sb.total_blocks || r->c > v->sb.total_blocks - r->b ||
-		    (r->flags & ~EXT_UNWRITTEN))
+		    (r->flags & ~EXT_FLAGS))
 			return -EUCLEAN;
 		if (!(in = ino_lookup(v, r->ino)))
 			return 0;
@@ -225,7 +225,7 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool live)
 		if (r->a >= maxblk || r->c > maxblk - r->a)
 			return -EUCLEAN;
 		if ((in = ino_lookup(v, r->ino)))
-			return em_remove(&in->map, r->a, r->c, NULL, NULL) < 0 ? -ENOMEM : 0;
+			return em_remove(&in->map, r->a, r->c, release_blocks_cb, v) < 0 ? -ENOMEM : 0;
 		return 0;
 	}
 	return -EUCLEAN;

@@ -461,7 +461,7 @@ int rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
 	}
 	bounce_put(&v->bounce, buf);
 	if (e)
-		atomic_fetch_add(&f->ino->err_seq, 1);
+		rw_mark_failed(f, blk, blk + 1);
 	return e;
 }
 
@@ -544,6 +544,34 @@ static ssize_t do_read(struct dio_file *f, const struct iovec *iov, int iovcnt, 
 	return got;
 }
 
+/*
+ * A write to [b0, b1) failed.  The device may have written part of it, so
+ * every block of the range is marked bad (journalled): unwritten ones stay
+ * unwritten, so the range still reads as before and is not marked
+ * written; none of them is ever handed out again, and punching the range
+ * moves them to the bad list so a rewrite gets fresh blocks.
+ */
+void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
+{
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	atomic_fetch_add(&in->err_seq, 1);
+	pthread_mutex_lock(&v->md_lock);
+	pthread_rwlock_wrlock(&in->map_lock);
+	size_t i = em_search(&in->map, b0);
+	while (i < in->map.n && in->map.v[i].lblk < b1 && !md_room(v, 2, 0)) {
+		struct dio_extent x = in->map.v[i];
+		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
+		if (!(x.flags & EXT_BAD) && md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags | EXT_BAD))
+			break;
+		if (t >= b1)
+			break;
+		i = em_search(&in->map, t);
+	}
+	pthread_rwlock_unlock(&in->map_lock);
+	pthread_mutex_unlock(&v->md_lock);
+}
+
 /* After the data is down: unwritten blocks of [b0, b1) become written and
    the size grows; journalled.  Returns whether anything changed. */
 static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool *changed)
@@ -558,7 +586,8 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 		struct dio_extent x = in->map.v[i];
 		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
 		if (x.flags & EXT_UNWRITTEN) {
-			e = md_map(v, in, s, x.pblk + (s - x.lblk), t - s, 0);
+			/* a block marked bad stays bad until punched */
+			e = md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags & ~EXT_UNWRITTEN);
 			*changed = true;
 		}
 		if (t >= b1)
@@ -636,8 +665,8 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 				e = finish_write(f, b0, b1, end, &changed);
 		}
 	}
-	if (e == -EIO || (e && e != -ENOSPC && e != -ENOMEM))
-		atomic_fetch_add(&in->err_seq, 1);
+	if (e && e != -ENOSPC && e != -ENOMEM)
+		rw_mark_failed(f, b0, b1);
 	if (!e && !atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
 	rl_unlock(&in->rl, &r);

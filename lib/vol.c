@@ -125,6 +125,7 @@ void vol_release(struct dio_vol *v)
 		pthread_mutex_destroy(&v->ctx[i].lock);
 	}
 	vol_free_inodes(v);
+	em_free(&v->bad);
 	alloc_destroy(&v->alloc);
 	if (v->bounce.mem)
 		bounce_destroy(&v->bounce);
@@ -251,6 +252,8 @@ static int build_alloc(struct dio_vol *v)
 		for (struct dio_inode *in = v->ihash[h]; in && !e; in = in->hnext)
 			for (size_t i = 0; i < in->map.n && !e; i++)
 				e = alloc_mark_used(&v->alloc, in->map.v[i].pblk, in->map.v[i].len);
+	for (size_t i = 0; i < v->bad.n && !e; i++)
+		e = alloc_mark_used(&v->alloc, v->bad.v[i].pblk, v->bad.v[i].len);
 	if (e)
 		return e;
 	if (alloc_check_overlap(&v->alloc)) {
@@ -288,8 +291,11 @@ void drop_orphans(struct dio_vol *v)
 		struct dio_inode *in = v->ihash[h];
 		while (in) {
 			struct dio_inode *nx = in->hnext;
-			if (!in->name)
+			if (!in->name) {
+				for (size_t i = 0; i < in->map.n; i++)
+					release_blocks_cb(v, in->map.v[i].pblk, in->map.v[i].len, in->map.v[i].flags);
 				ino_destroy(v, in);
+			}
 			in = nx;
 		}
 	}
@@ -297,7 +303,7 @@ void drop_orphans(struct dio_vol *v)
 
 void recount_md(struct dio_vol *v)
 {
-	v->md_bytes = 0;
+	v->md_bytes = v->bad.n * MD_EXTENT_BYTES;
 	for (size_t i = 0; i < v->nnames; i++)
 		v->md_bytes += md_inode_bytes(v->names[i]->namelen) + v->names[i]->map.n * MD_EXTENT_BYTES;
 }

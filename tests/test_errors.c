@@ -256,12 +256,31 @@ START_TEST(test_eio_reaches_write_and_each_handles_next_fsync_once)
 	ck_assert_int_eq(errno, EIO);
 	ck_assert_int_eq(dio_fdatasync(b), 0);
 	ck_assert_int_eq(dio_fsync(c), 0);
-	/* the range is not marked written: it reads as zeros (or is absent) */
+	/* the range is not marked written: the size did not move, and the
+	   failed block stays with the file (unwritten, marked bad) */
 	struct dio_stat st;
 	dio_fstat(a, &st);
 	ck_assert_uint_eq(st.size, 8192);
+	ck_assert_uint_eq(st.allocated, 8192 + 4096);
 	memset(nb, 0x77, 4096);
 	ck_assert_int_eq(dio_pread(a, nb, 4096, 16384), 0);
+	ck_assert_int_eq(dio_ftruncate(a, 20480), 0);
+	ck_assert_int_eq(dio_pread(a, nb, 4096, 16384), 4096);
+	for (int i = 0; i < 4096; i++)
+		ck_assert_uint_eq(nb[i], 0);
+	/* punching the range moves the block to the bad list: never reused */
+	struct dio_statvfs sv0, sv1;
+	ck_assert_int_eq(dio_syncfs(v), 0);
+	dio_statvfs(v, &sv0);
+	ck_assert_int_eq(dio_fallocate(a, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 16384, 4096), 0);
+	ck_assert_int_eq(dio_syncfs(v), 0);
+	dio_statvfs(v, &sv1);
+	ck_assert_uint_eq(sv1.free_blocks, sv0.free_blocks);
+	/* and the rewrite gets a fresh block */
+	t_fill(nb, 4096, 1, 3, 16384);
+	ck_assert_int_eq(dio_pwrite(a, nb, 4096, 16384), 4096);
+	dio_fstat(a, &st);
+	ck_assert_uint_eq(st.allocated, 8192 + 4096);
 	/* an overwrite that fails: EIO, data before it intact */
 	struct fault_cfg again = { .fail_write_at = 1 };
 	fault_setup(&again);
@@ -285,8 +304,15 @@ START_TEST(test_eio_reaches_write_and_each_handles_next_fsync_once)
 	a = dio_open(v, "f", O_RDONLY);
 	ck_assert_int_eq(dio_pread(a, nb, 4096, 4096), 4096);
 	ck_assert(!memcmp(nb, buf + 4096, 4096));
+	ck_assert_int_eq(dio_pread(a, nb, 4096, 16384), 4096);
+	ck_assert_uint_eq(nb[100], t_pat(1, 3, 16384 + 100));
 	dio_close(a);
+	/* the bad block is still out of circulation after the remount */
+	struct dio_statvfs sv2;
+	dio_statvfs(v, &sv2);
+	ck_assert_uint_eq(sv2.free_blocks + 1, sv1.free_blocks);   /* the rewrite took one */
 	ck_assert_int_eq(dio_umount(v), 0);
+	ck_assert_int_eq(dio_fsck(p, 0, NULL, NULL), 0);
 	free(buf);
 	free(nb);
 }

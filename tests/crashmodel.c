@@ -67,7 +67,7 @@ static void set_size(struct cm_file *f, uint64_t s)
 static void sync_file(struct cm_file *f)
 {
 	memcpy(f->synced, f->cur, CM_MAX);
-	memset(f->touched, 0, CM_MAX);
+	memcpy(f->touched, f->unknown, CM_MAX);
 	f->synced_size = f->lo = f->hi = f->size;
 	f->durable = true;
 }
@@ -80,10 +80,12 @@ void cm_apply(struct cm_model *m, const struct cm_op *op)
 		f->lo = f->hi = 0;
 	}
 	uint64_t end = op->off + op->len;
+	f->prev_size = f->size;
 	switch (op->type) {
 	case OP_WRITE:
 	case OP_DSYNC_WRITE:
 		t_fill(f->cur + op->off, op->len, (uint32_t)op->fid, op->wid, op->off);
+		memset(f->unknown + op->off, 0, op->len);   /* definite again if this succeeds */
 		touch(f, op->off, end);
 		if (f->nw < 1024)
 			f->w[f->nw++] = (struct cm_write){ op->off, op->len, op->wid };
@@ -106,6 +108,32 @@ void cm_apply(struct cm_model *m, const struct cm_op *op)
 	}
 }
 
+/* The op failed: its bytes are unknown for good (until rewritten), and
+   libdio changes no size on a failed call. */
+void cm_failed(struct cm_model *m, const struct cm_op *op)
+{
+	struct cm_file *f = &m->f[op->fid];
+	uint64_t a = op->off, b = op->off + op->len;
+	if (op->type == OP_TRUNC) {
+		a = MIN_SZ(op->off, f->prev_size);
+		b = op->off > f->prev_size ? op->off : f->prev_size;
+	}
+	if (op->type == OP_FSYNC || op->type == OP_FDATASYNC || op->type == OP_SYNCFS)
+		return;
+	if (b > CM_MAX)
+		b = CM_MAX;
+	if (a < b) {
+		memset(f->unknown + a, 1, b - a);
+		memset(f->touched + a, 1, b - a);
+	}
+	if (f->size != f->prev_size) {
+		uint64_t lo = MIN_SZ(f->size, f->prev_size), hi = f->size > f->prev_size ? f->size : f->prev_size;
+		memset(f->unknown + lo, 1, hi - lo);
+		memset(f->touched + lo, 1, hi - lo);
+		f->size = f->prev_size;
+	}
+}
+
 void cm_synced(struct cm_model *m, const struct cm_op *op)
 {
 	if (op->type == OP_FSYNC || op->type == OP_FDATASYNC) {
@@ -118,7 +146,7 @@ void cm_synced(struct cm_model *m, const struct cm_op *op)
 		/* O_DSYNC: this write's data and the metadata to reach it */
 		struct cm_file *f = &m->f[op->fid];
 		memcpy(f->synced + op->off, f->cur + op->off, op->len);
-		memset(f->touched + op->off, 0, op->len);
+		memcpy(f->touched + op->off, f->unknown + op->off, op->len);
 		if (op->off + op->len > f->synced_size) {
 			f->synced_size = op->off + op->len;
 			f->durable = true;

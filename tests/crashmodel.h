@@ -24,6 +24,8 @@ struct cm_op { int type, fid, mode; uint64_t off, len; uint32_t wid; unsigned sh
 
 struct cm_file {
 	uint8_t cur[CM_MAX], synced[CM_MAX], touched[CM_MAX];
+	uint8_t unknown[CM_MAX];   /* a failed op's bytes: old, new or zero, even after a sync */
+	uint64_t prev_size;        /* size before the op being applied */
 	uint64_t size, synced_size, lo, hi;
 	bool exists, durable;
 	struct cm_write { uint64_t off, len; uint32_t wid; } w[1024];
@@ -35,6 +37,7 @@ struct cm_model { struct cm_file f[CM_FILES]; };
 void cm_gen(struct cm_op *ops, int n, uint64_t seed);
 void cm_apply(struct cm_model *m, const struct cm_op *op);           /* before executing */
 void cm_synced(struct cm_model *m, const struct cm_op *op);          /* after it succeeded */
+void cm_failed(struct cm_model *m, const struct cm_op *op);          /* after it failed */
 int  cm_exec(struct dio_vol *v, struct dio_file **h, struct dio_file **hs, const struct cm_op *op);
 void cm_open(struct dio_vol *v, struct dio_file **h, struct dio_file **hs);
 void cm_close(struct dio_file **h, struct dio_file **hs);

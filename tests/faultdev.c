@@ -175,6 +175,15 @@ long fault_ops(void)
 	return n;
 }
 
+long fault_count(int kind);
+long fault_count(int kind)
+{
+	pthread_mutex_lock(&F.mu);
+	long n = kind == 0 ? F.writes : kind == 1 ? F.reads : F.flushes;
+	pthread_mutex_unlock(&F.mu);
+	return n;
+}
+
 long fault_unflushed(void)
 {
 	return (long)F.nlog;

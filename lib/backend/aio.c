@@ -9,6 +9,56 @@
 #include <unistd.h>
 #include <libaio.h>
 
+/*
+ * io_destroy waits for an RCU grace period (tens of milliseconds), so a
+ * process that mounts and unmounts often would spend its time there.
+ * Idle kernel contexts are kept in a small process-wide pool instead and
+ * handed to the next open of the same depth; the kernel frees them at
+ * exit.  The pool is bounded, so fs.aio-max-nr is not hoarded.
+ */
+#define POOL_MAX 8
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct { io_context_t io; unsigned depth; } pool[POOL_MAX];
+static unsigned pool_n;
+
+/* A forked child shares none of its parent's AIO contexts. */
+static void pool_forget(void)
+{
+	pthread_mutex_init(&pool_lock, NULL);
+	pool_n = 0;
+}
+static void pool_setup(void) { pthread_atfork(NULL, NULL, pool_forget); }
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static io_context_t pool_get(unsigned depth)
+{
+	io_context_t io = 0;
+	pthread_once(&pool_once, pool_setup);
+	pthread_mutex_lock(&pool_lock);
+	for (unsigned i = 0; i < pool_n; i++) {
+		if (pool[i].depth == depth) {
+			io = pool[i].io;
+			pool[i] = pool[--pool_n];
+			break;
+		}
+	}
+	pthread_mutex_unlock(&pool_lock);
+	return io;
+}
+
+static void pool_put(io_context_t io, unsigned depth)
+{
+	pthread_mutex_lock(&pool_lock);
+	if (pool_n < POOL_MAX) {
+		pool[pool_n].io = io;
+		pool[pool_n++].depth = depth;
+		io = 0;
+	}
+	pthread_mutex_unlock(&pool_lock);
+	if (io)
+		io_destroy(io);
+}
+
 struct aio_ctx {
 	io_context_t io;
 	int fd;
@@ -32,7 +82,7 @@ static void aio_close(void *ctx)
 {
 	struct aio_ctx *c = ctx;
 	if (c->io)
-		io_destroy(c->io);
+		pool_put(c->io, c->depth);   /* idle: nothing in flight on it */
 	free(c->cbs);
 	free(c->cbp);
 	free(c->ev);
@@ -51,7 +101,9 @@ static void *aio_open(int fd, unsigned depth, int *err)
 	c->cbs = calloc(depth, sizeof(*c->cbs));
 	c->cbp = calloc(depth, sizeof(*c->cbp));
 	c->ev = calloc(depth, sizeof(*c->ev));
-	int e = (c->cbs && c->cbp && c->ev) ? io_setup((int)depth, &c->io) : -ENOMEM;
+	int e = (c->cbs && c->cbp && c->ev) ? 0 : -ENOMEM;
+	if (!e && !(c->io = pool_get(depth)))
+		e = io_setup((int)depth, &c->io);
 	if (e < 0) {
 		/* EAGAIN: fs.aio-max-nr is used up system-wide. */
 		aio_close(c);

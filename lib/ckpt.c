@@ -194,7 +194,7 @@ int ckpt_load(struct dio_vol *v)
 	if (!e && take64(&s, &nbad))
 		e = -EUCLEAN;
 	for (uint64_t i = 0; i < nbad && !e; i++) {
-		uint64_t p, l;
+		uint64_t p = 0, l = 0;
 		if (take64(&s, &p) || take64(&s, &l) || !l || l > EXT_MAX_LEN || p < prev_end ||
 		    p < v->sb.data_start || p >= v->sb.total_blocks || l > v->sb.total_blocks - p)
 			e = -EUCLEAN;

@@ -131,6 +131,7 @@ void rl_init(struct dio_rangelock *rl);
 void rl_destroy(struct dio_rangelock *rl);
 void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
 void rl_unlock(struct dio_rangelock *rl, struct dio_range *r);
+bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
 
 /* ---- inodes and the namespace (file.c) ---- */
 struct dio_inode {
@@ -326,10 +327,34 @@ int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size);
 int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, bool journal);
 int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
 
+/* rw.c: asynchronous requests for queues (queue.c) */
+#define RW_ASYNC_BIOS 8
+#define RW_ASYNC_IOVS 64
+struct rw_async {
+	struct dio_file *f;
+	struct dio_range r;
+	bool write;
+	uint64_t ret;                /* bytes to report on success */
+	uint64_t b0, b1;
+	unsigned nbio;
+	struct dio_bio bio[RW_ASYNC_BIOS];
+	struct iovec iov[RW_ASYNC_IOVS];
+};
+enum { RWA_INLINE = 0, RWA_READY = 1, RWA_DONE = 2 };
+int  rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
+		      int iovcnt, off_t offset, bool may_block);
+void rw_async_finish(struct rw_async *a, int err);
+int  rw_finish_short(struct dio_vol *v, struct dio_bio *b);
+
 /* rw.c helpers for file.c */
 int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);
 void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1);   /* no md/map locks held */
 int  file_check(struct dio_file *f);
+
+static inline bool backend_has_async(const struct dio_backend_ops *o)
+{
+	return o->abi >= 2 && o->submit_async && o->reap;
+}
 
 static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)
 {

@@ -51,3 +51,20 @@ void rl_unlock(struct dio_rangelock *rl, struct dio_range *r)
 	pthread_cond_broadcast(&rl->cv);
 	pthread_mutex_unlock(&rl->mu);
 }
+
+/* Take the range only if that needs no waiting (a queue must not sleep on
+   a range its own in-flight requests hold). */
+bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
+{
+	r->start = start;
+	r->end = end > start ? end : start + 1;
+	r->excl = excl;
+	pthread_mutex_lock(&rl->mu);
+	bool ok = !rl_conflicts(rl, r);
+	if (ok) {
+		r->next = rl->held;
+		rl->held = r;
+	}
+	pthread_mutex_unlock(&rl->mu);
+	return ok;
+}

@@ -1,23 +1,41 @@
 /*
- * Async queues.  A queue belongs to one thread at a time; it holds a ring
- * of completions sized at creation, so submitting and reaping allocate
- * nothing.  Requests run through exactly the same request path as the
- * synchronous calls (alignment, fallback, allocation, durability, range
- * locks), so a queue has the same semantics by construction.
+ * Async queues.  A queue belongs to one thread at a time and owns its own
+ * backend context (an io_uring ring or an AIO context), so queues of
+ * different threads never share a lock.  Request slots, their device I/Os
+ * and the completion ring are allocated at creation: submitting and
+ * reaping allocate nothing.
  *
- * This first version completes each request inline in dio_submit (what
- * the psync backend does by design); completions wait in the ring until
- * dio_reap collects them.  The backends' native asynchronous submission
- * for the direct path is the next step (see docs/DESIGN.md).
+ * Aligned reads and aligned overwrites of written blocks go to the
+ * backend asynchronously: dio_submit maps them once, takes their range
+ * lock and starts their I/Os; the lock is released when the last I/O of
+ * the request comes back.  Everything else (misaligned, allocating,
+ * O_DSYNC, fsync, or a backend without an asynchronous pair, like psync)
+ * runs through the synchronous path inline, after the queue's in-flight
+ * requests have completed, so the same rules hold by construction and a
+ * queue never waits on a range lock its own requests hold.
  */
 #include "internal.h"
 #include <stdlib.h>
 
+struct qslot {
+	struct rw_async a;
+	uint64_t user_data;
+	unsigned pending;           /* I/Os not back yet */
+	int err;                    /* first error */
+	bool busy;
+};
+
 struct dio_queue {
 	struct dio_vol *vol;
 	unsigned entries;
-	unsigned head, count;      /* ring of completions not yet reaped */
+	void *ctx;                  /* own backend context, or NULL: inline only */
+	struct qslot *slot;
+	unsigned *free_slots, nfree;
+	unsigned inflight;          /* requests with I/O outstanding */
+	unsigned head, count;       /* completions not yet reaped */
 	struct dio_cqe *cq;
+	struct dio_bio **done;      /* scratch for the backend's reap */
+	struct dio_bio **subv;      /* scratch for submission */
 	uint32_t magic;
 };
 #define DIO_QUEUE_MAGIC 0x64696f71u
@@ -28,6 +46,18 @@ static int fail(int e)
 	return -1;
 }
 
+static void q_free(struct dio_queue *q)
+{
+	if (q->ctx)
+		q->vol->ops->close(q->ctx);
+	free(q->slot);
+	free(q->free_slots);
+	free(q->cq);
+	free(q->done);
+	free(q->subv);
+	free(q);
+}
+
 DIO_API struct dio_queue *dio_queue_create(struct dio_vol *v, unsigned entries)
 {
 	if (!v || !entries || entries > 65536) {
@@ -35,35 +65,98 @@ DIO_API struct dio_queue *dio_queue_create(struct dio_vol *v, unsigned entries)
 		return NULL;
 	}
 	struct dio_queue *q = calloc(1, sizeof(*q));
-	if (q)
-		q->cq = calloc(entries, sizeof(*q->cq));
-	if (!q || !q->cq) {
-		free(q);
+	if (!q) {
 		fail(ENOMEM);
 		return NULL;
 	}
 	q->vol = v;
 	q->entries = entries;
 	q->magic = DIO_QUEUE_MAGIC;
+	q->cq = calloc(entries, sizeof(*q->cq));
+	bool async = backend_has_async(v->ops);
+	if (async) {
+		unsigned depth = MIN(entries * RW_ASYNC_BIOS, 4096u);
+		q->slot = calloc(entries, sizeof(*q->slot));
+		q->free_slots = calloc(entries, sizeof(*q->free_slots));
+		q->done = calloc(depth, sizeof(*q->done));
+		q->subv = calloc(RW_ASYNC_BIOS, sizeof(*q->subv));
+		int err = 0;
+		if (q->slot && q->free_slots && q->done && q->subv)
+			q->ctx = v->ops->open(v->fd, depth, &err);
+		/* no context (e.g. fs.aio-max-nr used up): the queue still
+		   works, inline */
+		for (unsigned i = 0; q->ctx && i < entries; i++)
+			q->free_slots[q->nfree++] = entries - 1 - i;
+	}
+	if (!q->cq) {
+		q_free(q);
+		fail(ENOMEM);
+		return NULL;
+	}
 	pthread_mutex_lock(&v->md_lock);
 	v->nqueues++;
 	pthread_mutex_unlock(&v->md_lock);
 	return q;
 }
 
+static void post(struct dio_queue *q, uint64_t user_data, ssize_t res)
+{
+	struct dio_cqe *c = &q->cq[(q->head + q->count) % q->entries];
+	c->user_data = user_data;
+	c->res = res;
+	q->count++;
+}
+
+static struct qslot *slot_of(struct dio_queue *q, struct dio_bio *b)
+{
+	size_t i = (size_t)((char *)b - (char *)q->slot) / sizeof(struct qslot);
+	return &q->slot[i];
+}
+
+/* Collect finished I/Os; a request whose last I/O is back completes. */
+static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
+{
+	unsigned depth = MIN(q->entries * RW_ASYNC_BIOS, 4096u);
+	int n = q->vol->ops->reap(q->ctx, q->done, min_nr, depth, timeout_ms);
+	if (n < 0)
+		return n;
+	for (int i = 0; i < n; i++) {
+		struct dio_bio *b = q->done[i];
+		struct qslot *s = slot_of(q, b);
+		int e = b->res < 0 ? (int)b->res : rw_finish_short(q->vol, b);
+		if (e && !s->err)
+			s->err = e;
+		if (--s->pending)
+			continue;
+		rw_async_finish(&s->a, s->err);
+		post(q, s->user_data, s->err ? s->err : (ssize_t)s->a.ret);
+		s->busy = false;
+		q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
+		q->inflight--;
+	}
+	return n;
+}
+
+static void drain(struct dio_queue *q)
+{
+	while (q->inflight)
+		if (collect(q, 1, -1) < 0)
+			break;   /* a dead backend: nothing more will come back */
+}
+
 DIO_API void dio_queue_destroy(struct dio_queue *q)
 {
 	if (!q || q->magic != DIO_QUEUE_MAGIC)
 		return;
+	drain(q);
 	pthread_mutex_lock(&q->vol->md_lock);
 	q->vol->nqueues--;
 	pthread_mutex_unlock(&q->vol->md_lock);
 	q->magic = 0;
-	free(q->cq);
-	free(q);
+	q_free(q);
 }
 
-static ssize_t run_one(struct dio_queue *q, const struct dio_req *r)
+static ssize_t run_inline(struct dio_queue *q, const struct dio_req *r)
 {
 	struct dio_file *f = r->file;
 	ssize_t res;
@@ -71,6 +164,7 @@ static ssize_t run_one(struct dio_queue *q, const struct dio_req *r)
 		return -EBADF;
 	if (f->vol != q->vol)
 		return -EXDEV;
+	drain(q);   /* order after the queue's own in-flight requests */
 	switch (r->op) {
 	case DIO_OP_READ:
 		res = dio_pread(f, r->buf, r->len, r->offset);
@@ -96,32 +190,93 @@ static ssize_t run_one(struct dio_queue *q, const struct dio_req *r)
 	return res < 0 ? -errno : res;
 }
 
+/* Try the asynchronous path; false: run it inline instead. */
+static bool try_async(struct dio_queue *q, const struct dio_req *r)
+{
+	if (!q->ctx || !q->nfree || r->op < DIO_OP_READ || r->op > DIO_OP_WRITEV)
+		return false;
+	struct dio_file *f = r->file;
+	if (file_check(f) < 0 || f->vol != q->vol)
+		return false;
+	bool write = r->op == DIO_OP_WRITE || r->op == DIO_OP_WRITEV;
+	struct iovec one = { r->buf, r->len };
+	const struct iovec *iov = (r->op == DIO_OP_READ || r->op == DIO_OP_WRITE) ? &one : r->iov;
+	int iovcnt = (r->op == DIO_OP_READ || r->op == DIO_OP_WRITE) ? 1 : r->iovcnt;
+	if (!iov || iovcnt <= 0)
+		return false;
+	unsigned idx = q->free_slots[q->nfree - 1];
+	struct qslot *s = &q->slot[idx];
+	int k = rw_async_prepare(&s->a, f, write, iov, iovcnt, r->offset, false);
+	if (k == -EAGAIN) {
+		/* the range is busy: maybe with our own requests.  Draining
+		   frees slots, so pick the top free slot again after it. */
+		drain(q);
+		idx = q->free_slots[q->nfree - 1];
+		s = &q->slot[idx];
+		k = rw_async_prepare(&s->a, f, write, iov, iovcnt, r->offset, true);
+	}
+	if (k == RWA_INLINE)
+		return false;
+	if (k == RWA_DONE) {
+		post(q, r->user_data, (ssize_t)s->a.ret);
+		return true;
+	}
+	q->nfree--;   /* idx is free_slots[nfree - 1] */
+	s->busy = true;
+	s->user_data = r->user_data;
+	s->err = 0;
+	s->pending = s->a.nbio;
+	for (unsigned i = 0; i < s->a.nbio; i++)
+		q->subv[i] = &s->a.bio[i];
+	q->inflight++;
+	cnt_add(&q->vol->cnt.device_ios, s->a.nbio);
+	int e = q->vol->ops->submit_async(q->ctx, q->subv, s->a.nbio);
+	if (e) {
+		/* nothing went down: fail the request, keep the queue usable */
+		rw_async_finish(&s->a, 0);
+		post(q, r->user_data, e);
+		s->busy = false;
+		q->free_slots[q->nfree++] = idx;
+		q->inflight--;
+	}
+	return true;
+}
+
 DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned nr)
 {
 	if (!q || q->magic != DIO_QUEUE_MAGIC || (nr && !reqs))
 		return fail(EINVAL);
 	if (!nr)
 		return 0;
-	unsigned room = q->entries - q->count;
-	if (!room)
-		return fail(EAGAIN);   /* reap first: every slot holds a completion */
-	unsigned take = nr < room ? nr : room;
 	int saved = errno;
-	for (unsigned i = 0; i < take; i++) {
-		struct dio_cqe *c = &q->cq[(q->head + q->count) % q->entries];
-		c->user_data = reqs[i].user_data;
-		c->res = run_one(q, &reqs[i]);
-		q->count++;
+	unsigned taken = 0;
+	while (taken < nr && q->inflight + q->count < q->entries) {
+		const struct dio_req *r = &reqs[taken];
+		if (!try_async(q, r))
+			post(q, r->user_data, run_inline(q, r));
+		taken++;
 	}
 	errno = saved;
-	return (int)take;
+	if (!taken)
+		return fail(EAGAIN);   /* every slot holds a request or a completion */
+	return (int)taken;
 }
 
 DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr, unsigned max_nr, int timeout_ms)
 {
-	(void)timeout_ms;   /* completions are ready when dio_submit returns */
 	if (!q || q->magic != DIO_QUEUE_MAGIC || (max_nr && !cqes) || min_nr > max_nr)
 		return fail(EINVAL);
+	/* pick up what is already done without waiting */
+	if (q->inflight)
+		collect(q, 0, 0);
+	/* wait only for requests that are really in flight */
+	while (q->count < min_nr && q->inflight) {
+		int n = collect(q, 1, timeout_ms);
+		if (n < 0)
+			return fail(n);
+		if (n == 0 && timeout_ms >= 0)
+			break;   /* timed out */
+	}
 	unsigned n = q->count < max_nr ? q->count : max_nr;
 	for (unsigned i = 0; i < n; i++) {
 		cqes[i] = q->cq[q->head];

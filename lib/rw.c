@@ -696,6 +696,142 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 	return (ssize_t)len;
 }
 
+/* ---- asynchronous requests (queues) --------------------------------------- */
+
+/*
+ * Prepare an aligned read, or an aligned overwrite of written blocks, for
+ * asynchronous submission: validate, take the range lock, map once and
+ * build the device I/Os into a (preallocated, per queue slot).  Anything
+ * else (misaligned, allocating, O_DSYNC, too fragmented for the slot,
+ * invalid) returns RWA_INLINE and runs through the synchronous path.
+ * A read at or past the end of the file returns RWA_DONE with ret 0.
+ * may_block false: -EAGAIN instead of waiting for a range lock.
+ */
+int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
+		     int iovcnt, off_t offset, bool may_block)
+{
+	size_t len;
+	bool aligned;
+	if (file_check(f) < 0 || iovcnt > RW_ASYNC_IOVS ||
+	    check_iov(f, iov, iovcnt, offset, &len, &aligned) || !aligned || !len)
+		return RWA_INLINE;
+	struct dio_vol *v = f->vol;
+	int acc = f->flags & O_ACCMODE;
+	if (write ? (acc == O_RDONLY || v->rdonly || (f->flags & O_DSYNC)) : acc == O_WRONLY)
+		return RWA_INLINE;
+	uint64_t off = (uint64_t)offset, bs = v->bs;
+	if (off > DIO_MAX_FILE_SIZE || len > DIO_MAX_FILE_SIZE - off)
+		return RWA_INLINE;
+	struct dio_inode *in = f->ino;
+	uint64_t end = off + len, b0 = off >> v->bshift, b1 = DIV_UP(end, bs);
+	bool excl = write && !(f->flags & DIO_O_CONCURRENT);
+	if (!may_block) {
+		if (!rl_trylock(&in->rl, &a->r, b0, b1, excl))
+			return -EAGAIN;
+	} else {
+		rl_lock(&in->rl, &a->r, b0, b1, excl);
+	}
+	pthread_rwlock_rdlock(&in->map_lock);
+	uint64_t size = in->size;
+	pthread_rwlock_unlock(&in->map_lock);
+	a->f = f;
+	a->write = write;
+	a->b0 = b0;
+	a->b1 = b1;
+	a->nbio = 0;
+	uint64_t dlen = len;
+	if (write) {
+		if (end > size || !all_written(in, b0, b1))
+			goto inline_path;
+		a->ret = len;
+	} else {
+		if (off >= size) {
+			rl_unlock(&in->rl, &a->r);
+			a->ret = 0;
+			return RWA_DONE;
+		}
+		a->ret = MIN((uint64_t)len, size - off);
+		dlen = (a->ret + v->geom.logical_bs - 1) & ~((uint64_t)v->geom.logical_bs - 1);
+	}
+	/* map once; one bio per contiguous piece (split at max_io) */
+	struct piece p[NPIECES];
+	struct cursor c = { iov, iovcnt, 0 };
+	uint64_t dend = off + dlen;
+	unsigned n = map_pieces(in, b0, DIV_UP(dend, bs), p, NPIECES), niov = 0;
+	if (n == NPIECES && p[n - 1].lblk + p[n - 1].len < DIV_UP(dend, bs))
+		goto inline_path;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t s = MAX(off, p[i].lblk * bs), t = MIN(dend, (p[i].lblk + p[i].len) * bs);
+		if (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN)) {
+			if (write)
+				goto inline_path;
+			cur_zero(&c, t - s);
+			continue;
+		}
+		uint64_t dev = p[i].pblk * bs + (s - p[i].lblk * bs);
+		while (s < t) {
+			size_t piece = MIN(t - s, (uint64_t)v->geom.max_io);
+			if (a->nbio == RW_ASYNC_BIOS)
+				goto inline_path;
+			int k = cur_slices(&c, piece, a->iov + niov, RW_ASYNC_IOVS - (int)niov);
+			if (k < 0)
+				goto inline_path;
+			a->bio[a->nbio++] = (struct dio_bio){ write ? DIO_BIO_WRITE : DIO_BIO_READ, 0, dev,
+							      a->iov + niov, k, 0 };
+			niov += (unsigned)k;
+			cur_advance(&c, piece);
+			s += piece;
+			dev += piece;
+		}
+	}
+	if (!a->nbio) {
+		/* all holes: the read is complete already */
+		rw_async_finish(a, 0);
+		return RWA_DONE;
+	}
+	return RWA_READY;
+inline_path:
+	rl_unlock(&in->rl, &a->r);
+	return RWA_INLINE;
+}
+
+/* The request's I/Os are all back (err: the first error, or 0). */
+void rw_async_finish(struct rw_async *a, int err)
+{
+	struct dio_vol *v = a->f->vol;
+	struct dio_inode *in = a->f->ino;
+	if (a->write) {
+		if (err)
+			rw_mark_failed(a->f, a->b0, a->b1);
+		else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
+			atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
+	}
+	rl_unlock(&in->rl, &a->r);
+	if (!err) {
+		cnt_add(a->write ? &v->cnt.writes : &v->cnt.reads, 1);
+		cnt_add(a->write ? &v->cnt.bytes_written : &v->cnt.bytes_read, a->ret);
+	}
+}
+
+/* A bio came back short: move the rest synchronously. */
+int rw_finish_short(struct dio_vol *v, struct dio_bio *b)
+{
+	size_t want = iov_bytes(b->iov, b->iovcnt), done = (size_t)b->res;
+	if (done >= want)
+		return 0;
+	if (!done)
+		return -EIO;
+	struct iovec rest[RW_ASYNC_IOVS];
+	struct cursor cur = { b->iov, b->iovcnt, 0 };
+	cur_advance(&cur, done);
+	int k = cur_slices(&cur, want - done, rest, RW_ASYNC_IOVS);
+	struct dio_bio nb = { b->op, b->flags, b->offset + done, rest, k, 0 };
+	int e = dev_submit(v, &nb, 1);
+	if (!e)
+		b->res = (ssize_t)want;
+	return e;
+}
+
 DIO_API ssize_t dio_preadv(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
 {
 	return do_read(f, iov, iovcnt, offset);

@@ -87,7 +87,8 @@ static void write_img(uint64_t off, const uint8_t *src, size_t len, int kind)
 	if (off + len > M.size)
 		return;
 	if (M.recording) {
-		memcpy(M.cur + off, src, len);
+		if (len)
+			memcpy(M.cur + off, src, len);
 		if (M.nlog == M.logcap) {
 			M.logcap = M.logcap ? M.logcap * 2 : 4096;
 			M.log = xrealloc(M.log, M.logcap * sizeof(*M.log));

@@ -19,7 +19,7 @@
 extern "C" {
 #endif
 
-#define DIO_BACKEND_ABI 1
+#define DIO_BACKEND_ABI 2   /* 2 adds the optional asynchronous pair; 1 is still accepted */
 
 #define DIO_BIO_READ  0
 #define DIO_BIO_WRITE 1
@@ -49,6 +49,14 @@ struct dio_backend_ops {
 	/* Flush the device's volatile cache: 0 or -errno. */
 	int   (*flush)(void *ctx);
 	void  (*close)(void *ctx);
+	/* Optional (ABI 2; NULL: queue requests complete inline).  Start n
+	   I/Os without waiting: 0 or -errno; each bio pointer identifies
+	   its I/O until reap hands it back. */
+	int   (*submit_async)(void *ctx, struct dio_bio **bios, unsigned n);
+	/* Wait up to timeout_ms (-1: forever, 0: poll) until at least
+	   min_nr I/Os completed; store up to max_nr of them (res set) in
+	   done.  Returns how many, or -errno. */
+	int   (*reap)(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms);
 };
 
 /* Make `ops` selectable by name.  The table must outlive every mount

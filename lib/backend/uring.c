@@ -94,6 +94,68 @@ static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
 	return 0;
 }
 
+/* Asynchronous pair for queues: the bio pointer rides in user_data. */
+static int uring_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
+{
+	struct uring_ctx *c = ctx;
+	for (unsigned i = 0; i < n; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
+		if (!sqe) {
+			int r = io_uring_submit(&c->ring);
+			if (r < 0)
+				return r;
+			sqe = io_uring_get_sqe(&c->ring);
+			if (!sqe)
+				return -EAGAIN;
+		}
+		struct dio_bio *b = bios[i];
+		if (b->op == DIO_BIO_READ)
+			io_uring_prep_readv(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+		else
+			io_uring_prep_writev(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+		if (b->flags & DIO_BIO_FUA)
+			sqe->rw_flags = RWF_DSYNC;
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data(sqe, b);
+	}
+	int r;
+	do
+		r = io_uring_submit(&c->ring);
+	while (r == -EINTR);
+	return r < 0 ? r : 0;
+}
+
+static int uring_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms)
+{
+	struct uring_ctx *c = ctx;
+	unsigned got = 0;
+	while (got < max_nr) {
+		struct io_uring_cqe *cqe;
+		int r;
+		if (got >= min_nr) {
+			r = io_uring_peek_cqe(&c->ring, &cqe);
+			if (r == -EAGAIN)
+				break;
+		} else if (timeout_ms < 0) {
+			r = io_uring_wait_cqe(&c->ring, &cqe);
+		} else {
+			struct __kernel_timespec ts = { timeout_ms / 1000, (long long)(timeout_ms % 1000) * 1000000 };
+			r = io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
+			if (r == -ETIME)
+				break;
+		}
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return got ? (int)got : r;
+		struct dio_bio *b = io_uring_cqe_get_data(cqe);
+		b->res = cqe->res;
+		io_uring_cqe_seen(&c->ring, cqe);
+		done[got++] = b;
+	}
+	return (int)got;
+}
+
 static int uring_flush(void *ctx)
 {
 	struct uring_ctx *c = ctx;
@@ -127,4 +189,5 @@ static void uring_close(void *ctx)
 const struct dio_backend_ops dio_uring_ops = {
 	.abi = DIO_BACKEND_ABI, .name = "uring", .probe = uring_probe, .open = uring_open,
 	.submit = uring_submit, .flush = uring_flush, .close = uring_close,
+	.submit_async = uring_submit_async, .reap = uring_reap,
 };

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Run the same workload with fio (the baseline) and with dio-bench on the
+# same target directory or device in one run, and print the ratio.
+#
+#   bench/compare.sh DIR_OR_DEVICE BACKEND RW BS IODEPTH NUMJOBS [RUNTIME] [SIZE] [extra dio-bench args]
+#   e.g. bench/compare.sh /dev/shm psync randread 4k 1 1 10 256m
+#
+# BACKEND psync|uring|aio maps to fio's psync|io_uring|libaio.  On a
+# directory, fio uses DIR/fio.img and dio-bench DIR/dio.img.
+set -e
+target=$1 backend=$2 rw=$3 bs=$4 qd=$5 jobs=$6 runtime=${7:-10} size=${8:-256m}
+shift 8 2>/dev/null || shift $#
+build=${BUILD_DIR:-build}
+case $backend in
+  psync) engine=psync ;; uring) engine=io_uring ;; aio) engine=libaio ;; *) echo "backend?"; exit 2 ;;
+esac
+if [ -d "$target" ]; then fio_t="$target/fio.img"; dio_t="$target/dio.img"; else fio_t=$target; dio_t=$target; fi
+extra_fio=""
+for a in "$@"; do
+  case $a in
+    --fsync=*) extra_fio="$extra_fio --fdatasync=${a#--fsync=}" ;;
+  esac
+done
+fio_json=$(fio --name=base --filename="$fio_t" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
+  --size="$size" --runtime="$runtime" --time_based --direct=1 --ioengine="$engine" --group_reporting \
+  --randrepeat=0 $extra_fio --output-format=json 2>/dev/null)
+fio_iops=$(printf '%s' "$fio_json" | python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(round(j["read"]["iops"]+j["write"]["iops"]))')
+dio_json=$("$build/bench/dio-bench" --target "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
+  --iodepth "$qd" --numjobs "$jobs" --runtime "$runtime" --size "$size" --json "$@")
+dio_iops=$(printf '%s' "$dio_json" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["iops"]))')
+python3 - "$fio_iops" "$dio_iops" "$rw" "$bs" "$qd" "$jobs" "$backend" "$target" <<'PY'
+import sys
+fio, dio = float(sys.argv[1]), float(sys.argv[2])
+print(f"{sys.argv[8]} {sys.argv[7]} {sys.argv[3]} bs={sys.argv[4]} qd={sys.argv[5]} jobs={sys.argv[6]}: "
+      f"fio {fio:.0f} IOPS, libdio {dio:.0f} IOPS, ratio {dio / fio if fio else 0:.3f}")
+PY
+[ -d "$target" ] && rm -f "$fio_t"
+exit 0

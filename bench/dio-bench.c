@@ -1,0 +1,515 @@
+/*
+ * dio-bench: fio-style workloads on a libdio volume, or (--raw) the same
+ * workload on the bare image/device with the same kind of engine.
+ *
+ *   dio-bench --target PATH [--rw read|write|randread|randwrite|randrw]
+ *             [--bs 4k] [--iodepth 1] [--numjobs 1] [--size 256m]
+ *             [--runtime 10] [--backend auto|uring|aio|psync] [--fsync N]
+ *             [--append] [--raw] [--json]
+ *
+ * libdio mode: PATH is formatted if it is not a volume (an image file is
+ * created of the needed size), each job gets its own file of --size bytes,
+ * written first for reads and overwrites.  iodepth 1 uses the synchronous
+ * calls; more uses a dio_queue per job.  --append: each job appends bs
+ * blocks to its own new file (with --fsync 1: fdatasync after each).
+ * Prints IOPS, MB/s and p50/p99/p99.9 completion latency.
+ */
+#include <dio/dio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+#ifdef DIO_HAVE_URING
+#include <liburing.h>
+#endif
+#ifdef DIO_HAVE_AIO
+#include <libaio.h>
+#endif
+
+static struct {
+	const char *target, *rw, *backend;
+	size_t bs;
+	unsigned iodepth, numjobs, fsync_every;
+	uint64_t size;
+	double runtime;
+	bool raw, json, append;
+} O = { NULL, "randread", "auto", 4096, 1, 1, 0, 256 << 20, 10, false, false, false };
+
+static uint64_t parse_size(const char *s)
+{
+	char *e;
+	double v = strtod(s, &e);
+	switch (*e) {
+	case 'k': case 'K': v *= 1024; break;
+	case 'm': case 'M': v *= 1 << 20; break;
+	case 'g': case 'G': v *= 1 << 30; break;
+	}
+	return (uint64_t)v;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* latency histogram: log-linear buckets of 1/16 octave over ns */
+#define NB (64 * 16)
+struct job {
+	int id;
+	uint64_t ios, bytes;
+	uint64_t hist[NB];
+	uint64_t seed;
+	struct dio_vol *vol;
+	int fd;
+	int err;
+};
+
+static void lat_add(struct job *j, double sec)
+{
+	uint64_t ns = (uint64_t)(sec * 1e9) + 1;
+	int o = 63 - __builtin_clzll(ns);
+	int sub = o >= 4 ? (int)((ns >> (o - 4)) & 15) : 0;
+	int b = o * 16 + sub;
+	j->hist[b < NB ? b : NB - 1]++;
+}
+
+static double lat_pct(const uint64_t *h, uint64_t total, double p)
+{
+	uint64_t want = (uint64_t)(p * (double)total), acc = 0;
+	for (int b = 0; b < NB; b++) {
+		acc += h[b];
+		if (acc > want && h[b]) {
+			int o = b / 16, sub = b % 16;
+			double lo = (double)(1ull << o) * (1 + sub / 16.0);
+			return lo / 1000.0;   /* usec */
+		}
+	}
+	return 0;
+}
+
+static uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static bool is_read(uint64_t *seed)
+{
+	if (!strcmp(O.rw, "read") || !strcmp(O.rw, "randread"))
+		return true;
+	if (!strcmp(O.rw, "randrw"))
+		return rnd(seed) % 2;
+	return false;
+}
+
+static uint64_t next_off(struct job *j, uint64_t *seq)
+{
+	uint64_t nblk = O.size / O.bs;
+	if (O.append)
+		return (*seq)++ * O.bs;
+	if (!strncmp(O.rw, "rand", 4))
+		return (rnd(&j->seed) % nblk) * O.bs;
+	uint64_t o = (*seq % nblk) * O.bs;
+	(*seq)++;
+	return o;
+}
+
+/* ---- libdio -------------------------------------------------------- */
+
+static void *dio_job(void *arg)
+{
+	struct job *j = arg;
+	char name[32];
+	snprintf(name, sizeof(name), O.append ? "append-%d" : "job-%d", j->id);
+	struct dio_file *f = dio_open(j->vol, name, O_RDWR | O_CREAT);
+	if (!f) {
+		j->err = errno;
+		return NULL;
+	}
+	void *buf;
+	if (posix_memalign(&buf, 4096, O.bs * O.iodepth))
+		abort();
+	memset(buf, 0xab, O.bs * O.iodepth);
+	uint64_t seq = 0;
+	double end = now() + O.runtime;
+	if (O.iodepth <= 1) {
+		while (now() < end) {
+			uint64_t off = next_off(j, &seq);
+			bool rd = is_read(&j->seed);
+			double t0 = now();
+			ssize_t r = rd ? dio_pread(f, buf, O.bs, (off_t)off) : dio_pwrite(f, buf, O.bs, (off_t)off);
+			if (r != (ssize_t)O.bs) {
+				j->err = r < 0 ? errno : EIO;
+				break;
+			}
+			if (!rd && O.fsync_every && (j->ios + 1) % O.fsync_every == 0 && dio_fdatasync(f)) {
+				j->err = errno;
+				break;
+			}
+			lat_add(j, now() - t0);
+			j->ios++;
+			j->bytes += O.bs;
+		}
+	} else {
+		struct dio_queue *q = dio_queue_create(j->vol, O.iodepth);
+		struct dio_req *reqs = calloc(O.iodepth, sizeof(*reqs));
+		struct dio_cqe *cq = calloc(O.iodepth, sizeof(*cq));
+		double *t0 = calloc(O.iodepth, sizeof(double));
+		unsigned inflight = 0;
+		for (unsigned i = 0; i < O.iodepth; i++) {
+			reqs[i] = (struct dio_req){ .file = f, .buf = (char *)buf + i * O.bs, .len = O.bs,
+						    .user_data = i };
+		}
+		bool stop = false;
+		while (!stop || inflight) {
+			unsigned n = 0;
+			struct dio_req batch[256];
+			if (!stop) {
+				for (unsigned i = 0; i < O.iodepth && inflight + n < O.iodepth; i++) {
+					if (t0[i] != 0)
+						continue;
+					struct dio_req r = reqs[i];
+					r.op = is_read(&j->seed) ? DIO_OP_READ : DIO_OP_WRITE;
+					r.offset = (off_t)next_off(j, &seq);
+					t0[i] = now();
+					batch[n++] = r;
+				}
+			}
+			if (n) {
+				int got = dio_submit(q, batch, n);
+				if (got < 0) {
+					j->err = errno;
+					break;
+				}
+				inflight += (unsigned)got;
+			}
+			int c = dio_reap(q, cq, 1, O.iodepth, -1);
+			if (c < 0) {
+				j->err = errno;
+				break;
+			}
+			double t = now();
+			for (int k = 0; k < c; k++) {
+				unsigned i = (unsigned)cq[k].user_data;
+				if (cq[k].res != (ssize_t)O.bs)
+					j->err = cq[k].res < 0 ? (int)-cq[k].res : EIO;
+				lat_add(j, t - t0[i]);
+				t0[i] = 0;
+				j->ios++;
+				j->bytes += O.bs;
+			}
+			inflight -= (unsigned)c;
+			if (t >= end || j->err)
+				stop = true;
+		}
+		dio_queue_destroy(q);
+		free(reqs);
+		free(cq);
+		free(t0);
+	}
+	dio_close(f);
+	free(buf);
+	return NULL;
+}
+
+static void prepare_volume(void)
+{
+	struct stat st;
+	uint64_t need = O.size * O.numjobs + (O.size * O.numjobs) / 8 + (64 << 20);
+	if (O.append)
+		need = (4ull << 30);
+	struct dio_vol *v = NULL;
+	if (stat(O.target, &st) == 0)
+		v = dio_mount(O.target, &(struct dio_mount_opts){ .backend = O.backend });
+	if (!v) {
+		struct dio_mkfs_opts mk = { .size = S_ISBLK(st.st_mode) ? 0 : need, .flags = DIO_MKFS_FORCE };
+		if (dio_mkfs(O.target, &mk)) {
+			perror("dio_mkfs");
+			exit(1);
+		}
+		v = dio_mount(O.target, &(struct dio_mount_opts){ .backend = O.backend });
+	}
+	if (!v) {
+		perror("dio_mount");
+		exit(1);
+	}
+	/* lay the files down so reads and overwrites hit written blocks */
+	void *buf;
+	if (posix_memalign(&buf, 4096, 1 << 20))
+		abort();
+	memset(buf, 0xcd, 1 << 20);
+	for (unsigned i = 0; i < O.numjobs && !O.append; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "job-%u", i);
+		struct dio_file *f = dio_open(v, name, O_RDWR | O_CREAT);
+		struct dio_stat fs;
+		dio_fstat(f, &fs);
+		for (uint64_t off = fs.size; off < O.size; off += 1 << 20)
+			dio_pwrite(f, buf, 1 << 20, (off_t)off);
+		dio_fsync(f);
+		dio_close(f);
+	}
+	for (unsigned i = 0; i < O.numjobs && O.append; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "append-%u", i);
+		dio_unlink(v, name);
+	}
+	dio_syncfs(v);
+	free(buf);
+	dio_umount(v);
+}
+
+/* ---- raw: the same workload on the bare file/device ----------------- */
+
+static void *raw_job(void *arg)
+{
+	struct job *j = arg;
+	void *buf;
+	if (posix_memalign(&buf, 4096, O.bs * O.iodepth))
+		abort();
+	memset(buf, 0xab, O.bs * O.iodepth);
+	uint64_t seq = 0, base = (uint64_t)j->id * O.size;
+	double end = now() + O.runtime;
+	bool use_uring = !strcmp(O.backend, "uring") || !strcmp(O.backend, "auto");
+	bool use_aio = !strcmp(O.backend, "aio");
+	if (O.iodepth <= 1 || (!use_uring && !use_aio)) {
+		while (now() < end) {
+			uint64_t off = base + next_off(j, &seq);
+			bool rd = is_read(&j->seed);
+			double t0 = now();
+			ssize_t r = rd ? pread(j->fd, buf, O.bs, (off_t)off) : pwrite(j->fd, buf, O.bs, (off_t)off);
+			if (r != (ssize_t)O.bs) {
+				j->err = r < 0 ? errno : EIO;
+				break;
+			}
+			if (!rd && O.fsync_every && (j->ios + 1) % O.fsync_every == 0 && fdatasync(j->fd)) {
+				j->err = errno;
+				break;
+			}
+			lat_add(j, now() - t0);
+			j->ios++;
+			j->bytes += O.bs;
+		}
+		free(buf);
+		return NULL;
+	}
+	double *t0 = calloc(O.iodepth, sizeof(double));
+#ifdef DIO_HAVE_URING
+	if (use_uring) {
+		struct io_uring ring;
+		io_uring_queue_init(O.iodepth, &ring, 0);
+		unsigned inflight = 0;
+		bool stop = false;
+		while (!stop || inflight) {
+			for (unsigned i = 0; !stop && i < O.iodepth; i++) {
+				if (t0[i] != 0)
+					continue;
+				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+				uint64_t off = base + next_off(j, &seq);
+				if (is_read(&j->seed))
+					io_uring_prep_read(sqe, j->fd, (char *)buf + i * O.bs, (unsigned)O.bs, off);
+				else
+					io_uring_prep_write(sqe, j->fd, (char *)buf + i * O.bs, (unsigned)O.bs, off);
+				io_uring_sqe_set_data64(sqe, i);
+				t0[i] = now();
+				inflight++;
+			}
+			io_uring_submit_and_wait(&ring, 1);
+			struct io_uring_cqe *cqe;
+			unsigned head, c = 0;
+			double t = now();
+			io_uring_for_each_cqe(&ring, head, cqe) {
+				unsigned i = (unsigned)io_uring_cqe_get_data64(cqe);
+				if (cqe->res != (int)O.bs)
+					j->err = EIO;
+				lat_add(j, t - t0[i]);
+				t0[i] = 0;
+				j->ios++;
+				j->bytes += O.bs;
+				c++;
+			}
+			io_uring_cq_advance(&ring, c);
+			inflight -= c;
+			if (t >= end || j->err)
+				stop = true;
+		}
+		io_uring_queue_exit(&ring);
+	}
+#endif
+#ifdef DIO_HAVE_AIO
+	if (use_aio) {
+		io_context_t ctx = 0;
+		io_setup((int)O.iodepth, &ctx);
+		struct iocb *cbs = calloc(O.iodepth, sizeof(*cbs)), **cbp = calloc(O.iodepth, sizeof(*cbp));
+		struct io_event *ev = calloc(O.iodepth, sizeof(*ev));
+		unsigned inflight = 0;
+		bool stop = false;
+		while (!stop || inflight) {
+			unsigned n = 0;
+			for (unsigned i = 0; !stop && i < O.iodepth; i++) {
+				if (t0[i] != 0)
+					continue;
+				uint64_t off = base + next_off(j, &seq);
+				if (is_read(&j->seed))
+					io_prep_pread(&cbs[i], j->fd, (char *)buf + i * O.bs, O.bs, (long long)off);
+				else
+					io_prep_pwrite(&cbs[i], j->fd, (char *)buf + i * O.bs, O.bs, (long long)off);
+				cbs[i].data = (void *)(uintptr_t)i;
+				cbp[n++] = &cbs[i];
+				t0[i] = now();
+			}
+			if (n && io_submit(ctx, (long)n, cbp) != (int)n)
+				j->err = EIO;
+			inflight += n;
+			int c = io_getevents(ctx, 1, (long)O.iodepth, ev, NULL);
+			double t = now();
+			for (int k = 0; k < c; k++) {
+				unsigned i = (unsigned)(uintptr_t)ev[k].data;
+				if ((long)ev[k].res != (long)O.bs)
+					j->err = EIO;
+				lat_add(j, t - t0[i]);
+				t0[i] = 0;
+				j->ios++;
+				j->bytes += O.bs;
+			}
+			inflight -= (unsigned)(c > 0 ? c : 0);
+			if (t >= end || j->err)
+				stop = true;
+		}
+		io_destroy(ctx);
+		free(cbs);
+		free(cbp);
+		free(ev);
+	}
+#endif
+	free(t0);
+	free(buf);
+	return NULL;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: dio-bench --target PATH [--rw MODE] [--bs N] [--iodepth N] [--numjobs N]\n"
+			"       [--size N] [--runtime S] [--backend B] [--fsync N] [--append] [--raw] [--json]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		char *a = argv[i], *v = strchr(a, '=');
+		char key[64];
+		if (v) {
+			snprintf(key, sizeof(key), "%.*s", (int)(v - a), a);
+			v++;
+		} else {
+			snprintf(key, sizeof(key), "%s", a);
+			if (strcmp(a, "--raw") && strcmp(a, "--json") && strcmp(a, "--append"))
+				v = ++i < argc ? argv[i] : NULL;
+		}
+		if (!strcmp(key, "--raw")) O.raw = true;
+		else if (!strcmp(key, "--json")) O.json = true;
+		else if (!strcmp(key, "--append")) O.append = true;
+		else if (!v) usage();
+		else if (!strcmp(key, "--target")) O.target = v;
+		else if (!strcmp(key, "--rw")) O.rw = v;
+		else if (!strcmp(key, "--bs")) O.bs = parse_size(v);
+		else if (!strcmp(key, "--iodepth")) O.iodepth = (unsigned)atoi(v);
+		else if (!strcmp(key, "--numjobs")) O.numjobs = (unsigned)atoi(v);
+		else if (!strcmp(key, "--size")) O.size = parse_size(v);
+		else if (!strcmp(key, "--runtime")) O.runtime = atof(v);
+		else if (!strcmp(key, "--backend")) O.backend = v;
+		else if (!strcmp(key, "--fsync")) O.fsync_every = (unsigned)atoi(v);
+		else usage();
+	}
+	if (!O.target || !O.bs || !O.iodepth || !O.numjobs || O.iodepth > 256)
+		usage();
+	struct job *jobs = calloc(O.numjobs, sizeof(*jobs));
+	pthread_t *th = calloc(O.numjobs, sizeof(*th));
+	struct dio_vol *vol = NULL;
+	int fd = -1;
+	if (O.raw) {
+		fd = open(O.target, O.append ? O_RDWR | O_CREAT | O_DIRECT | O_TRUNC : O_RDWR | O_CREAT | O_DIRECT, 0644);
+		if (fd < 0) {
+			perror(O.target);
+			return 1;
+		}
+		struct stat st;
+		fstat(fd, &st);
+		if (S_ISREG(st.st_mode) && !O.append && (uint64_t)st.st_size < O.size * O.numjobs) {
+			/* lay the file down so reads hit allocated blocks */
+			void *b;
+			if (posix_memalign(&b, 4096, 1 << 20))
+				abort();
+			memset(b, 0xcd, 1 << 20);
+			for (uint64_t off = 0; off < O.size * O.numjobs; off += 1 << 20)
+				if (pwrite(fd, b, 1 << 20, (off_t)off) < 0)
+					break;
+			fdatasync(fd);
+			free(b);
+		}
+	} else {
+		prepare_volume();
+		vol = dio_mount(O.target, &(struct dio_mount_opts){ .backend = O.backend });
+		if (!vol) {
+			perror("dio_mount");
+			return 1;
+		}
+	}
+	struct dio_counters c0 = { 0 }, c1 = { 0 };
+	if (vol)
+		dio_counters(vol, &c0);
+	double t0 = now();
+	for (unsigned i = 0; i < O.numjobs; i++) {
+		jobs[i] = (struct job){ .id = (int)i, .seed = 0x9E3779B97F4A7C15ull * (i + 1), .vol = vol, .fd = fd };
+		pthread_create(&th[i], NULL, O.raw ? raw_job : dio_job, &jobs[i]);
+	}
+	uint64_t ios = 0, bytes = 0;
+	static uint64_t hist[NB];
+	int err = 0;
+	for (unsigned i = 0; i < O.numjobs; i++) {
+		pthread_join(th[i], NULL);
+		ios += jobs[i].ios;
+		bytes += jobs[i].bytes;
+		for (int b = 0; b < NB; b++)
+			hist[b] += jobs[i].hist[b];
+		if (jobs[i].err)
+			err = jobs[i].err;
+	}
+	double el = now() - t0;
+	char backend[16] = "";
+	if (vol) {
+		dio_counters(vol, &c1);
+		struct dio_statvfs sv;
+		dio_statvfs(vol, &sv);
+		snprintf(backend, sizeof(backend), "%s", sv.backend);
+		dio_umount(vol);
+	} else {
+		snprintf(backend, sizeof(backend), "%s", O.backend);
+		close(fd);
+	}
+	double iops = (double)ios / el, mbs = (double)bytes / el / 1e6;
+	double p50 = lat_pct(hist, ios, 0.50), p99 = lat_pct(hist, ios, 0.99), p999 = lat_pct(hist, ios, 0.999);
+	if (O.json)
+		printf("{\"mode\":\"%s\",\"rw\":\"%s\",\"bs\":%zu,\"iodepth\":%u,\"numjobs\":%u,\"backend\":\"%s\","
+		       "\"iops\":%.0f,\"mbps\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+		       "\"device_ios\":%llu,\"flushes\":%llu,\"journal_commits\":%llu,\"error\":%d}\n",
+		       O.raw ? "raw" : "libdio", O.rw, O.bs, O.iodepth, O.numjobs, backend, iops, mbs, p50, p99, p999,
+		       (unsigned long long)(c1.device_ios - c0.device_ios), (unsigned long long)(c1.flushes - c0.flushes),
+		       (unsigned long long)(c1.journal_commits - c0.journal_commits), err);
+	else
+		printf("%s %s bs=%zu qd=%u jobs=%u backend=%s: %.0f IOPS, %.1f MB/s, lat p50 %.1f us, p99 %.1f us, "
+		       "p99.9 %.1f us%s%s\n", O.raw ? "raw" : "libdio", O.rw, O.bs, O.iodepth, O.numjobs, backend,
+		       iops, mbs, p50, p99, p999, err ? ", error: " : "", err ? strerror(err) : "");
+	return err ? 1 : 0;
+}

@@ -15,18 +15,28 @@ case $backend in
   psync) engine=psync ;; uring) engine=io_uring ;; aio) engine=libaio ;; *) echo "backend?"; exit 2 ;;
 esac
 if [ -d "$target" ]; then fio_t="$target/fio.img"; dio_t="$target/dio.img"; else fio_t=$target; dio_t=$target; fi
-extra_fio=""
+extra_fio="" fio_where="--filename=$fio_t"
 for a in "$@"; do
   case $a in
     --fsync=*) extra_fio="$extra_fio --fdatasync=${a#--fsync=}" ;;
+    --append)  # every job appends to a fresh file of its own
+               mkdir -p "$target/fio-append"; rm -f "$target"/fio-append/*
+               fio_where="--directory=$target/fio-append --filename_format=f.\$jobnum --file_append=1" ;;
   esac
 done
-fio_json=$(fio --name=base --filename="$fio_t" --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
+fio_json=$(fio --name=base $fio_where --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
   --size="$size" --runtime="$runtime" --time_based --direct=1 --ioengine="$engine" --group_reporting \
   --randrepeat=0 $extra_fio --output-format=json 2>/dev/null)
 fio_iops=$(printf '%s' "$fio_json" | python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(round(j["read"]["iops"]+j["write"]["iops"]))')
+dio_args=""
+for a in "$@"; do
+  case $a in
+    --fsync=*) dio_args="$dio_args --fsync ${a#--fsync=}" ;;
+    *) dio_args="$dio_args $a" ;;
+  esac
+done
 dio_json=$("$build/bench/dio-bench" --target "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
-  --iodepth "$qd" --numjobs "$jobs" --runtime "$runtime" --size "$size" --json "$@")
+  --iodepth "$qd" --numjobs "$jobs" --runtime "$runtime" --size "$size" --json $dio_args)
 dio_iops=$(printf '%s' "$dio_json" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["iops"]))')
 python3 - "$fio_iops" "$dio_iops" "$rw" "$bs" "$qd" "$jobs" "$backend" "$target" <<'PY'
 import sys
@@ -34,5 +44,5 @@ fio, dio = float(sys.argv[1]), float(sys.argv[2])
 print(f"{sys.argv[8]} {sys.argv[7]} {sys.argv[3]} bs={sys.argv[4]} qd={sys.argv[5]} jobs={sys.argv[6]}: "
       f"fio {fio:.0f} IOPS, libdio {dio:.0f} IOPS, ratio {dio / fio if fio else 0:.3f}")
 PY
-[ -d "$target" ] && rm -f "$fio_t"
+[ -d "$target" ] && rm -rf "$fio_t" "$target/fio-append"
 exit 0

@@ -227,7 +227,7 @@ static void prepare_volume(void)
 	struct stat st;
 	uint64_t need = O.size * O.numjobs + (O.size * O.numjobs) / 8 + (64 << 20);
 	if (O.append)
-		need = (4ull << 30);
+		need = (24ull << 30);   /* sparse: appends must not run out */
 	struct dio_vol *v = NULL;
 	if (stat(O.target, &st) == 0)
 		v = dio_mount(O.target, &(struct dio_mount_opts){ .backend = O.backend });

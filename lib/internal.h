@@ -335,7 +335,8 @@ struct rw_async {
 	struct dio_range r;
 	bool write;
 	uint64_t ret;                /* bytes to report on success */
-	uint64_t b0, b1;
+	uint64_t b0, b1, end;
+	bool alloc;                  /* blocks were allocated: convert at completion */
 	unsigned nbio;
 	struct dio_bio bio[RW_ASYNC_BIOS];
 	struct iovec iov[RW_ASYNC_IOVS];
@@ -343,7 +344,7 @@ struct rw_async {
 enum { RWA_INLINE = 0, RWA_READY = 1, RWA_DONE = 2 };
 int  rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
 		      int iovcnt, off_t offset, bool may_block);
-void rw_async_finish(struct rw_async *a, int err);
+int  rw_async_finish(struct rw_async *a, int err);   /* the request's final error */
 int  rw_finish_short(struct dio_vol *v, struct dio_bio *b);
 
 /* rw.c helpers for file.c */

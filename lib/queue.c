@@ -35,7 +35,8 @@ struct dio_queue {
 	unsigned head, count;       /* completions not yet reaped */
 	struct dio_cqe *cq;
 	struct dio_bio **done;      /* scratch for the backend's reap */
-	struct dio_bio **subv;      /* scratch for submission */
+	struct dio_bio **subv;      /* I/Os prepared, not yet handed to the backend */
+	unsigned nsub;
 	uint32_t magic;
 };
 #define DIO_QUEUE_MAGIC 0x64696f71u
@@ -79,7 +80,7 @@ DIO_API struct dio_queue *dio_queue_create(struct dio_vol *v, unsigned entries)
 		q->slot = calloc(entries, sizeof(*q->slot));
 		q->free_slots = calloc(entries, sizeof(*q->free_slots));
 		q->done = calloc(depth, sizeof(*q->done));
-		q->subv = calloc(RW_ASYNC_BIOS, sizeof(*q->subv));
+		q->subv = calloc(depth, sizeof(*q->subv));
 		int err = 0;
 		if (q->slot && q->free_slots && q->done && q->subv)
 			q->ctx = v->ops->open(v->fd, depth, &err);
@@ -113,6 +114,35 @@ static struct qslot *slot_of(struct dio_queue *q, struct dio_bio *b)
 	return &q->slot[i];
 }
 
+/*
+ * Hand the prepared I/Os to the backend in one call (one io_uring_submit
+ * or io_submit for a whole dio_submit batch).  If the backend refuses,
+ * every request with I/Os in that batch fails with the error.
+ */
+static void flush_subs(struct dio_queue *q)
+{
+	if (!q->nsub)
+		return;
+	unsigned n = q->nsub;
+	q->nsub = 0;
+	cnt_add(&q->vol->cnt.device_ios, n);
+	int e = q->vol->ops->submit_async(q->ctx, q->subv, n);
+	if (!e)
+		return;
+	for (unsigned i = 0; i < n; i++) {
+		struct qslot *s = slot_of(q, q->subv[i]);
+		if (!s->err)
+			s->err = e;
+		if (--s->pending)
+			continue;
+		rw_async_finish(&s->a, e);   /* nothing went down: never convert */
+		post(q, s->user_data, e);
+		s->busy = false;
+		q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
+		q->inflight--;
+	}
+}
+
 /* Collect finished I/Os; a request whose last I/O is back completes. */
 static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 {
@@ -128,8 +158,8 @@ static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 			s->err = e;
 		if (--s->pending)
 			continue;
-		rw_async_finish(&s->a, s->err);
-		post(q, s->user_data, s->err ? s->err : (ssize_t)s->a.ret);
+		int e2 = rw_async_finish(&s->a, s->err);
+		post(q, s->user_data, e2 ? e2 : (ssize_t)s->a.ret);
 		s->busy = false;
 		q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
 		q->inflight--;
@@ -139,6 +169,7 @@ static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 
 static void drain(struct dio_queue *q)
 {
+	flush_subs(q);
 	while (q->inflight)
 		if (collect(q, 1, -1) < 0)
 			break;   /* a dead backend: nothing more will come back */
@@ -226,19 +257,9 @@ static bool try_async(struct dio_queue *q, const struct dio_req *r)
 	s->user_data = r->user_data;
 	s->err = 0;
 	s->pending = s->a.nbio;
-	for (unsigned i = 0; i < s->a.nbio; i++)
-		q->subv[i] = &s->a.bio[i];
 	q->inflight++;
-	cnt_add(&q->vol->cnt.device_ios, s->a.nbio);
-	int e = q->vol->ops->submit_async(q->ctx, q->subv, s->a.nbio);
-	if (e) {
-		/* nothing went down: fail the request, keep the queue usable */
-		rw_async_finish(&s->a, 0);
-		post(q, r->user_data, e);
-		s->busy = false;
-		q->free_slots[q->nfree++] = idx;
-		q->inflight--;
-	}
+	for (unsigned i = 0; i < s->a.nbio; i++)
+		q->subv[q->nsub++] = &s->a.bio[i];
 	return true;
 }
 
@@ -256,6 +277,7 @@ DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned
 			post(q, r->user_data, run_inline(q, r));
 		taken++;
 	}
+	flush_subs(q);
 	errno = saved;
 	if (!taken)
 		return fail(EAGAIN);   /* every slot holds a request or a completion */

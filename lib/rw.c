@@ -738,11 +738,26 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	a->write = write;
 	a->b0 = b0;
 	a->b1 = b1;
+	a->end = end;
+	a->alloc = false;
 	a->nbio = 0;
 	uint64_t dlen = len;
 	if (write) {
-		if (end > size || !all_written(in, b0, b1))
-			goto inline_path;
+		if (end > size || !all_written(in, b0, b1)) {
+			/* an allocating write of whole blocks can go down
+			   asynchronously too: allocate (unwritten) now, convert
+			   when it completes; partial blocks take the inline path */
+			if (!excl || ((off | end) & (bs - 1)))
+				goto inline_path;
+			pthread_mutex_lock(&v->md_lock);
+			pthread_rwlock_wrlock(&in->map_lock);
+			int e = md_alloc_range(v, in, b0, b1 - b0, false);
+			pthread_rwlock_unlock(&in->map_lock);
+			pthread_mutex_unlock(&v->md_lock);
+			if (e)
+				goto inline_path;   /* it reports ENOSPC and the rest */
+			a->alloc = true;
+		}
 		a->ret = len;
 	} else {
 		if (off >= size) {
@@ -762,9 +777,9 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 		goto inline_path;
 	for (unsigned i = 0; i < n; i++) {
 		uint64_t s = MAX(off, p[i].lblk * bs), t = MIN(dend, (p[i].lblk + p[i].len) * bs);
-		if (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN)) {
-			if (write)
-				goto inline_path;
+		if (write && p[i].pblk == PBLK_HOLE)
+			goto inline_path;
+		if (!write && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN))) {
 			cur_zero(&c, t - s);
 			continue;
 		}
@@ -796,21 +811,29 @@ inline_path:
 }
 
 /* The request's I/Os are all back (err: the first error, or 0). */
-void rw_async_finish(struct rw_async *a, int err)
+static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool *changed);
+
+int rw_async_finish(struct rw_async *a, int err)
 {
 	struct dio_vol *v = a->f->vol;
 	struct dio_inode *in = a->f->ino;
+	bool changed = false;
 	if (a->write) {
+		if (!err && a->alloc)
+			err = finish_write(a->f, a->b0, a->b1, a->end, &changed);
 		if (err)
 			rw_mark_failed(a->f, a->b0, a->b1);
 		else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 			atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
 	}
 	rl_unlock(&in->rl, &a->r);
+	if (changed)
+		j_maybe_commit(v);
 	if (!err) {
 		cnt_add(a->write ? &v->cnt.writes : &v->cnt.reads, 1);
 		cnt_add(a->write ? &v->cnt.bytes_written : &v->cnt.bytes_read, a->ret);
 	}
+	return err;
 }
 
 /* A bio came back short: move the rest synchronously. */

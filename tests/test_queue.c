@@ -58,7 +58,20 @@ START_TEST(test_completions_carry_user_data_and_bytes)
 	ck_assert_int_eq(c[1].res, 0);
 	ck_assert(!memcmp(buf, rd, 32 * 4096));
 	ck_assert_int_eq(dio_reap(q, c, 0, 8, 0), 0);
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_eq(st.size, 32 * 4096);
+	ck_assert_uint_eq(st.allocated, 32 * 4096);
 	dio_queue_destroy(q);
+	dio_close(f);
+	/* the extending writes (allocated, then converted at completion) and
+	   their sizes were made durable by the FSYNC op */
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = t_mount(img);
+	f = dio_open(vol, "q", O_RDONLY);
+	memset(rd, 0, 32 * 4096);
+	ck_assert_int_eq(dio_pread(f, rd, 32 * 4096, 0), 32 * 4096);
+	ck_assert(!memcmp(buf, rd, 32 * 4096));
 	dio_close(f);
 	free(buf);
 	free(rd);

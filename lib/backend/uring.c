@@ -13,6 +13,19 @@ struct uring_ctx {
 	unsigned depth;
 };
 
+/* One buffer: plain READ/WRITE (no iovec to import); else READV/WRITEV. */
+static void prep_rw(struct io_uring_sqe *sqe, const struct dio_bio *b)
+{
+	if (b->iovcnt == 1 && b->op == DIO_BIO_READ)
+		io_uring_prep_read(sqe, 0, b->iov[0].iov_base, (unsigned)b->iov[0].iov_len, b->offset);
+	else if (b->iovcnt == 1)
+		io_uring_prep_write(sqe, 0, b->iov[0].iov_base, (unsigned)b->iov[0].iov_len, b->offset);
+	else if (b->op == DIO_BIO_READ)
+		io_uring_prep_readv(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+	else
+		io_uring_prep_writev(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+}
+
 static int uring_probe(void)
 {
 	struct io_uring r;
@@ -30,7 +43,13 @@ static void *uring_open(int fd, unsigned depth, int *err)
 		*err = ENOMEM;
 		return NULL;
 	}
-	int e = io_uring_queue_init(depth, &c->ring, 0);
+	/* COOP_TASKRUN: completions are processed when the owner next enters
+	   the kernel instead of interrupting it (5.19+); older kernels say
+	   EINVAL and get a plain ring.  SINGLE_ISSUER/DEFER_TASKRUN are not
+	   used: a queue may move from one thread to another. */
+	int e = io_uring_queue_init(depth, &c->ring, IORING_SETUP_COOP_TASKRUN);
+	if (e == -EINVAL)
+		e = io_uring_queue_init(depth, &c->ring, 0);
 	if (e < 0) {
 		free(c);
 		*err = -e;
@@ -57,10 +76,7 @@ static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
 		for (unsigned i = 0; i < batch; i++) {
 			struct dio_bio *b = &bios[done + i];
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
-			if (b->op == DIO_BIO_READ)
-				io_uring_prep_readv(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
-			else
-				io_uring_prep_writev(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+			prep_rw(sqe, b);
 			if (b->flags & DIO_BIO_FUA)
 				sqe->rw_flags = RWF_DSYNC;
 			sqe->flags |= IOSQE_FIXED_FILE;
@@ -109,10 +125,7 @@ static int uring_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 				return -EAGAIN;
 		}
 		struct dio_bio *b = bios[i];
-		if (b->op == DIO_BIO_READ)
-			io_uring_prep_readv(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
-		else
-			io_uring_prep_writev(sqe, 0, b->iov, (unsigned)b->iovcnt, b->offset);
+		prep_rw(sqe, b);
 		if (b->flags & DIO_BIO_FUA)
 			sqe->rw_flags = RWF_DSYNC;
 		sqe->flags |= IOSQE_FIXED_FILE;

@@ -126,6 +126,7 @@ struct dio_rangelock {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct dio_range *held;
+	unsigned waiters;          /* threads in cond_wait: unlock wakes only if any */
 };
 void rl_init(struct dio_rangelock *rl);
 void rl_destroy(struct dio_rangelock *rl);

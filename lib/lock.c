@@ -10,6 +10,7 @@ void rl_init(struct dio_rangelock *rl)
 	pthread_mutex_init(&rl->mu, NULL);
 	pthread_cond_init(&rl->cv, NULL);
 	rl->held = NULL;
+	rl->waiters = 0;
 }
 
 void rl_destroy(struct dio_rangelock *rl)
@@ -32,8 +33,11 @@ void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint
 	r->end = end > start ? end : start + 1;
 	r->excl = excl;
 	pthread_mutex_lock(&rl->mu);
-	while (rl_conflicts(rl, r))
+	while (rl_conflicts(rl, r)) {
+		rl->waiters++;
 		pthread_cond_wait(&rl->cv, &rl->mu);
+		rl->waiters--;
+	}
 	r->next = rl->held;
 	rl->held = r;
 	pthread_mutex_unlock(&rl->mu);
@@ -48,7 +52,8 @@ void rl_unlock(struct dio_rangelock *rl, struct dio_range *r)
 			break;
 		}
 	}
-	pthread_cond_broadcast(&rl->cv);
+	if (rl->waiters)
+		pthread_cond_broadcast(&rl->cv);
 	pthread_mutex_unlock(&rl->mu);
 }
 

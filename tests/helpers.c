@@ -81,3 +81,14 @@ int t_run(Suite *s)
 	srunner_free(sr);
 	return failed ? 1 : 0;
 }
+
+char *t_img;
+
+void t_img_cleanup(void)
+{
+	if (t_img) {
+		unlink(t_img);
+		free(t_img);
+		t_img = NULL;
+	}
+}

@@ -35,6 +35,9 @@ void t_fill(uint8_t *p, size_t n, uint32_t fid, uint32_t wid, uint64_t off);
 uint64_t t_rand(void);
 void t_seed(uint64_t s);
 const char *t_backend(void);
+/* A test's image path (NULL until set) and a checked fixture that removes it. */
+extern char *t_img;
+void t_img_cleanup(void);
 /* Run a suite, return the exit status. */
 int t_run(Suite *s);
 

@@ -34,6 +34,17 @@ static void teardown_img(void)
 	}
 }
 
+/* Both superblocks of an image; returns the current one. */
+static struct dio_sb *read_sbs(int fd, struct dio_sb *s0, struct dio_sb *s1)
+{
+	uint8_t b[SB_BYTES];
+	ck_assert_int_eq(pread(fd, b, SB_BYTES, 0), SB_BYTES);
+	ck_assert_int_eq(sb_decode(b, s0), 0);
+	ck_assert_int_eq(pread(fd, b, SB_BYTES, 4096), SB_BYTES);
+	ck_assert_int_eq(sb_decode(b, s1), 0);
+	return s0->gen > s1->gen ? s0 : s1;
+}
+
 static void copy_file(const char *from, const char *to)
 {
 	char cmd[8192];
@@ -197,13 +208,7 @@ START_TEST(test_damaged_checkpoint_is_euclean)
 	build_pristine();
 	copy_file(pristine, img);
 	int fd = open(img, O_RDWR);
-	uint8_t b[SB_BYTES];
-	struct dio_sb s0, s1;
-	pread(fd, b, SB_BYTES, 0);
-	sb_decode(b, &s0);
-	pread(fd, b, SB_BYTES, 4096);
-	sb_decode(b, &s1);
-	struct dio_sb *cur = s0.gen > s1.gen ? &s0 : &s1;
+	struct dio_sb s0, s1, *cur = read_sbs(fd, &s0, &s1);
 	off_t at = (off_t)(cur->ckpt_start[cur->ckpt_slot] * cur->block_size + 200);
 	ck_assert_int_eq(pwrite(fd, "XXXX", 4, at), 4);
 	close(fd);
@@ -324,13 +329,7 @@ START_TEST(test_fsck_reports_damaged_checkpoint_and_superblock)
 	build_pristine();
 	copy_file(pristine, img);
 	int fd = open(img, O_RDWR);
-	uint8_t b[SB_BYTES];
-	struct dio_sb s0, s1;
-	pread(fd, b, SB_BYTES, 0);
-	sb_decode(b, &s0);
-	pread(fd, b, SB_BYTES, 4096);
-	sb_decode(b, &s1);
-	struct dio_sb *cur = s0.gen > s1.gen ? &s0 : &s1;
+	struct dio_sb s0, s1, *cur = read_sbs(fd, &s0, &s1);
 	pwrite(fd, "XXXX", 4, (off_t)(cur->ckpt_start[cur->ckpt_slot] * cur->block_size + 300));
 	pwrite(fd, "YY", 2, (off_t)(s0.gen > s1.gen ? 4096 : 0) + 17);   /* the older slot */
 	close(fd);

@@ -11,23 +11,13 @@
 
 #define NOPS 160
 
-static char *img;
-
-static void teardown_img(void)
-{
-	if (img) {
-		unlink(img);
-		free(img);
-		img = NULL;
-	}
-}
 
 static void fresh_image(const char *tag)
 {
-	if (!img)
-		img = strdup(t_image_path(tag));
-	unlink(img);
-	ck_assert_int_eq(dio_mkfs(img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 64 << 10 }), 0);
+	if (!t_img)
+		t_img = strdup(t_image_path(tag));
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 64 << 10 }), 0);
 }
 
 START_TEST(test_remount_keeps_everything_after_clean_umount)
@@ -37,7 +27,7 @@ START_TEST(test_remount_keeps_everything_after_clean_umount)
 	static struct cm_model m;
 	memset(&m, 0, sizeof(m));
 	cm_gen(ops, NOPS, 99);
-	struct dio_vol *v = t_mount(img);
+	struct dio_vol *v = t_mount(t_img);
 	struct dio_file *h[CM_FILES], *hs[CM_FILES];
 	cm_open(v, h, hs);
 	for (int i = 0; i < NOPS; i++) {
@@ -46,7 +36,7 @@ START_TEST(test_remount_keeps_everything_after_clean_umount)
 		if (i % 40 == 39) {   /* remount in the middle */
 			cm_close(h, hs);
 			ck_assert_int_eq(dio_umount(v), 0);
-			v = t_mount(img);
+			v = t_mount(t_img);
 			ck_assert_ptr_nonnull(v);
 			cm_open(v, h, hs);
 		}
@@ -56,7 +46,7 @@ START_TEST(test_remount_keeps_everything_after_clean_umount)
 	/* a clean umount makes everything durable: sync the whole model */
 	struct cm_op all = { .type = OP_SYNCFS };
 	cm_synced(&m, &all);
-	v = t_mount(img);
+	v = t_mount(t_img);
 	cm_check(v, &m);
 	ck_assert_int_eq(dio_umount(v), 0);
 }
@@ -73,7 +63,7 @@ static void power_loss_once(uint64_t seed, long die_at, unsigned keep_pct)
 	fresh_image("power");
 	struct fault_cfg cfg = { .record = 1, .die_at = die_at };
 	fault_setup(&cfg);
-	struct dio_vol *v = dio_mount(img, &(struct dio_mount_opts){ .backend = "fault" });
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
 	if (!v)
 		return;   /* died during mount: nothing to check beyond mkfs */
 	struct dio_file *h[CM_FILES], *hs[CM_FILES];
@@ -91,13 +81,13 @@ static void power_loss_once(uint64_t seed, long die_at, unsigned keep_pct)
 	cm_close(h, hs);
 	dio_umount(v);    /* may fail: the device is gone */
 	long unflushed = fault_unflushed();
-	fault_crash(img, unflushed * keep_pct / 100);
+	fault_crash(t_img, unflushed * keep_pct / 100);
 	if (getenv("DIO_TEST_VERBOSE"))
 		fprintf(stderr, "power loss: seed %llu die_at %ld keep %u%% of %ld unflushed\n",
 			(unsigned long long)seed, die_at, keep_pct, unflushed);
-	ck_assert_msg(dio_fsck(img, 0, NULL, NULL) == 0, "fsck after power loss (seed %llu, die_at %ld)",
+	ck_assert_msg(dio_fsck(t_img, 0, NULL, NULL) == 0, "fsck after power loss (seed %llu, die_at %ld)",
 		      (unsigned long long)seed, die_at);
-	v = t_mount(img);
+	v = t_mount(t_img);
 	ck_assert_msg(v != NULL, "mount after power loss (seed %llu, die_at %ld): %s",
 		      (unsigned long long)seed, die_at, strerror(errno));
 	cm_check(v, &m);
@@ -112,7 +102,7 @@ START_TEST(test_power_loss_keeps_fsynced_data_and_shows_no_stale_bytes)
 	fault_setup(&probe);
 	static struct cm_op ops[NOPS];
 	cm_gen(ops, NOPS, 7);
-	struct dio_vol *v = dio_mount(img, &(struct dio_mount_opts){ .backend = "fault" });
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
 	struct dio_file *h[CM_FILES], *hs[CM_FILES];
 	cm_open(v, h, hs);
 	for (int i = 0; i < NOPS; i++)
@@ -147,7 +137,7 @@ START_TEST(test_killed_writer_loses_nothing_it_fsynced)
 		pid_t pid = fork();
 		if (pid == 0) {
 			close(pfd[0]);
-			struct dio_vol *v = t_mount(img);
+			struct dio_vol *v = t_mount(t_img);
 			if (!v)
 				_exit(2);
 			struct dio_file *h[CM_FILES], *hs[CM_FILES];
@@ -181,10 +171,10 @@ START_TEST(test_killed_writer_loses_nothing_it_fsynced)
 				cm_synced(&m, &ops[i]);
 		}
 		int fr;
-		for (int tries = 0; (fr = dio_fsck(img, 0, NULL, NULL)) < 0 && errno == EBUSY && tries < 100; tries++)
+		for (int tries = 0; (fr = dio_fsck(t_img, 0, NULL, NULL)) < 0 && errno == EBUSY && tries < 100; tries++)
 			usleep(10000);
 		ck_assert_int_eq(fr, 0);
-		struct dio_vol *v = t_mount(img);
+		struct dio_vol *v = t_mount(t_img);
 		ck_assert_msg(v != NULL, "mount after kill: %s", strerror(errno));
 		cm_check(v, &m);
 		ck_assert_int_eq(dio_umount(v), 0);
@@ -196,7 +186,7 @@ int main(void)
 {
 	Suite *s = suite_create("durability");
 	TCase *tc = tcase_create("durability");
-	tcase_add_checked_fixture(tc, NULL, teardown_img);
+	tcase_add_checked_fixture(tc, NULL, t_img_cleanup);
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_remount_keeps_everything_after_clean_umount);
 	tcase_add_test(tc, test_power_loss_keeps_fsynced_data_and_shows_no_stale_bytes);

@@ -6,20 +6,10 @@
  */
 #include "helpers.h"
 
-static char *img;
-
-static void teardown_img(void)
-{
-	if (img) {
-		unlink(img);
-		free(img);
-		img = NULL;
-	}
-}
 
 START_TEST(test_einval_on_bad_arguments)
 {
-	struct dio_vol *v = t_fresh("einval", 16, &img);
+	struct dio_vol *v = t_fresh("einval", 16, &t_img);
 	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
 	char b[16] = { 0 };
 	ck_assert_int_eq(dio_pwrite(f, b, 1, -1), -1);
@@ -41,7 +31,7 @@ START_TEST(test_einval_on_bad_arguments)
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_int_eq(dio_fallocate(f, 0, 0, 0), -1);
 	ck_assert_int_eq(errno, EINVAL);
-	ck_assert_ptr_null(dio_mount(img, &(struct dio_mount_opts){ .flags = 0x80 }));
+	ck_assert_ptr_null(dio_mount(t_img, &(struct dio_mount_opts){ .flags = 0x80 }));
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_int_eq(dio_info(f, NULL), -1);
 	ck_assert_int_eq(errno, EINVAL);
@@ -71,7 +61,7 @@ END_TEST
 
 START_TEST(test_ebadf_on_wrong_handle_mode)
 {
-	struct dio_vol *v = t_fresh("ebadf", 16, &img);
+	struct dio_vol *v = t_fresh("ebadf", 16, &t_img);
 	char b[8] = { 0 };
 	struct dio_file *r = dio_open(v, "f", O_RDONLY | O_CREAT);
 	ck_assert_int_eq(dio_pwrite(r, b, 8, 0), -1);
@@ -93,13 +83,13 @@ END_TEST
 
 START_TEST(test_erofs_on_readonly_mount)
 {
-	struct dio_vol *v = t_fresh("erofs", 16, &img);
+	struct dio_vol *v = t_fresh("erofs", 16, &t_img);
 	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
 	ck_assert_int_eq(dio_pwrite(f, "data", 4, 0), 4);
 	dio_close(f);
 	ck_assert_int_eq(dio_umount(v), 0);
 	struct dio_mount_opts ro = { .backend = t_backend(), .flags = DIO_MOUNT_RDONLY };
-	v = dio_mount(img, &ro);
+	v = dio_mount(t_img, &ro);
 	ck_assert_ptr_nonnull(v);
 	ck_assert_ptr_null(dio_open(v, "f", O_RDWR));
 	ck_assert_int_eq(errno, EROFS);
@@ -120,7 +110,7 @@ END_TEST
 
 START_TEST(test_efbig_past_maximum_file_size)
 {
-	struct dio_vol *v = t_fresh("efbig", 16, &img);
+	struct dio_vol *v = t_fresh("efbig", 16, &t_img);
 	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
 	char b[8] = { 0 };
 	ck_assert_int_eq(dio_pwrite(f, b, 8, (off_t)DIO_MAX_FILE_SIZE - 4), -1);
@@ -141,13 +131,13 @@ END_TEST
 
 START_TEST(test_eexist_and_force_in_mkfs)
 {
-	struct dio_vol *v = t_fresh("eexist", 16, &img);
+	struct dio_vol *v = t_fresh("eexist", 16, &t_img);
 	ck_assert_int_eq(dio_umount(v), 0);
 	struct dio_mkfs_opts o = { .size = 16 << 20 };
-	ck_assert_int_eq(dio_mkfs(img, &o), -1);
+	ck_assert_int_eq(dio_mkfs(t_img, &o), -1);
 	ck_assert_int_eq(errno, EEXIST);
 	o.flags = DIO_MKFS_FORCE;
-	ck_assert_int_eq(dio_mkfs(img, &o), 0);
+	ck_assert_int_eq(dio_mkfs(t_img, &o), 0);
 	ck_assert_int_eq(dio_mkfs("/nonexistent-dir/x.img", &o), -1);
 	ck_assert_int_eq(errno, ENOENT);
 	ck_assert_int_eq(dio_mkfs(t_image_path("nosize"), NULL), -1);
@@ -157,12 +147,12 @@ END_TEST
 
 START_TEST(test_ebusy_on_second_mount_and_umount_with_open_files)
 {
-	struct dio_vol *v = t_fresh("ebusy", 16, &img);
-	ck_assert_ptr_null(t_mount(img));
+	struct dio_vol *v = t_fresh("ebusy", 16, &t_img);
+	ck_assert_ptr_null(t_mount(t_img));
 	ck_assert_int_eq(errno, EBUSY);
 	pid_t pid = fork();
 	if (pid == 0)
-		_exit(t_mount(img) == NULL && errno == EBUSY ? 0 : 1);
+		_exit(t_mount(t_img) == NULL && errno == EBUSY ? 0 : 1);
 	int status;
 	waitpid(pid, &status, 0);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another process could mount");
@@ -172,7 +162,7 @@ START_TEST(test_ebusy_on_second_mount_and_umount_with_open_files)
 	ck_assert_int_eq(dio_pwrite(f, "still", 5, 0), 5);   /* nothing changed */
 	dio_close(f);
 	ck_assert_int_eq(dio_umount(v), 0);
-	v = t_mount(img);
+	v = t_mount(t_img);
 	ck_assert_ptr_nonnull(v);
 	ck_assert_int_eq(dio_umount(v), 0);
 }
@@ -180,7 +170,7 @@ END_TEST
 
 START_TEST(test_enospc_changes_nothing_and_volume_stays_usable)
 {
-	struct dio_vol *v = t_fresh("enospc", 16, &img);
+	struct dio_vol *v = t_fresh("enospc", 16, &t_img);
 	struct dio_statvfs sv;
 	dio_statvfs(v, &sv);
 	size_t bs = sv.block_size, total = sv.free_blocks * bs;
@@ -227,7 +217,7 @@ END_TEST
 START_TEST(test_eio_reaches_write_and_each_handles_next_fsync_once)
 {
 	char *p = strdup(t_image_path("eio"));
-	img = p;
+	t_img = p;
 	unlink(p);
 	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 16 << 20 }), 0);
 	struct fault_cfg cfg = { 0 };
@@ -321,7 +311,7 @@ END_TEST
 START_TEST(test_short_device_transfers_are_completed)
 {
 	char *p = strdup(t_image_path("short"));
-	img = p;
+	t_img = p;
 	unlink(p);
 	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 16 << 20 }), 0);
 	struct fault_cfg cfg = { .short_writes = 1 };
@@ -345,7 +335,7 @@ int main(void)
 {
 	Suite *s = suite_create("errors");
 	TCase *tc = tcase_create("errors");
-	tcase_add_checked_fixture(tc, NULL, teardown_img);
+	tcase_add_checked_fixture(tc, NULL, t_img_cleanup);
 	tcase_add_test(tc, test_einval_on_bad_arguments);
 	tcase_add_test(tc, test_ebadf_on_wrong_handle_mode);
 	tcase_add_test(tc, test_erofs_on_readonly_mount);

@@ -10,16 +10,6 @@
 
 #define NOPS 120
 
-static char *img;
-
-static void teardown_img(void)
-{
-	if (img) {
-		unlink(img);
-		free(img);
-		img = NULL;
-	}
-}
 
 static struct cm_op ops[NOPS];
 static struct cm_model m;
@@ -27,11 +17,11 @@ static struct cm_model m;
 /* Run the workload with cfg; returns the device ops it took. */
 static long run_with(const struct fault_cfg *cfg, bool check)
 {
-	unlink(img);
-	ck_assert_int_eq(dio_mkfs(img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 64 << 10 }), 0);
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 64 << 10 }), 0);
 	fault_setup(cfg);
 	memset(&m, 0, sizeof(m));
-	struct dio_vol *v = dio_mount(img, &(struct dio_mount_opts){ .backend = "fault" });
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
 	if (!v) {
 		ck_assert_int_eq(errno, EIO);   /* the fault hit the mount itself */
 		return fault_ops();
@@ -81,8 +71,8 @@ static long run_with(const struct fault_cfg *cfg, bool check)
 	long total = fault_ops();
 	if (check) {
 		ck_assert_msg(eio > 0, "an injected fault was never reported");
-		ck_assert_int_eq(dio_fsck(img, 0, NULL, NULL), 0);
-		v = t_mount(img);
+		ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+		v = t_mount(t_img);
 		ck_assert_msg(v != NULL, "remount after a fault: %s", strerror(errno));
 		cm_check(v, &m);
 		/* still usable: write, sync, read back */
@@ -103,7 +93,7 @@ static long run_with(const struct fault_cfg *cfg, bool check)
 
 static void sweep(int kind)
 {
-	img = strdup(t_image_path("faults"));
+	t_img = strdup(t_image_path("faults"));
 	cm_gen(ops, NOPS, 4242);
 	struct fault_cfg none = { 0 };
 	run_with(&none, false);
@@ -138,13 +128,13 @@ END_TEST
 
 START_TEST(test_short_transfers_everywhere_change_nothing)
 {
-	img = strdup(t_image_path("short"));
+	t_img = strdup(t_image_path("short"));
 	cm_gen(ops, NOPS, 777);
 	struct fault_cfg cfg = { .short_writes = 1 };
 	run_with(&cfg, false);
 	struct cm_op all = { .type = OP_SYNCFS };
 	cm_synced(&m, &all);   /* a clean umount made everything durable */
-	struct dio_vol *v = t_mount(img);
+	struct dio_vol *v = t_mount(t_img);
 	cm_check(v, &m);
 	ck_assert_int_eq(dio_umount(v), 0);
 }
@@ -154,7 +144,7 @@ int main(void)
 {
 	Suite *s = suite_create("faults");
 	TCase *tc = tcase_create("faults");
-	tcase_add_checked_fixture(tc, NULL, teardown_img);
+	tcase_add_checked_fixture(tc, NULL, t_img_cleanup);
 	tcase_set_timeout(tc, 900);
 	tcase_add_test(tc, test_every_failed_write_is_reported_and_contained);
 	tcase_add_test(tc, test_every_failed_read_is_reported_and_contained);

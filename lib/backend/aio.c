@@ -122,6 +122,16 @@ static void *aio_open(int fd, unsigned depth, int *err)
 	return c;
 }
 
+static void prep_iocb(struct iocb *cb, int fd, struct dio_bio *b)
+{
+	if (b->op == DIO_BIO_READ)
+		io_prep_preadv(cb, fd, b->iov, b->iovcnt, (long long)b->offset);
+	else
+		io_prep_pwritev(cb, fd, b->iov, b->iovcnt, (long long)b->offset);
+	cb->aio_rw_flags = (b->flags & DIO_BIO_FUA) ? RWF_DSYNC : 0;
+	cb->data = b;
+}
+
 static int aio_submit(void *ctx, struct dio_bio *bios, unsigned n)
 {
 	struct aio_ctx *c = ctx;
@@ -131,12 +141,7 @@ static int aio_submit(void *ctx, struct dio_bio *bios, unsigned n)
 		for (unsigned i = 0; i < batch; i++) {
 			struct dio_bio *b = &bios[done + i];
 			struct iocb *cb = &c->cbs[i];
-			if (b->op == DIO_BIO_READ)
-				io_prep_preadv(cb, c->fd, b->iov, b->iovcnt, (long long)b->offset);
-			else
-				io_prep_pwritev(cb, c->fd, b->iov, b->iovcnt, (long long)b->offset);
-			cb->aio_rw_flags = (b->flags & DIO_BIO_FUA) ? RWF_DSYNC : 0;
-			cb->data = b;
+			prep_iocb(cb, c->fd, b);
 			c->cbp[i] = cb;
 		}
 		unsigned sub = 0;
@@ -188,12 +193,7 @@ static int aio_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 				return -EAGAIN;
 			}
 			struct iocb *cb = c->afree[--c->nfree];
-			if (b->op == DIO_BIO_READ)
-				io_prep_preadv(cb, c->fd, b->iov, b->iovcnt, (long long)b->offset);
-			else
-				io_prep_pwritev(cb, c->fd, b->iov, b->iovcnt, (long long)b->offset);
-			cb->aio_rw_flags = (b->flags & DIO_BIO_FUA) ? RWF_DSYNC : 0;
-			cb->data = b;
+			prep_iocb(cb, c->fd, b);
 			cbs[i] = cb;
 		}
 		unsigned sub = 0;

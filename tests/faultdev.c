@@ -129,6 +129,8 @@ static int f_flush(void *ctx)
 	pthread_mutex_unlock(&F.mu);
 	if (bad)
 		return -EIO;
+	if (F.cfg.flush_delay_us)
+		usleep((useconds_t)F.cfg.flush_delay_us);
 	int e = F.inner->flush(c->inner);
 	pthread_mutex_lock(&F.mu);
 	if (!e)

@@ -50,6 +50,7 @@ struct fault_cfg {
 	int  short_writes;     /* complete writes in two halves */
 	int  record;           /* keep an undo log of writes not yet flushed */
 	long die_at;           /* power fails at the Nth device op: it and all after fail */
+	long flush_delay_us;   /* every flush takes at least this long */
 };
 void fault_setup(const struct fault_cfg *cfg);  /* registers "fault", wraps the run's backend */
 long fault_ops(void);

@@ -274,6 +274,70 @@ START_TEST(test_namespace_under_concurrent_changes)
 }
 END_TEST
 
+static struct dio_vol *gvol;
+
+static void *syncer(void *arg)
+{
+	long t = (long)arg;
+	char name[16];
+	snprintf(name, sizeof(name), "g%ld", t);
+	struct dio_file *f = dio_open(gvol, name, O_RDWR | O_CREAT);
+	uint8_t *b = t_aligned(4096);
+	for (int i = 0; i < 10; i++) {
+		t_fill(b, 4096, (uint32_t)t, (uint32_t)i, 0);
+		if (dio_pwrite(f, b, 4096, i * 4096) != 4096 || dio_fdatasync(f))
+			return (void *)1;
+	}
+	dio_close(f);
+	free(b);
+	return NULL;
+}
+
+START_TEST(test_concurrent_fsyncs_share_journal_commits)
+{
+	/* a slow cache flush (20 ms, through the fault backend) lets the
+	   other threads' fsyncs pile up behind a commit; the next commit
+	   must carry all of them */
+	char *p = strdup(t_image_path("group"));
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
+	struct fault_cfg cfg = { .flush_delay_us = 20000 };
+	fault_setup(&cfg);
+	gvol = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(gvol);
+	struct dio_counters c0, c1;
+	dio_counters(gvol, &c0);
+	pthread_t th[NT];
+	for (long t = 0; t < NT; t++)
+		pthread_create(&th[t], NULL, syncer, (void *)t);
+	for (int t = 0; t < NT; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		ck_assert_ptr_null(r);
+	}
+	dio_counters(gvol, &c1);
+	uint64_t commits = c1.journal_commits - c0.journal_commits, fsyncs = NT * 10;
+	fprintf(stderr, "group commit (%s): %llu fdatasyncs of extending writes, %llu journal commits, %llu flushes\n",
+		t_backend(), (unsigned long long)fsyncs, (unsigned long long)commits,
+		(unsigned long long)(c1.flushes - c0.flushes));
+	ck_assert_uint_ge(commits, 10);              /* each thread's own first one at least */
+	ck_assert_uint_le(commits, fsyncs - NT);     /* some were shared */
+	ck_assert_uint_le(c1.flushes - c0.flushes, fsyncs - NT);
+	ck_assert_int_eq(dio_umount(gvol), 0);
+	gvol = t_mount(p);
+	for (long t = 0; t < NT; t++) {
+		char name[16];
+		snprintf(name, sizeof(name), "g%ld", t);
+		struct dio_stat st;
+		ck_assert_int_eq(dio_stat(gvol, name, &st), 0);
+		ck_assert_uint_eq(st.size, 10 * 4096);
+	}
+	ck_assert_int_eq(dio_umount(gvol), 0);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -286,5 +350,9 @@ int main(void)
 	tcase_add_test(tc, test_parallel_extending_writers_with_fdatasync);
 	tcase_add_test(tc, test_namespace_under_concurrent_changes);
 	suite_add_tcase(s, tc);
+	TCase *g = tcase_create("group-commit");
+	tcase_set_timeout(g, 600);
+	tcase_add_test(g, test_concurrent_fsyncs_share_journal_commits);
+	suite_add_tcase(s, g);
 	return t_run(s);
 }

@@ -284,6 +284,9 @@ int  read_sb(struct dio_vol *v, struct dio_sb *out);
 void vol_release(struct dio_vol *v);
 struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsigned depth,
 			bool create, uint64_t create_size, int *err);
+struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
+			    const struct dio_backend_ops *ops, unsigned depth,
+			    bool create, uint64_t create_size, int *err);
 void drop_orphans(struct dio_vol *v);
 void recount_md(struct dio_vol *v);
 extern __thread void (*dio_log_tap)(int level, const char *msg, void *arg);

@@ -146,6 +146,13 @@ void vol_release(struct dio_vol *v)
 struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsigned depth,
 			       bool create, uint64_t create_size, int *err)
 {
+	return vol_new_ops(path, rdonly, backend, NULL, depth, create, create_size, err);
+}
+
+struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
+			    const struct dio_backend_ops *ops, unsigned depth,
+			    bool create, uint64_t create_size, int *err)
+{
 	struct dio_vol *v = calloc(1, sizeof(*v));
 	if (!v) {
 		*err = -ENOMEM;
@@ -158,7 +165,13 @@ struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsi
 	v->path = strdup(path);
 	int bes = 0;
 	/* mkfs (create) always writes with psync: one-shot, no env override */
-	v->ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
+	if (ops && (ops->abi < 1 || ops->abi > DIO_BACKEND_ABI || !ops->name || !ops->probe || !ops->open ||
+		    !ops->submit || !ops->flush || !ops->close))
+		bes = EINVAL;
+	else if (ops)
+		v->ops = ops;
+	else
+		v->ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
 	int e = !v->path ? -ENOMEM : !v->ops ? -bes : 0;
 	if (!e)
 		e = dio_dev_open(path, rdonly, create, create_size, &v->fd);
@@ -319,7 +332,7 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 	}
 	int e = 0;
 	bool ro = opts->flags & DIO_MOUNT_RDONLY;
-	struct dio_vol *v = vol_new(path, ro, opts->backend, opts->queue_depth, false, 0, &e);
+	struct dio_vol *v = vol_new_ops(path, ro, opts->backend, opts->ops, opts->queue_depth, false, 0, &e);
 	if (!v) {
 		fail(e);
 		return NULL;

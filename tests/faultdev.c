@@ -144,6 +144,8 @@ static const struct dio_backend_ops fault_ops_tbl = {
 	.submit = f_submit, .flush = f_flush, .close = f_close,
 };
 
+const struct dio_backend_ops *fault_table(void) { return &fault_ops_tbl; }
+
 void fault_setup(const struct fault_cfg *cfg)
 {
 	static int registered;

@@ -54,6 +54,7 @@ struct fault_cfg {
 };
 void fault_setup(const struct fault_cfg *cfg);  /* registers "fault", wraps the run's backend */
 long fault_ops(void);
+const struct dio_backend_ops *fault_table(void);
 /* Power loss: undo every non-FUA write after the first `keep` unflushed
    ones, newest first, on the image at path. */
 void fault_crash(const char *path, long keep);

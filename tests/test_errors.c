@@ -331,6 +331,32 @@ START_TEST(test_short_device_transfers_are_completed)
 }
 END_TEST
 
+START_TEST(test_mount_with_a_backend_table_given_directly)
+{
+	t_img = strdup(t_image_path("ops"));
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 16 << 20 }), 0);
+	struct fault_cfg cfg = { 0 };
+	fault_setup(&cfg);
+	setenv("DIO_BACKEND", "psync", 1);   /* the table wins over the name and the env */
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "aio", .ops = fault_table() });
+	ck_assert_ptr_nonnull(v);
+	struct dio_statvfs sv;
+	dio_statvfs(v, &sv);
+	ck_assert_str_eq(sv.backend, "fault");
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(f, "x", 1, 0), 1);
+	ck_assert_int_gt(fault_ops(), 0);      /* the I/O went through the table */
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	struct dio_backend_ops bad = *fault_table();
+	bad.abi = 99;
+	ck_assert_ptr_null(dio_mount(t_img, &(struct dio_mount_opts){ .ops = &bad }));
+	ck_assert_int_eq(errno, EINVAL);
+	unsetenv("DIO_BACKEND");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("errors");
@@ -345,6 +371,7 @@ int main(void)
 	tcase_add_test(tc, test_enospc_changes_nothing_and_volume_stays_usable);
 	tcase_add_test(tc, test_eio_reaches_write_and_each_handles_next_fsync_once);
 	tcase_add_test(tc, test_short_device_transfers_are_completed);
+	tcase_add_test(tc, test_mount_with_a_backend_table_given_directly);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

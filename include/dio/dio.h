@@ -33,10 +33,14 @@ struct dio_mkfs_opts {
 	unsigned flags;          /* DIO_MKFS_FORCE */
 };
 
+struct dio_backend_ops;   /* <dio/backend.h> */
+
 struct dio_mount_opts {
 	const char *backend;     /* NULL/"auto", "uring", "aio", "psync" or a registered name */
 	unsigned queue_depth;    /* per backend context; 0: default (64) */
 	unsigned flags;          /* DIO_MOUNT_RDONLY */
+	const struct dio_backend_ops *ops;   /* a backend table to use as is; wins over
+	                                        backend and DIO_BACKEND; NULL: by name */
 };
 
 #define DIO_BACKEND_NAME_MAX 16

@@ -17,8 +17,11 @@
 
 #define CM_FILES 3
 #define CM_MAX   (256u << 10)
+#define CM_GENS  4      /* incarnations of one name: replaced or recreated */
 
-enum { OP_WRITE, OP_DSYNC_WRITE, OP_FSYNC, OP_FDATASYNC, OP_TRUNC, OP_FALLOC, OP_SYNCFS };
+enum { OP_WRITE, OP_DSYNC_WRITE, OP_FSYNC, OP_FDATASYNC, OP_TRUNC, OP_FALLOC, OP_SYNCFS,
+       OP_REPLACE,      /* write a temp file, fdatasync it, rename it over the file */
+       OP_RECREATE };   /* unlink the file and create it again, empty */
 
 struct cm_op { int type, fid, mode; uint64_t off, len; uint32_t wid; unsigned shift; };
 
@@ -27,12 +30,20 @@ struct cm_file {
 	uint8_t unknown[CM_MAX];   /* a failed op's bytes: old, new or zero, even after a sync */
 	uint64_t prev_size;        /* size before the op being applied */
 	uint64_t size, synced_size, lo, hi;
-	bool exists, durable;
+	bool exists, durable;      /* durable: its data was synced at least once */
+	bool exists_sure;          /* its name binding is durable */
 	struct cm_write { uint64_t off, len; uint32_t wid; } w[1024];
 	int nw;
 };
 
-struct cm_model { struct cm_file f[CM_FILES]; };
+/* Each name has up to CM_GENS incarnations; after a crash it shows one of
+   those from the last durable rename/recreate on (metadata is a prefix). */
+struct cm_model {
+	struct cm_file g[CM_FILES][CM_GENS];
+	int gen[CM_FILES];          /* current incarnation */
+	int dgen[CM_FILES];         /* the one bound at the last sync point */
+	bool maybe_absent[CM_FILES];
+};
 
 void cm_gen(struct cm_op *ops, int n, uint64_t seed);
 void cm_apply(struct cm_model *m, const struct cm_op *op);           /* before executing */

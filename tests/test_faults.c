@@ -51,6 +51,8 @@ static long run_with(const struct fault_cfg *cfg, bool check)
 		}
 		if (r < 0 && (o->type == OP_WRITE || o->type == OP_DSYNC_WRITE))
 			pending[o->fid][0] = pending[o->fid][1] = true;
+		if (r == 0 && (o->type == OP_REPLACE || o->type == OP_RECREATE))
+			pending[o->fid][0] = pending[o->fid][1] = false;   /* new handles, new file */
 		if (r == 0)
 			cm_synced(&m, o);
 		else

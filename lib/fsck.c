@@ -118,13 +118,20 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 
 DIO_API int dio_fsck(const char *path, unsigned flags, void (*report)(int, const char *, void *), void *arg)
 {
+	return fsck_with_ops(path, flags, NULL, report, arg);
+}
+
+/* dio_fsck through a given backend table (the tests' in-memory device). */
+int fsck_with_ops(const char *path, unsigned flags, const struct dio_backend_ops *ops,
+		  void (*report)(int, const char *, void *), void *arg)
+{
 	if (!path || flags) {
 		errno = EINVAL;
 		return -1;
 	}
 	struct fsck k = { report, arg, 0 };
 	int e = 0;
-	struct dio_vol *v = vol_new(path, true, "psync", 4, false, 0, &e);
+	struct dio_vol *v = vol_new_ops(path, true, "psync", ops, 4, false, 0, &e);
 	if (!v) {
 		errno = -e;
 		return -1;

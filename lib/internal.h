@@ -289,6 +289,8 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 			    bool create, uint64_t create_size, int *err);
 void drop_orphans(struct dio_vol *v);
 void recount_md(struct dio_vol *v);
+int  fsck_with_ops(const char *path, unsigned flags, const struct dio_backend_ops *ops,
+		   void (*report)(int, const char *, void *), void *arg);
 extern __thread void (*dio_log_tap)(int level, const char *msg, void *arg);
 extern __thread void *dio_log_tap_arg;
 

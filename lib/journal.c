@@ -344,7 +344,10 @@ static int checkpoint_locked(struct dio_vol *v)
 	free(img);
 	if (e)
 		return e;
+	/* readers of the superblock's fields hold md_lock (writers hold both) */
+	pthread_mutex_lock(&v->md_lock);
 	v->sb = nsb;
+	pthread_mutex_unlock(&v->md_lock);
 	cnt_add(&v->cnt.journal_commits, 1);
 	mark_durable(v, seq);
 	return 0;

@@ -274,6 +274,102 @@ START_TEST(test_namespace_under_concurrent_changes)
 }
 END_TEST
 
+/* Each thread: random writes (aligned and not), reads compared with its
+   exact model, truncates, fallocates of every mode and syncs on a file of
+   its own, all at once; afterwards a remount must show every model. */
+#define SMAX (1u << 20)
+struct stress { long t; uint8_t *model; uint64_t size; long bad; };
+
+static void *stress_thread(void *arg)
+{
+	struct stress *st = arg;
+	char name[16];
+	snprintf(name, sizeof(name), "s%ld", st->t);
+	struct dio_file *f = dio_open(vol, name, O_RDWR | O_CREAT);
+	uint8_t *buf = t_aligned(SMAX + 8192);
+	uint64_t rs = 0x1234567ull * (uint64_t)(st->t + 1);
+	for (int op = 0; op < 1500 && !st->bad; op++) {
+		rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
+		unsigned r = (unsigned)(rs % 100);
+		uint64_t off = (rs >> 8) % SMAX, len = 1 + (rs >> 32) % 30000;
+		if (rs & (1ull << 60)) {
+			off &= ~4095ull;
+			len = (len + 4095) & ~4095ull;
+		}
+		if (off + len > SMAX)
+			len = SMAX - off;
+		unsigned shift = (rs & (1ull << 61)) ? (unsigned)(rs % 64) : 0;
+		if (r < 45) {
+			t_fill(buf + shift, len, (uint32_t)st->t, (uint32_t)op, off);
+			if (dio_pwrite(f, buf + shift, len, (off_t)off) != (ssize_t)len)
+				st->bad = op + 1;
+			memcpy(st->model + off, buf + shift, len);
+			if (off + len > st->size)
+				st->size = off + len;
+		} else if (r < 75) {
+			uint64_t want = off >= st->size ? 0 : MIN_SZ(len, st->size - off);
+			if (dio_pread(f, buf + shift, len, (off_t)off) != (ssize_t)want ||
+			    memcmp(buf + shift, st->model + off, want))
+				st->bad = op + 1;
+		} else if (r < 82) {
+			if (dio_ftruncate(f, (off_t)off))
+				st->bad = op + 1;
+			if (off < st->size)
+				memset(st->model + off, 0, st->size - off);
+			st->size = off;
+		} else if (r < 94) {
+			static const int modes[] = { 0, DIO_FALLOC_KEEP_SIZE,
+				DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, DIO_FALLOC_ZERO_RANGE };
+			int mode = modes[rs % 4];
+			if (dio_fallocate(f, mode, (off_t)off, (off_t)len))
+				st->bad = op + 1;
+			if (mode & (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE)) {
+				uint64_t e = MIN_SZ(off + len, st->size);
+				if (off < e)
+					memset(st->model + off, 0, e - off);
+			}
+			if (!(mode & DIO_FALLOC_KEEP_SIZE) && off + len > st->size)
+				st->size = off + len;
+		} else {
+			if ((r % 2 ? dio_fsync(f) : dio_fdatasync(f)))
+				st->bad = op + 1;
+		}
+	}
+	dio_close(f);
+	free(buf);
+	return NULL;
+}
+
+START_TEST(test_threads_with_every_operation_match_their_models_after_remount)
+{
+	struct stress st[NT];
+	pthread_t th[NT];
+	for (long t = 0; t < NT; t++) {
+		st[t] = (struct stress){ t, calloc(1, SMAX), 0, 0 };
+		pthread_create(&th[t], NULL, stress_thread, &st[t]);
+	}
+	for (int t = 0; t < NT; t++)
+		pthread_join(th[t], NULL);
+	for (int t = 0; t < NT; t++)
+		ck_assert_msg(st[t].bad == 0, "thread %d: op %ld failed or read wrong bytes", t, st[t].bad - 1);
+	dio_close(shared);
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = t_mount(img);
+	shared = dio_open(vol, "shared", O_RDWR);
+	uint8_t *buf = t_aligned(SMAX);
+	for (long t = 0; t < NT; t++) {
+		char name[16];
+		snprintf(name, sizeof(name), "s%ld", t);
+		struct dio_file *f = dio_open(vol, name, O_RDONLY);
+		ck_assert_int_eq(dio_pread(f, buf, SMAX, 0), (ssize_t)st[t].size);
+		ck_assert_msg(!memcmp(buf, st[t].model, st[t].size), "file s%ld differs after remount", t);
+		dio_close(f);
+		free(st[t].model);
+	}
+	free(buf);
+}
+END_TEST
+
 static struct dio_vol *gvol;
 
 static void *syncer(void *arg)
@@ -349,6 +445,7 @@ int main(void)
 	tcase_add_test(tc, test_overlapping_writes_are_atomic_against_reads);
 	tcase_add_test(tc, test_parallel_extending_writers_with_fdatasync);
 	tcase_add_test(tc, test_namespace_under_concurrent_changes);
+	tcase_add_test(tc, test_threads_with_every_operation_match_their_models_after_remount);
 	suite_add_tcase(s, tc);
 	TCase *g = tcase_create("group-commit");
 	tcase_set_timeout(g, 600);

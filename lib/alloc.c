@@ -63,11 +63,9 @@ void alloc_finish_build(struct dio_alloc *a)
 {
 	if (a->n)
 		qsort(a->v, a->n, sizeof(a->v[0]), cmp_pblk);
-	size_t used = a->n, out = 0;
+	size_t used = a->n;
 	uint64_t cur = a->first;
-	/* Free ranges never outnumber used ranges + 1; reuse the array in
-	   place by writing behind the read position (out <= read index + 1
-	   would overrun, so keep a copy of the next used entry first). */
+	/* the gaps between the sorted used ranges become the free list */
 	struct dio_extent *u = a->v;
 	a->v = NULL;
 	a->cap = a->n = 0;
@@ -89,7 +87,6 @@ void alloc_finish_build(struct dio_alloc *a)
 		if (i < used && u[i].pblk + u[i].len > cur)
 			cur = u[i].pblk + u[i].len;
 	}
-	(void)out;
 	free(u);
 }
 

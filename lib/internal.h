@@ -305,7 +305,7 @@ int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool forc
 int  j_replay(struct dio_vol *v);
 void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
-int  rec_apply(struct dio_vol *v, const struct dio_rec *r, bool live);
+int  rec_apply(struct dio_vol *v, const struct dio_rec *r);   /* replay only */
 
 /* ckpt.c */
 int  ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t *image_len);

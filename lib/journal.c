@@ -171,9 +171,8 @@ static bool name_ok(const char *n, size_t l)
 }
 
 /* Apply a replayed record to the in-memory state (mount only). */
-int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool live)
+int rec_apply(struct dio_vol *v, const struct dio_rec *r)
 {
-	(void)live;
 	struct dio_inode *in;
 	const uint64_t maxblk = DIO_MAX_FILE_SIZE / v->bs;
 	switch (r->type) {
@@ -474,7 +473,7 @@ int j_replay(struct dio_vol *v)
 			size_t used = 0;
 			e = rec_parse(txn + off, tlen - off, &r, &used);
 			if (!e)
-				e = rec_apply(v, &r, false);
+				e = rec_apply(v, &r);
 			if (e == -EUCLEAN)
 				dio_log(DIO_LOG_ERR, "journal record %llu (type %d) is inconsistent",
 					(unsigned long long)nrec, r.type);

@@ -71,14 +71,18 @@ START_TEST(test_disjoint_writers_in_parallel_keep_their_data)
 }
 END_TEST
 
-/* thread t owns every byte i with i % NT == t in the first 8 blocks */
+/* thread t owns every byte i with i % NT == t in the first 8 blocks;
+   run with a plain handle and with a DIO_O_CONCURRENT one, under which
+   misaligned writes must still be serialized per block */
+static struct dio_file *sub_handle;
+
 static void *subblock_writer(void *arg)
 {
 	long t = (long)arg;
 	for (int round = 0; round < 3; round++) {
 		for (uint64_t i = (uint64_t)t; i < 8 * 4096; i += NT) {
 			uint8_t v = t_pat((uint32_t)t, (uint32_t)round, i);
-			if (dio_pwrite(shared, &v, 1, (off_t)i) != 1)
+			if (dio_pwrite(sub_handle, &v, 1, (off_t)i) != 1)
 				return (void *)1;
 		}
 	}
@@ -87,6 +91,8 @@ static void *subblock_writer(void *arg)
 
 START_TEST(test_subblock_writers_of_one_block_keep_each_others_bytes)
 {
+	sub_handle = _i ? dio_open(vol, "shared", O_RDWR | DIO_O_CONCURRENT) : shared;
+	ck_assert_ptr_nonnull(sub_handle);
 	pthread_t th[NT];
 	for (long t = 0; t < NT; t++)
 		pthread_create(&th[t], NULL, subblock_writer, (void *)t);
@@ -103,6 +109,8 @@ START_TEST(test_subblock_writers_of_one_block_keep_each_others_bytes)
 	struct dio_counters c;
 	dio_counters(vol, &c);
 	ck_assert_uint_ge(c.rmw_blocks, 8 * 4096 * 3 - 8);
+	if (sub_handle != shared)
+		dio_close(sub_handle);
 }
 END_TEST
 
@@ -441,7 +449,7 @@ int main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 600);
 	tcase_add_test(tc, test_disjoint_writers_in_parallel_keep_their_data);
-	tcase_add_test(tc, test_subblock_writers_of_one_block_keep_each_others_bytes);
+	tcase_add_loop_test(tc, test_subblock_writers_of_one_block_keep_each_others_bytes, 0, 2);
 	tcase_add_test(tc, test_overlapping_writes_are_atomic_against_reads);
 	tcase_add_test(tc, test_parallel_extending_writers_with_fdatasync);
 	tcase_add_test(tc, test_namespace_under_concurrent_changes);

@@ -131,7 +131,6 @@ struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
 		return NULL;
 	in->ino = ino;
 	pthread_rwlock_init(&in->map_lock, NULL);
-	rl_init(&in->rl);
 	size_t h = ihash(v, ino);
 	in->hnext = v->ihash[h];
 	v->ihash[h] = in;
@@ -194,7 +193,7 @@ void ino_destroy(struct dio_vol *v, struct dio_inode *in)
 	ns_remove(v, in);
 	em_free(&in->map);
 	pthread_rwlock_destroy(&in->map_lock);
-	rl_destroy(&in->rl);
+	rl_free(in->rl);
 	free(in);
 }
 
@@ -206,7 +205,7 @@ void vol_free_inodes(struct dio_vol *v)
 			free(in->name);
 			em_free(&in->map);
 			pthread_rwlock_destroy(&in->map_lock);
-			rl_destroy(&in->rl);
+			rl_free(in->rl);
 			free(in);
 		}
 	}
@@ -232,9 +231,21 @@ static void md_account(struct dio_vol *v, size_t before, size_t after)
 	v->md_bytes += (after - before) * MD_EXTENT_BYTES;  /* wraps correctly when after < before */
 }
 
+/* Does [lblk, lblk+len) hold a written block?  Changing such a mapping
+   invalidates the handles' extent caches (map lock held). */
+static bool maps_written(const struct dio_inode *in, uint64_t lblk, uint64_t len)
+{
+	for (size_t i = em_search(&in->map, lblk); i < in->map.n && in->map.v[i].lblk < lblk + len; i++)
+		if (!(in->map.v[i].flags & EXT_UNWRITTEN))
+			return true;
+	return false;
+}
+
 int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
 {
 	size_t before = in->map.n;
+	if (maps_written(in, lblk, len))
+		atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
 	int e = em_remove(&in->map, lblk, len, NULL, NULL);
 	if (!e)
 		e = em_insert(&in->map, lblk, pblk, len, flags);
@@ -251,6 +262,7 @@ int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t le
 	size_t i = em_search(&in->map, lblk);
 	if (i == in->map.n || in->map.v[i].lblk >= lblk + len)
 		return 0;   /* nothing mapped there: no record needed */
+	atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
 	/* the freed blocks belong to the record appended next */
 	v->last_seq++;
 	int e = em_remove(&in->map, lblk, len, defer_free_cb, v);
@@ -264,7 +276,7 @@ int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t le
 
 int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size)
 {
-	in->size = size;
+	__atomic_store_n(&in->size, size, __ATOMIC_RELEASE);
 	struct dio_rec r = { .type = R_SIZE, .ino = in->ino, .a = size };
 	return j_append(v, &r);
 }
@@ -380,8 +392,13 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		fail(e);
 		return NULL;
 	}
+	/* the range lock is made here, outside md_lock, and kept if this is
+	   the inode's first handle */
 	struct dio_file *f = calloc(1, sizeof(*f));
-	if (!f) {
+	struct dio_rangelock *spare = rl_new();
+	if (!f || !spare) {
+		free(f);
+		rl_free(spare);
 		fail(ENOMEM);
 		return NULL;
 	}
@@ -408,6 +425,10 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 			e = j_append(v, &r);
 		}
 	}
+	if (!e && !in->rl) {
+		in->rl = spare;
+		spare = NULL;
+	}
 	if (!e) {
 		in->nopen++;
 		v->nopen_total++;
@@ -418,6 +439,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		f->magic = DIO_FILE_MAGIC;
 	}
 	pthread_mutex_unlock(&v->md_lock);
+	rl_free(spare);
 	if (e) {
 		free(f);
 		fail(e);
@@ -674,7 +696,7 @@ static int do_truncate(struct dio_file *f, off_t length)
 	struct dio_inode *in = f->ino;
 	uint64_t nsz = (uint64_t)length, bs = v->bs;
 	struct dio_range r;
-	rl_lock(&in->rl, &r, 0, UINT64_MAX, true);
+	rl_lock(in->rl, &r, 0, UINT64_MAX, true);
 	uint64_t osz = in->size;   /* stable: the whole file is locked */
 	int e = 0;
 	if (nsz < osz && nsz % bs)
@@ -688,7 +710,7 @@ static int do_truncate(struct dio_file *f, off_t length)
 			e = md_set_size(v, in, nsz);
 		md_end(v, in);
 	}
-	rl_unlock(&in->rl, &r);
+	rl_unlock(in->rl, &r);
 	j_maybe_commit(v);
 	return e ? fail(e) : 0;
 }
@@ -731,7 +753,7 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 	uint64_t f0 = DIV_UP(off, bs), f1 = end / bs;       /* fully covered blocks */
 	struct dio_range r;
 	int e = 0;
-	rl_lock(&in->rl, &r, b0, b1, true);
+	rl_lock(in->rl, &r, b0, b1, true);
 	if (mode & (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE)) {
 		/* partial edge blocks keep their other bytes: zero in place */
 		if (f0 > f1) {
@@ -757,7 +779,7 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 		}
 		md_end(v, in);
 	}
-	rl_unlock(&in->rl, &r);
+	rl_unlock(in->rl, &r);
 	j_maybe_commit(v);
 	return e ? fail(e) : 0;
 }

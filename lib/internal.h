@@ -64,10 +64,14 @@ struct dio_devctx {
 
 #define DIO_NCTX 8
 
+/* Counters are sharded by thread so that counting a request touches a
+   cache line no other thread writes; dio_counters() sums the shards. */
 struct dio_counters_atomic {
 	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written, device_ios,
 		bounced, rmw_blocks, journal_commits, flushes;
-};
+} __attribute__((aligned(64)));
+#define CNT_SHARDS 8
+unsigned dio_thread_slot(void);   /* small per-thread number, assigned at first use */
 
 /* ---- extent maps (extent.c) ---- */
 #define EXT_UNWRITTEN 0x1u
@@ -117,19 +121,30 @@ int  alloc_defer(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t seq)
 void alloc_release_durable(struct dio_alloc *a, uint64_t durable_seq);
 
 /* ---- range locks (lock.c) ---- */
+#define RL_STRIPES 16
+#define RL_CHUNK   64u         /* blocks per chunk; chunk c is in stripe c % RL_STRIPES */
+struct dio_range;
+struct rl_node {
+	struct dio_range *owner;
+	struct rl_node *next;
+};
 struct dio_range {
 	uint64_t start, end;       /* blocks [start, end) */
 	bool excl;
-	struct dio_range *next;
+	unsigned s0, ns;           /* stripes s0 .. s0+ns-1 (mod RL_STRIPES) */
+	struct rl_node node[RL_STRIPES];
 };
-struct dio_rangelock {
+struct rl_stripe {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct dio_range *held;
+	struct rl_node *held;
 	unsigned waiters;          /* threads in cond_wait: unlock wakes only if any */
+} __attribute__((aligned(64)));
+struct dio_rangelock {
+	struct rl_stripe s[RL_STRIPES];
 };
-void rl_init(struct dio_rangelock *rl);
-void rl_destroy(struct dio_rangelock *rl);
+struct dio_rangelock *rl_new(void);
+void rl_free(struct dio_rangelock *rl);
 void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
 void rl_unlock(struct dio_rangelock *rl, struct dio_range *r);
 bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
@@ -140,13 +155,29 @@ struct dio_inode {
 	char *name;                /* NULL once unlinked (orphan until last close) */
 	size_t namelen;
 	pthread_rwlock_t map_lock; /* guards size and map */
-	uint64_t size;
+	uint64_t size;             /* written under map_lock with __atomic_store_n:
+				      the I/O path reads it under its range lock only */
 	struct dio_emap map;
-	struct dio_rangelock rl;
+	/* bumped (under map_lock) whenever a written mapping is removed or
+	   changed: a handle's cached extent is valid while this is unchanged */
+	atomic_uint_fast64_t map_gen;
+	struct dio_rangelock *rl;  /* allocated at first open (handles only use it) */
 	unsigned nopen;            /* handles; under md_lock */
 	atomic_uint err_seq;       /* bumped on every write error (errseq) */
 	atomic_int data_dirty;     /* data written since the last flush */
 	struct dio_inode *hnext;   /* ino hash chain */
+};
+
+/*
+ * The last written extent a request of this handle mapped, so that the
+ * next request inside it needs no map lookup at all.  A seqlock: seq is
+ * odd while one thread refills it; a reader that sees seq change retries
+ * through the map.  Only written extents are cached, and the cache holds
+ * while in->map_gen does (see there).
+ */
+struct ext_cache {
+	atomic_uint seq;
+	atomic_uint_fast64_t lblk, pblk, len, gen;
 };
 
 struct dio_file {
@@ -155,6 +186,7 @@ struct dio_file {
 	int flags;
 	atomic_uint err_seen;      /* err_seq this handle has reported */
 	uint32_t magic;
+	struct ext_cache xc;
 };
 #define DIO_FILE_MAGIC 0x64696f66u
 
@@ -276,7 +308,7 @@ struct dio_vol {
 	atomic_uint_fast64_t flush_started, flush_done;
 
 	struct dio_bounce bounce;
-	struct dio_counters_atomic cnt;
+	struct dio_counters_atomic cnt[CNT_SHARDS];
 };
 
 /* vol.c, shared with fsck.c */
@@ -362,6 +394,8 @@ static inline bool backend_has_async(const struct dio_backend_ops *o)
 {
 	return o->abi >= 2 && o->submit_async && o->reap;
 }
+
+#define CNT(v) (&(v)->cnt[dio_thread_slot() % CNT_SHARDS])
 
 static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)
 {

@@ -285,7 +285,7 @@ static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len)
 		return e;
 	v->jhead_pos = (v->jhead_pos + n) % J;
 	v->jhead_bseq += n;
-	cnt_add(&v->cnt.journal_commits, 1);
+	cnt_add(&CNT(v)->journal_commits, 1);
 	return 0;
 }
 
@@ -347,7 +347,7 @@ static int checkpoint_locked(struct dio_vol *v)
 	pthread_mutex_lock(&v->md_lock);
 	v->sb = nsb;
 	pthread_mutex_unlock(&v->md_lock);
-	cnt_add(&v->cnt.journal_commits, 1);
+	cnt_add(&CNT(v)->journal_commits, 1);
 	mark_durable(v, seq);
 	return 0;
 }

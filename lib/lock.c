@@ -1,75 +1,149 @@
 /*
- * Range locks: a per-file list of held block ranges, shared or exclusive.
- * The mutex is held only to look at the list, never across I/O; the
- * nodes live on the callers' stacks, so taking a range costs no malloc.
+ * Range locks, striped so that no request takes a file-wide lock.
+ *
+ * The file's block space is cut into chunks of RL_CHUNK blocks, and chunk
+ * c belongs to stripe c % RL_STRIPES.  Each stripe has its own mutex and
+ * the list of held ranges that touch any of its chunks.  A range is
+ * entered in every stripe its chunks map to (all of them if it spans
+ * RL_STRIPES chunks or more), so two overlapping ranges always share a
+ * stripe and meet on its list; the check there is exact, so ranges that
+ * merely share a stripe never wait for each other.
+ *
+ * Taking a range locks its stripes in ascending index order, checks every
+ * one for a conflict, and enters the range into all of them only if there
+ * is none: the check and the entry are one step, so nobody waits while
+ * holding a range.  On a conflict it keeps only the conflicting stripe's
+ * mutex and sleeps on that stripe's condition variable until an unlock
+ * there, then starts over.  A 4 KiB request touches one stripe: one mutex
+ * shared with 1/RL_STRIPES of the file's chunks, never with the whole file.
+ * The nodes live in the caller's struct dio_range (stack or queue slot),
+ * so taking a range costs no malloc.
  */
 #include "internal.h"
+#include <stdlib.h>
 
-void rl_init(struct dio_rangelock *rl)
+struct dio_rangelock *rl_new(void)
 {
-	pthread_mutex_init(&rl->mu, NULL);
-	pthread_cond_init(&rl->cv, NULL);
-	rl->held = NULL;
-	rl->waiters = 0;
+	struct dio_rangelock *rl;
+	if (posix_memalign((void **)&rl, 64, sizeof(*rl)))
+		return NULL;
+	for (unsigned i = 0; i < RL_STRIPES; i++) {
+		pthread_mutex_init(&rl->s[i].mu, NULL);
+		pthread_cond_init(&rl->s[i].cv, NULL);
+		rl->s[i].held = NULL;
+		rl->s[i].waiters = 0;
+	}
+	return rl;
 }
 
-void rl_destroy(struct dio_rangelock *rl)
+void rl_free(struct dio_rangelock *rl)
 {
-	pthread_mutex_destroy(&rl->mu);
-	pthread_cond_destroy(&rl->cv);
+	if (!rl)
+		return;
+	for (unsigned i = 0; i < RL_STRIPES; i++) {
+		pthread_mutex_destroy(&rl->s[i].mu);
+		pthread_cond_destroy(&rl->s[i].cv);
+	}
+	free(rl);
 }
 
-static bool rl_conflicts(const struct dio_rangelock *rl, const struct dio_range *r)
-{
-	for (const struct dio_range *h = rl->held; h; h = h->next)
-		if (h->start < r->end && r->start < h->end && (h->excl || r->excl))
-			return true;
-	return false;
-}
-
-void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
+static void rl_setup(struct dio_range *r, uint64_t start, uint64_t end, bool excl)
 {
 	r->start = start;
 	r->end = end > start ? end : start + 1;
 	r->excl = excl;
-	pthread_mutex_lock(&rl->mu);
-	while (rl_conflicts(rl, r)) {
-		rl->waiters++;
-		pthread_cond_wait(&rl->cv, &rl->mu);
-		rl->waiters--;
+	uint64_t c0 = r->start / RL_CHUNK, c1 = (r->end - 1) / RL_CHUNK;
+	if (c1 - c0 + 1 >= RL_STRIPES) {
+		r->s0 = 0;
+		r->ns = RL_STRIPES;
+	} else {
+		r->s0 = (unsigned)(c0 % RL_STRIPES);
+		r->ns = (unsigned)(c1 - c0 + 1);
 	}
-	r->next = rl->held;
-	rl->held = r;
-	pthread_mutex_unlock(&rl->mu);
+}
+
+/* The k-th stripe of r in ascending index order (the lock order): the
+   stripes are s0 .. s0+ns-1 modulo RL_STRIPES, which may wrap to 0. */
+static unsigned rl_nth(const struct dio_range *r, unsigned k)
+{
+	unsigned wrap = r->s0 + r->ns > RL_STRIPES ? r->s0 + r->ns - RL_STRIPES : 0;
+	return k < wrap ? k : r->s0 + (k - wrap);
+}
+
+static bool stripe_conflicts(const struct rl_stripe *s, const struct dio_range *r)
+{
+	for (const struct rl_node *n = s->held; n; n = n->next) {
+		const struct dio_range *h = n->owner;
+		if (h->start < r->end && r->start < h->end && (h->excl || r->excl))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Lock r's stripes and enter it if nothing conflicts.  Returns RL_STRIPES
+ * on success (all stripe mutexes released), else the index of a
+ * conflicting stripe whose mutex is still held (the others released).
+ */
+static unsigned rl_try_enter(struct dio_rangelock *rl, struct dio_range *r)
+{
+	for (unsigned k = 0; k < r->ns; k++)
+		pthread_mutex_lock(&rl->s[rl_nth(r, k)].mu);
+	unsigned bad = RL_STRIPES;
+	for (unsigned k = 0; k < r->ns && bad == RL_STRIPES; k++)
+		if (stripe_conflicts(&rl->s[rl_nth(r, k)], r))
+			bad = rl_nth(r, k);
+	for (unsigned k = 0; k < r->ns; k++) {
+		unsigned i = rl_nth(r, k);
+		if (bad == RL_STRIPES) {
+			r->node[k].owner = r;
+			r->node[k].next = rl->s[i].held;
+			rl->s[i].held = &r->node[k];
+		}
+		if (i != bad)
+			pthread_mutex_unlock(&rl->s[i].mu);
+	}
+	return bad;
+}
+
+void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
+{
+	rl_setup(r, start, end, excl);
+	unsigned bad;
+	while ((bad = rl_try_enter(rl, r)) != RL_STRIPES) {
+		struct rl_stripe *s = &rl->s[bad];
+		s->waiters++;
+		pthread_cond_wait(&s->cv, &s->mu);
+		s->waiters--;
+		pthread_mutex_unlock(&s->mu);
+	}
 }
 
 void rl_unlock(struct dio_rangelock *rl, struct dio_range *r)
 {
-	pthread_mutex_lock(&rl->mu);
-	for (struct dio_range **p = &rl->held; *p; p = &(*p)->next) {
-		if (*p == r) {
-			*p = r->next;
-			break;
+	for (unsigned k = 0; k < r->ns; k++) {
+		struct rl_stripe *s = &rl->s[rl_nth(r, k)];
+		pthread_mutex_lock(&s->mu);
+		for (struct rl_node **p = &s->held; *p; p = &(*p)->next) {
+			if (*p == &r->node[k]) {
+				*p = r->node[k].next;
+				break;
+			}
 		}
+		if (s->waiters)
+			pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
 	}
-	if (rl->waiters)
-		pthread_cond_broadcast(&rl->cv);
-	pthread_mutex_unlock(&rl->mu);
 }
 
 /* Take the range only if that needs no waiting (a queue must not sleep on
    a range its own in-flight requests hold). */
 bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
 {
-	r->start = start;
-	r->end = end > start ? end : start + 1;
-	r->excl = excl;
-	pthread_mutex_lock(&rl->mu);
-	bool ok = !rl_conflicts(rl, r);
-	if (ok) {
-		r->next = rl->held;
-		rl->held = r;
-	}
-	pthread_mutex_unlock(&rl->mu);
-	return ok;
+	rl_setup(r, start, end, excl);
+	unsigned bad = rl_try_enter(rl, r);
+	if (bad == RL_STRIPES)
+		return true;
+	pthread_mutex_unlock(&rl->s[bad].mu);
+	return false;
 }

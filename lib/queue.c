@@ -125,7 +125,7 @@ static void flush_subs(struct dio_queue *q)
 		return;
 	unsigned n = q->nsub;
 	q->nsub = 0;
-	cnt_add(&q->vol->cnt.device_ios, n);
+	cnt_add(&CNT(q->vol)->device_ios, n);
 	int e = q->vol->ops->submit_async(q->ctx, q->subv, n);
 	if (!e)
 		return;

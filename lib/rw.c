@@ -156,7 +156,7 @@ int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 {
 	struct dio_devctx *c = ctx_get(v);
 	int e = v->ops->submit(c->ctx, bios, n);
-	cnt_add(&v->cnt.device_ios, n);
+	cnt_add(&CNT(v)->device_ios, n);
 	for (unsigned i = 0; i < n && !e; i++) {
 		struct dio_bio *b = &bios[i];
 		size_t want = iov_bytes(b->iov, b->iovcnt);
@@ -172,7 +172,7 @@ int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 			int k = cur_slices(&cur, want - done, rest, BATCH_IOVS);
 			struct dio_bio nb = { b->op, b->flags, b->offset + done, rest, k, 0 };
 			int se = v->ops->submit(c->ctx, &nb, 1);
-			cnt_add(&v->cnt.device_ios, 1);
+			cnt_add(&CNT(v)->device_ios, 1);
 			if (se)
 				nb.res = se;
 			b->res = nb.res < 0 ? nb.res : (ssize_t)(done + (size_t)nb.res);
@@ -190,7 +190,7 @@ int dev_flush(struct dio_vol *v)
 	int e = v->ops->flush(c->ctx);
 	pthread_mutex_unlock(&c->lock);
 	if (!e)
-		cnt_add(&v->cnt.flushes, 1);
+		cnt_add(&CNT(v)->flushes, 1);
 	return e;
 }
 
@@ -266,12 +266,67 @@ struct piece {
 	uint32_t flags;
 };
 
-/* Pieces of [b, end) in file order, holes included; at most max.  The
-   caller's range lock keeps this part of the map stable afterwards. */
-static unsigned map_pieces(struct dio_inode *in, uint64_t b, uint64_t end, struct piece *p, unsigned max)
+/* ---- the handle's extent cache ---------------------------------------- */
+
+/*
+ * The cached extent as one piece if it covers [b, end) and is still
+ * valid.  Called with a range lock on [b, end) held: the lock orders this
+ * after any change that removed or rewrote a mapping of the range (those
+ * take the range exclusively and bump map_gen before releasing it), and
+ * no such change can start until the lock is released.
+ */
+static bool xc_lookup(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p)
 {
+	struct ext_cache *xc = &f->xc;
+	unsigned s = atomic_load_explicit(&xc->seq, memory_order_acquire);
+	if (s & 1)
+		return false;
+	uint64_t lblk = atomic_load_explicit(&xc->lblk, memory_order_relaxed);
+	uint64_t pblk = atomic_load_explicit(&xc->pblk, memory_order_relaxed);
+	uint64_t len = atomic_load_explicit(&xc->len, memory_order_relaxed);
+	uint64_t gen = atomic_load_explicit(&xc->gen, memory_order_relaxed);
+	atomic_thread_fence(memory_order_acquire);
+	if (atomic_load_explicit(&xc->seq, memory_order_relaxed) != s ||
+	    gen != atomic_load_explicit(&f->ino->map_gen, memory_order_acquire) ||
+	    b < lblk || end > lblk + len)
+		return false;
+	*p = (struct piece){ b, pblk + (b - lblk), end - b, 0 };
+	return true;
+}
+
+/* Remember a written extent read under the map lock at generation gen.
+   If another thread is refilling the cache, leave it to that one. */
+static void xc_fill(struct dio_file *f, const struct dio_extent *x, uint64_t gen)
+{
+	struct ext_cache *xc = &f->xc;
+	unsigned s = atomic_load_explicit(&xc->seq, memory_order_relaxed);
+	if ((s & 1) || !atomic_compare_exchange_strong_explicit(&xc->seq, &s, s + 1, memory_order_relaxed,
+								 memory_order_relaxed))
+		return;
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&xc->lblk, x->lblk, memory_order_relaxed);
+	atomic_store_explicit(&xc->pblk, x->pblk, memory_order_relaxed);
+	atomic_store_explicit(&xc->len, x->len, memory_order_relaxed);
+	atomic_store_explicit(&xc->gen, gen, memory_order_relaxed);
+	atomic_store_explicit(&xc->seq, s + 2, memory_order_release);
+}
+
+/*
+ * Pieces of [b, end) in file order, holes included; at most max.  The
+ * caller's range lock keeps this part of the map stable afterwards.  A
+ * request inside the handle's cached extent costs no lookup and no lock;
+ * otherwise one binary search under the map lock, and the written extent
+ * found first is cached for the next request.
+ */
+static unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max)
+{
+	if (xc_lookup(f, b, end, p))
+		return 1;
+	struct dio_inode *in = f->ino;
+	struct dio_extent cache = { 0, 0, 0, EXT_UNWRITTEN };
 	unsigned n = 0;
 	pthread_rwlock_rdlock(&in->map_lock);
+	uint64_t gen = atomic_load_explicit(&in->map_gen, memory_order_relaxed);
 	size_t i = em_search(&in->map, b);
 	while (b < end && n < max) {
 		const struct dio_extent *x = i < in->map.n ? &in->map.v[i] : NULL;
@@ -284,67 +339,90 @@ static unsigned map_pieces(struct dio_inode *in, uint64_t b, uint64_t end, struc
 			b = x->lblk;
 			continue;
 		}
+		if (!n)
+			cache = *x;
 		uint64_t e = MIN(end, x->lblk + x->len);
 		p[n++] = (struct piece){ b, x->pblk + (b - x->lblk), e - b, x->flags };
 		b = e;
 		i++;
 	}
 	pthread_rwlock_unlock(&in->map_lock);
+	if (!(cache.flags & EXT_UNWRITTEN))
+		xc_fill(f, &cache, gen);
 	return n;
 }
 
-/* True if every block of [b, end) is mapped and written. */
-static bool all_written(struct dio_inode *in, uint64_t b, uint64_t end)
+/* Do the pieces cover [b, end) with written blocks only? */
+static bool pieces_written(const struct piece *p, unsigned n, uint64_t end)
 {
-	bool ok = true;
+	for (unsigned i = 0; i < n; i++)
+		if (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN))
+			return false;
+	return n && p[n - 1].lblk + p[n - 1].len >= end;
+}
+
+/* Is block lblk mapped and written?  (Edge blocks of the slow paths.) */
+static bool block_is_written(struct dio_inode *in, uint64_t lblk)
+{
 	pthread_rwlock_rdlock(&in->map_lock);
-	size_t i = em_search(&in->map, b);
-	while (b < end) {
-		const struct dio_extent *x = i < in->map.n ? &in->map.v[i] : NULL;
-		if (!x || x->lblk > b || (x->flags & EXT_UNWRITTEN)) {
-			ok = false;
-			break;
-		}
-		b = x->lblk + x->len;
-		i++;
-	}
+	size_t i = em_search(&in->map, lblk);
+	bool w = i < in->map.n && in->map.v[i].lblk <= lblk && !(in->map.v[i].flags & EXT_UNWRITTEN);
 	pthread_rwlock_unlock(&in->map_lock);
-	return ok;
+	return w;
 }
 
 /* ---- direct transfers ---------------------------------------------------- */
 
-/*
- * Move [off, off+len) between the cursor and the device with no copy.
- * Reads zero-fill holes and unwritten pieces; writes expect every block
- * mapped.
- */
+/* Queue the transfer of [off, end) for the pieces p[0..n) (which cover
+   it in file order) between the cursor and the device, with no copy.
+   Reads zero-fill holes and unwritten pieces; writes expect every block
+   mapped.  Returns the block after the last piece. */
+static uint64_t xfer_pieces(struct batch *b, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t end,
+			    const struct piece *p, unsigned n)
+{
+	uint64_t bs = b->v->bs, next = 0;
+	for (unsigned i = 0; i < n && !b->err; i++) {
+		uint64_t s = MAX(off, p[i].lblk * bs), t = MIN(end, (p[i].lblk + p[i].len) * bs);
+		if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE)
+			b->err = -EIO;   /* cannot happen: allocated before */
+		else if (op == DIO_BIO_READ && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN)))
+			cur_zero(c, t - s);
+		else
+			batch_add(b, op, flags, p[i].pblk * bs + (s - p[i].lblk * bs), c, t - s);
+		next = p[i].lblk + p[i].len;
+	}
+	return next;
+}
+
+/* Move [off, off+len) between the cursor and the device with no copy,
+   mapping as it goes. */
 static int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
 {
 	struct dio_vol *v = f->vol;
-	uint64_t bs = v->bs, end = off + len;
+	uint64_t end = off + len;
 	struct batch b;
 	struct piece p[NPIECES];
 	b.v = v;
 	b.nbio = b.niov = 0;
 	b.err = 0;
-	uint64_t blk = off >> v->bshift, bend = DIV_UP(end, bs);
+	uint64_t blk = off >> v->bshift, bend = DIV_UP(end, v->bs);
 	while (blk < bend && !b.err) {
-		unsigned n = map_pieces(f->ino, blk, bend, p, NPIECES);
-		for (unsigned i = 0; i < n; i++) {
-			uint64_t s = MAX(off, p[i].lblk * bs), t = MIN(end, (p[i].lblk + p[i].len) * bs);
-			if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE) {
-				b.err = -EIO;   /* cannot happen: allocated before */
-				break;
-			}
-			if (op == DIO_BIO_READ && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN))) {
-				cur_zero(c, t - s);
-			} else {
-				batch_add(&b, op, flags, p[i].pblk * bs + (s - p[i].lblk * bs), c, t - s);
-			}
-			blk = p[i].lblk + p[i].len;
-		}
+		unsigned n = map_pieces(f, blk, bend, p, NPIECES);
+		blk = xfer_pieces(&b, op, flags, c, off, end, p, n);
 	}
+	batch_flush(&b);
+	return b.err;
+}
+
+/* An aligned overwrite already mapped (pieces_written): no copy. */
+static int write_mapped(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len,
+			const struct piece *p, unsigned n)
+{
+	struct batch b;
+	b.v = f->vol;
+	b.nbio = b.niov = 0;
+	b.err = 0;
+	xfer_pieces(&b, DIO_BIO_WRITE, flags, c, off, off + len, p, n);
 	batch_flush(&b);
 	return b.err;
 }
@@ -363,7 +441,7 @@ static int blocks_io(struct dio_file *f, int op, unsigned flags, uint8_t *buf, u
 	bt.err = 0;
 	uint64_t end = b + n, first = b;
 	while (b < end && !bt.err) {
-		unsigned k = map_pieces(f->ino, b, end, p, NPIECES);
+		unsigned k = map_pieces(f, b, end, p, NPIECES);
 		for (unsigned i = 0; i < k; i++) {
 			uint8_t *at = buf + ((p[i].lblk - first) << v->bshift);
 			size_t bytes = p[i].len << v->bshift;
@@ -383,10 +461,6 @@ static int blocks_io(struct dio_file *f, int op, unsigned flags, uint8_t *buf, u
 	return bt.err;
 }
 
-static bool block_is_written(struct dio_inode *in, uint64_t lblk)
-{
-	return all_written(in, lblk, lblk + 1);
-}
 
 /*
  * Write [off, off+len) from the cursor through a bounce buffer.  Every
@@ -414,7 +488,7 @@ static int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, ui
 			uint8_t *at = buf + (edge[k] - b) * bs;
 			if (block_is_written(f->ino, edge[k])) {
 				e = blocks_io(f, DIO_BIO_READ, 0, at, edge[k], 1);
-				cnt_add(&v->cnt.rmw_blocks, 1);
+				cnt_add(&CNT(v)->rmw_blocks, 1);
 			} else {
 				memset(at, 0, bs);
 			}
@@ -457,7 +531,7 @@ int rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
 	if (!e) {
 		memset(buf + (off - blk * bs), 0, len);
 		e = blocks_io(f, DIO_BIO_WRITE, 0, buf, blk, 1);
-		cnt_add(&v->cnt.rmw_blocks, 1);
+		cnt_add(&CNT(v)->rmw_blocks, 1);
 	}
 	bounce_put(&v->bounce, buf);
 	if (e)
@@ -518,10 +592,10 @@ static ssize_t do_read(struct dio_file *f, const struct iovec *iov, int iovcnt, 
 		return 0;
 	len = (size_t)MIN((uint64_t)len, DIO_MAX_FILE_SIZE - off);
 	struct dio_range r;
-	rl_lock(&in->rl, &r, off >> v->bshift, DIV_UP(off + len, v->bs), false);
-	pthread_rwlock_rdlock(&in->map_lock);
-	uint64_t size = in->size;
-	pthread_rwlock_unlock(&in->map_lock);
+	rl_lock(in->rl, &r, off >> v->bshift, DIV_UP(off + len, v->bs), false);
+	/* the range lock orders this against writers that overlap the read;
+	   others may move EOF beyond it, which the read may or may not see */
+	uint64_t size = __atomic_load_n(&in->size, __ATOMIC_ACQUIRE);
 	ssize_t got = 0;
 	if (off < size) {
 		got = (ssize_t)MIN((uint64_t)len, size - off);
@@ -533,14 +607,14 @@ static ssize_t do_read(struct dio_file *f, const struct iovec *iov, int iovcnt, 
 			e = xfer_direct(f, DIO_BIO_READ, 0, &c, off, dlen);
 		} else {
 			e = read_bounce(f, &c, off, (uint64_t)got);
-			cnt_add(&v->cnt.bounced, 1);
+			cnt_add(&CNT(v)->bounced, 1);
 		}
 	}
-	rl_unlock(&in->rl, &r);
+	rl_unlock(in->rl, &r);
 	if (e)
 		return fail(e);
-	cnt_add(&v->cnt.reads, 1);
-	cnt_add(&v->cnt.bytes_read, (uint64_t)got);
+	cnt_add(&CNT(v)->reads, 1);
+	cnt_add(&CNT(v)->bytes_read, (uint64_t)got);
 	return got;
 }
 
@@ -633,18 +707,19 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 	struct cursor c = { iov, iovcnt, 0 };
 	bool changed = false, bounced = false;
 
-	rl_lock(&in->rl, &r, b0, b1, !concurrent);
-	pthread_rwlock_rdlock(&in->map_lock);
-	bool inside = end <= in->size;
-	pthread_rwlock_unlock(&in->map_lock);
-	if (aligned && inside && all_written(in, b0, b1)) {
-		/* the fast path: an in-place overwrite, zero copy */
-		e = xfer_direct(f, DIO_BIO_WRITE, flags, &c, off, len);
+	rl_lock(in->rl, &r, b0, b1, !concurrent);
+	struct piece p[NPIECES];
+	unsigned np = 0;
+	if (aligned && end <= __atomic_load_n(&in->size, __ATOMIC_ACQUIRE))
+		np = map_pieces(f, b0, b1, p, NPIECES);
+	if (np && pieces_written(p, np, b1)) {
+		/* the fast path: an in-place overwrite, mapped once, zero copy */
+		e = write_mapped(f, flags, &c, off, len, p, np);
 	} else {
 		if (concurrent) {
 			/* allocation and conversion are exclusive */
-			rl_unlock(&in->rl, &r);
-			rl_lock(&in->rl, &r, b0, b1, true);
+			rl_unlock(in->rl, &r);
+			rl_lock(in->rl, &r, b0, b1, true);
 		}
 		pthread_mutex_lock(&v->md_lock);
 		pthread_rwlock_wrlock(&in->map_lock);
@@ -669,9 +744,9 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 		rw_mark_failed(f, b0, b1);
 	if (!e && !atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
-	rl_unlock(&in->rl, &r);
+	rl_unlock(in->rl, &r);
 	if (bounced)
-		cnt_add(&v->cnt.bounced, 1);
+		cnt_add(&CNT(v)->bounced, 1);
 	if (e)
 		return fail(e);
 	if (dsync) {
@@ -691,8 +766,8 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 	}
 	if (changed && !dsync)
 		j_maybe_commit(v);
-	cnt_add(&v->cnt.writes, 1);
-	cnt_add(&v->cnt.bytes_written, len);
+	cnt_add(&CNT(v)->writes, 1);
+	cnt_add(&CNT(v)->bytes_written, len);
 	return (ssize_t)len;
 }
 
@@ -726,14 +801,12 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	uint64_t end = off + len, b0 = off >> v->bshift, b1 = DIV_UP(end, bs);
 	bool excl = write && !(f->flags & DIO_O_CONCURRENT);
 	if (!may_block) {
-		if (!rl_trylock(&in->rl, &a->r, b0, b1, excl))
+		if (!rl_trylock(in->rl, &a->r, b0, b1, excl))
 			return -EAGAIN;
 	} else {
-		rl_lock(&in->rl, &a->r, b0, b1, excl);
+		rl_lock(in->rl, &a->r, b0, b1, excl);
 	}
-	pthread_rwlock_rdlock(&in->map_lock);
-	uint64_t size = in->size;
-	pthread_rwlock_unlock(&in->map_lock);
+	uint64_t size = __atomic_load_n(&in->size, __ATOMIC_ACQUIRE);
 	a->f = f;
 	a->write = write;
 	a->b0 = b0;
@@ -741,9 +814,15 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	a->end = end;
 	a->alloc = false;
 	a->nbio = 0;
-	uint64_t dlen = len;
+	/* map once; one bio per contiguous piece (split at max_io) */
+	struct piece p[NPIECES];
+	struct cursor c = { iov, iovcnt, 0 };
+	uint64_t dend = end;
+	unsigned n = 0, niov = 0;
 	if (write) {
-		if (end > size || !all_written(in, b0, b1)) {
+		if (end <= size)
+			n = map_pieces(f, b0, b1, p, NPIECES);
+		if (!n || !pieces_written(p, n, b1)) {
 			/* an allocating write of whole blocks can go down
 			   asynchronously too: allocate (unwritten) now, convert
 			   when it completes; partial blocks take the inline path */
@@ -757,22 +836,19 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 			if (e)
 				goto inline_path;   /* it reports ENOSPC and the rest */
 			a->alloc = true;
+			n = map_pieces(f, b0, b1, p, NPIECES);
 		}
 		a->ret = len;
 	} else {
 		if (off >= size) {
-			rl_unlock(&in->rl, &a->r);
+			rl_unlock(in->rl, &a->r);
 			a->ret = 0;
 			return RWA_DONE;
 		}
 		a->ret = MIN((uint64_t)len, size - off);
-		dlen = (a->ret + v->geom.logical_bs - 1) & ~((uint64_t)v->geom.logical_bs - 1);
+		dend = off + ((a->ret + v->geom.logical_bs - 1) & ~((uint64_t)v->geom.logical_bs - 1));
+		n = map_pieces(f, b0, DIV_UP(dend, bs), p, NPIECES);
 	}
-	/* map once; one bio per contiguous piece (split at max_io) */
-	struct piece p[NPIECES];
-	struct cursor c = { iov, iovcnt, 0 };
-	uint64_t dend = off + dlen;
-	unsigned n = map_pieces(in, b0, DIV_UP(dend, bs), p, NPIECES), niov = 0;
 	if (n == NPIECES && p[n - 1].lblk + p[n - 1].len < DIV_UP(dend, bs))
 		goto inline_path;
 	for (unsigned i = 0; i < n; i++) {
@@ -806,7 +882,7 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	}
 	return RWA_READY;
 inline_path:
-	rl_unlock(&in->rl, &a->r);
+	rl_unlock(in->rl, &a->r);
 	return RWA_INLINE;
 }
 
@@ -826,12 +902,12 @@ int rw_async_finish(struct rw_async *a, int err)
 		else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 			atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
 	}
-	rl_unlock(&in->rl, &a->r);
+	rl_unlock(in->rl, &a->r);
 	if (changed)
 		j_maybe_commit(v);
 	if (!err) {
-		cnt_add(a->write ? &v->cnt.writes : &v->cnt.reads, 1);
-		cnt_add(a->write ? &v->cnt.bytes_written : &v->cnt.bytes_read, a->ret);
+		cnt_add(a->write ? &CNT(v)->writes : &CNT(v)->reads, 1);
+		cnt_add(a->write ? &CNT(v)->bytes_written : &CNT(v)->bytes_read, a->ret);
 	}
 	return err;
 }

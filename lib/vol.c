@@ -153,11 +153,12 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 			    const struct dio_backend_ops *ops, unsigned depth,
 			    bool create, uint64_t create_size, int *err)
 {
-	struct dio_vol *v = calloc(1, sizeof(*v));
-	if (!v) {
+	struct dio_vol *v;   /* its device contexts and counters are cache-line aligned */
+	if (posix_memalign((void **)&v, _Alignof(struct dio_vol), sizeof(*v))) {
 		*err = -ENOMEM;
 		return NULL;
 	}
+	memset(v, 0, sizeof(*v));
 	v->fd = -1;
 	v->rdonly = rdonly;
 	pthread_mutex_init(&v->md_lock, NULL);
@@ -433,18 +434,32 @@ DIO_API int dio_statvfs(struct dio_vol *v, struct dio_statvfs *st)
 	return 0;
 }
 
+static atomic_uint next_thread_slot;
+static __thread unsigned thread_slot;
+
+unsigned dio_thread_slot(void)
+{
+	if (!thread_slot)
+		thread_slot = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
+	return thread_slot;
+}
+
 DIO_API int dio_counters(struct dio_vol *v, struct dio_counters *c)
 {
 	if (!v || !c)
 		return fail(EINVAL);
-	c->reads = atomic_load_explicit(&v->cnt.reads, memory_order_relaxed);
-	c->writes = atomic_load_explicit(&v->cnt.writes, memory_order_relaxed);
-	c->bytes_read = atomic_load_explicit(&v->cnt.bytes_read, memory_order_relaxed);
-	c->bytes_written = atomic_load_explicit(&v->cnt.bytes_written, memory_order_relaxed);
-	c->device_ios = atomic_load_explicit(&v->cnt.device_ios, memory_order_relaxed);
-	c->bounced = atomic_load_explicit(&v->cnt.bounced, memory_order_relaxed);
-	c->rmw_blocks = atomic_load_explicit(&v->cnt.rmw_blocks, memory_order_relaxed);
-	c->journal_commits = atomic_load_explicit(&v->cnt.journal_commits, memory_order_relaxed);
-	c->flushes = atomic_load_explicit(&v->cnt.flushes, memory_order_relaxed);
+	memset(c, 0, sizeof(*c));
+	for (unsigned i = 0; i < CNT_SHARDS; i++) {
+		const struct dio_counters_atomic *k = &v->cnt[i];
+		c->reads += atomic_load_explicit(&k->reads, memory_order_relaxed);
+		c->writes += atomic_load_explicit(&k->writes, memory_order_relaxed);
+		c->bytes_read += atomic_load_explicit(&k->bytes_read, memory_order_relaxed);
+		c->bytes_written += atomic_load_explicit(&k->bytes_written, memory_order_relaxed);
+		c->device_ios += atomic_load_explicit(&k->device_ios, memory_order_relaxed);
+		c->bounced += atomic_load_explicit(&k->bounced, memory_order_relaxed);
+		c->rmw_blocks += atomic_load_explicit(&k->rmw_blocks, memory_order_relaxed);
+		c->journal_commits += atomic_load_explicit(&k->journal_commits, memory_order_relaxed);
+		c->flushes += atomic_load_explicit(&k->flushes, memory_order_relaxed);
+	}
 	return 0;
 }

@@ -4,7 +4,9 @@
  * complete writes short, or simulate power loss: from the Nth operation
  * on everything fails, and fault_crash() rewinds the image to what a
  * device with a volatile cache could hold afterwards (every flushed or
- * FUA write, plus a prefix of the unflushed ones).
+ * FUA write, plus a prefix of the unflushed ones).  A one-shot gate
+ * parks the next read or write until the test releases it, to hold a
+ * request in flight while other threads show what waits for it.
  */
 #include "helpers.h"
 #include <pthread.h>
@@ -22,7 +24,10 @@ static struct {
 	int failed, dead;
 	struct undo *log;
 	size_t nlog, cap;
-} F = { .mu = PTHREAD_MUTEX_INITIALIZER };
+	int gate_op;              /* DIO_BIO_READ/WRITE + 1 while armed, else 0 */
+	int gate_parked, gate_released;
+	pthread_cond_t gate_cv;
+} F = { .mu = PTHREAD_MUTEX_INITIALIZER, .gate_cv = PTHREAD_COND_INITIALIZER };
 
 struct fctx { void *inner; int fd; };
 
@@ -96,6 +101,13 @@ static int f_submit(void *ctx, struct dio_bio *bios, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		struct dio_bio *b = &bios[i];
 		pthread_mutex_lock(&F.mu);
+		if (F.gate_op == b->op + 1) {
+			F.gate_op = 0;
+			F.gate_parked = 1;
+			pthread_cond_broadcast(&F.gate_cv);
+			while (!F.gate_released)
+				pthread_cond_wait(&F.gate_cv, &F.mu);
+		}
 		bool bad = b->op == DIO_BIO_WRITE ? tick(&F.writes, F.cfg.fail_write_at)
 						  : tick(&F.reads, F.cfg.fail_read_at);
 		if (!bad && b->op == DIO_BIO_WRITE && F.cfg.record && !(b->flags & DIO_BIO_FUA))
@@ -202,4 +214,28 @@ void fault_crash(const char *path, long keep)
 	fsync(fd);
 	close(fd);
 	drop_undo();
+}
+
+void fault_gate_arm(int op)
+{
+	pthread_mutex_lock(&F.mu);
+	F.gate_op = op + 1;
+	F.gate_parked = F.gate_released = 0;
+	pthread_mutex_unlock(&F.mu);
+}
+
+void fault_gate_wait_parked(void)
+{
+	pthread_mutex_lock(&F.mu);
+	while (!F.gate_parked)
+		pthread_cond_wait(&F.gate_cv, &F.mu);
+	pthread_mutex_unlock(&F.mu);
+}
+
+void fault_gate_release(void)
+{
+	pthread_mutex_lock(&F.mu);
+	F.gate_released = 1;
+	pthread_cond_broadcast(&F.gate_cv);
+	pthread_mutex_unlock(&F.mu);
 }

@@ -59,5 +59,10 @@ const struct dio_backend_ops *fault_table(void);
    ones, newest first, on the image at path. */
 void fault_crash(const char *path, long keep);
 long fault_unflushed(void);
+/* The gate: the next bio of op (DIO_BIO_READ or DIO_BIO_WRITE) parks in
+   the backend until fault_gate_release(). */
+void fault_gate_arm(int op);
+void fault_gate_wait_parked(void);
+void fault_gate_release(void);
 #define MIN_SZ(a, b) ((a) < (b) ? (a) : (b))
 #endif

@@ -185,6 +185,43 @@ START_TEST(test_truncate_down_then_up_shows_no_old_bytes)
 }
 END_TEST
 
+/* A handle caches the last written extent it mapped; every change that
+   removes or rewrites a mapping, through any handle, must drop it. */
+START_TEST(test_cached_extents_never_outlive_punch_zero_range_or_truncate)
+{
+	struct dio_file *g = dio_open(vol, "h", O_RDWR);
+	ck_assert_ptr_nonnull(g);
+	put(0, 1 << 20, 1);
+	expect_pat(0, 4096, 1);                 /* f caches the 1 MiB extent */
+	ck_assert_int_eq(dio_fallocate(g, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 8192, 8192), 0);
+	expect_zero(8192, 8192);
+	expect_pat(65536, 4096, 1);             /* re-cached */
+	ck_assert_int_eq(dio_fallocate(g, DIO_FALLOC_ZERO_RANGE, 65536, 65536), 0);
+	expect_zero(65536, 65536);
+	expect_pat(262144, 4096, 1);
+	/* truncate through g, then another file takes the freed blocks
+	   (after a sync makes the free durable): f must not read them */
+	ck_assert_int_eq(dio_ftruncate(g, 0), 0);
+	ck_assert_int_eq(dio_fsync(g), 0);
+	struct dio_file *o = dio_open(vol, "other", O_RDWR | O_CREAT);
+	ck_assert_ptr_nonnull(o);
+	t_fill(buf, 1 << 20, 2, 9, 0);
+	ck_assert_int_eq(dio_pwrite(o, buf, 1 << 20, 0), 1 << 20);
+	ck_assert_int_eq(dio_ftruncate(g, 1 << 20), 0);
+	expect_zero(262144, 4096);
+	/* an aligned overwrite through f after g rewrote the file lands in
+	   the file's new blocks, never in the other file's */
+	put(0, 1 << 20, 3);
+	ck_assert_int_eq(dio_pwrite(f, buf, 4096, 262144), 4096);
+	ck_assert_int_eq(dio_pread(o, buf, 1 << 20, 0), 1 << 20);
+	for (size_t i = 0; i < (1 << 20); i++)
+		if (buf[i] != t_pat(2, 9, i))
+			ck_abort_msg("byte %zu of the other file changed", i);
+	dio_close(o);
+	dio_close(g);
+}
+END_TEST
+
 START_TEST(test_seek_data_and_hole)
 {
 	put(8192, 4096, 8);
@@ -218,6 +255,7 @@ int main(void)
 	tcase_add_test(tc, test_zero_range_zeroes_exactly_its_range);
 	tcase_add_test(tc, test_truncate_down_then_up_shows_no_old_bytes);
 	tcase_add_test(tc, test_seek_data_and_hole);
+	tcase_add_test(tc, test_cached_extents_never_outlive_punch_zero_range_or_truncate);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -19,6 +19,7 @@ extra_fio="" fio_where="--filename=$fio_t"
 for a in "$@"; do
   case $a in
     --fsync=*) extra_fio="$extra_fio --fdatasync=${a#--fsync=}" ;;
+    --fixedbufs) extra_fio="$extra_fio --fixedbufs" ;;
     --append)  # every job appends to a fresh file of its own
                mkdir -p "$target/fio-append"; rm -f "$target"/fio-append/*
                fio_where="--directory=$target/fio-append --filename_format=f.\$jobnum --file_append=1" ;;

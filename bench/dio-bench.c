@@ -5,13 +5,15 @@
  *   dio-bench --target PATH [--rw read|write|randread|randwrite|randrw]
  *             [--bs 4k] [--iodepth 1] [--numjobs 1] [--size 256m]
  *             [--runtime 10] [--backend auto|uring|aio|psync] [--fsync N]
- *             [--append] [--raw] [--json]
+ *             [--append] [--fixedbufs] [--raw] [--json]
  *
  * libdio mode: PATH is formatted if it is not a volume (an image file is
  * created of the needed size), each job gets its own file of --size bytes,
  * written first for reads and overwrites.  iodepth 1 uses the synchronous
  * calls; more uses a dio_queue per job.  --append: each job appends bs
  * blocks to its own new file (with --fsync 1: fdatasync after each).
+ * --fixedbufs (fio's io_uring option): register the job's buffers
+ * (dio_queue_register_buffers; --raw: io_uring_register_buffers).
  * Prints IOPS, MB/s and p50/p99/p99.9 completion latency.
  */
 #include <dio/dio.h>
@@ -38,8 +40,8 @@ static struct {
 	unsigned iodepth, numjobs, fsync_every;
 	uint64_t size;
 	double runtime;
-	bool raw, json, append;
-} O = { NULL, "randread", "auto", 4096, 1, 1, 0, 256 << 20, 10, false, false, false };
+	bool raw, json, append, fixedbufs;
+} O = { NULL, "randread", "auto", 4096, 1, 1, 0, 256 << 20, 10, false, false, false, false };
 
 static uint64_t parse_size(const char *s)
 {
@@ -162,6 +164,9 @@ static void *dio_job(void *arg)
 		}
 	} else {
 		struct dio_queue *q = dio_queue_create(j->vol, O.iodepth);
+		struct iovec all = { buf, O.bs * O.iodepth };
+		if (O.fixedbufs && dio_queue_register_buffers(q, &all, 1))
+			j->err = errno;
 		struct dio_req *reqs = calloc(O.iodepth, sizeof(*reqs));
 		struct dio_cqe *cq = calloc(O.iodepth, sizeof(*cq));
 		double *t0 = calloc(O.iodepth, sizeof(double));
@@ -308,6 +313,9 @@ static void *raw_job(void *arg)
 	if (use_uring) {
 		struct io_uring ring;
 		io_uring_queue_init(O.iodepth, &ring, 0);
+		struct iovec all = { buf, O.bs * O.iodepth };
+		if (O.fixedbufs && io_uring_register_buffers(&ring, &all, 1))
+			j->err = EINVAL;
 		unsigned inflight = 0;
 		bool stop = false;
 		while (!stop || inflight) {
@@ -316,10 +324,16 @@ static void *raw_job(void *arg)
 					continue;
 				struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
 				uint64_t off = base + next_off(j, &seq);
-				if (is_read(&j->seed))
-					io_uring_prep_read(sqe, j->fd, (char *)buf + i * O.bs, (unsigned)O.bs, off);
+				char *p = (char *)buf + i * O.bs;
+				bool rd = is_read(&j->seed);
+				if (O.fixedbufs && rd)
+					io_uring_prep_read_fixed(sqe, j->fd, p, (unsigned)O.bs, off, 0);
+				else if (O.fixedbufs)
+					io_uring_prep_write_fixed(sqe, j->fd, p, (unsigned)O.bs, off, 0);
+				else if (rd)
+					io_uring_prep_read(sqe, j->fd, p, (unsigned)O.bs, off);
 				else
-					io_uring_prep_write(sqe, j->fd, (char *)buf + i * O.bs, (unsigned)O.bs, off);
+					io_uring_prep_write(sqe, j->fd, p, (unsigned)O.bs, off);
 				io_uring_sqe_set_data64(sqe, i);
 				t0[i] = now();
 				inflight++;
@@ -400,7 +414,7 @@ static void *raw_job(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: dio-bench --target PATH [--rw MODE] [--bs N] [--iodepth N] [--numjobs N]\n"
-			"       [--size N] [--runtime S] [--backend B] [--fsync N] [--append] [--raw] [--json]\n");
+			"       [--size N] [--runtime S] [--backend B] [--fsync N] [--append] [--fixedbufs] [--raw] [--json]\n");
 	exit(2);
 }
 
@@ -414,12 +428,13 @@ int main(int argc, char **argv)
 			v++;
 		} else {
 			snprintf(key, sizeof(key), "%s", a);
-			if (strcmp(a, "--raw") && strcmp(a, "--json") && strcmp(a, "--append"))
+			if (strcmp(a, "--raw") && strcmp(a, "--json") && strcmp(a, "--append") && strcmp(a, "--fixedbufs"))
 				v = ++i < argc ? argv[i] : NULL;
 		}
 		if (!strcmp(key, "--raw")) O.raw = true;
 		else if (!strcmp(key, "--json")) O.json = true;
 		else if (!strcmp(key, "--append")) O.append = true;
+		else if (!strcmp(key, "--fixedbufs")) O.fixedbufs = true;
 		else if (!v) usage();
 		else if (!strcmp(key, "--target")) O.target = v;
 		else if (!strcmp(key, "--rw")) O.rw = v;

@@ -395,6 +395,11 @@ static inline bool backend_has_async(const struct dio_backend_ops *o)
 	return o->abi >= 2 && o->submit_async && o->reap;
 }
 
+static inline bool backend_has_fixed(const struct dio_backend_ops *o)
+{
+	return o->abi >= 3 && o->register_buffers;
+}
+
 #define CNT(v) (&(v)->cnt[dio_thread_slot() % CNT_SHARDS])
 
 static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)

@@ -37,7 +37,16 @@ struct dio_queue {
 	struct dio_bio **done;      /* scratch for the backend's reap */
 	struct dio_bio **subv;      /* I/Os prepared, not yet handed to the backend */
 	unsigned nsub;
+	unsigned pending_bios;      /* I/Os handed to the backend, not back yet */
+	struct qbuf *bufs;          /* registered buffers, sorted by address */
+	unsigned nbufs;
+	bool fixed;                 /* the backend context has them too */
 	uint32_t magic;
+};
+
+struct qbuf {
+	uintptr_t start, end;
+	unsigned idx;               /* index in the caller's array */
 };
 #define DIO_QUEUE_MAGIC 0x64696f71u
 
@@ -56,6 +65,7 @@ static void q_free(struct dio_queue *q)
 	free(q->cq);
 	free(q->done);
 	free(q->subv);
+	free(q->bufs);
 	free(q);
 }
 
@@ -127,8 +137,10 @@ static void flush_subs(struct dio_queue *q)
 	q->nsub = 0;
 	cnt_add(&CNT(q->vol)->device_ios, n);
 	int e = q->vol->ops->submit_async(q->ctx, q->subv, n);
-	if (!e)
+	if (!e) {
+		q->pending_bios += n;
 		return;
+	}
 	for (unsigned i = 0; i < n; i++) {
 		struct qslot *s = slot_of(q, q->subv[i]);
 		if (!s->err)
@@ -150,6 +162,7 @@ static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 	int n = q->vol->ops->reap(q->ctx, q->done, min_nr, depth, timeout_ms);
 	if (n < 0)
 		return n;
+	q->pending_bios -= (unsigned)n;
 	for (int i = 0; i < n; i++) {
 		struct dio_bio *b = q->done[i];
 		struct qslot *s = slot_of(q, b);
@@ -221,6 +234,25 @@ static ssize_t run_inline(struct dio_queue *q, const struct dio_req *r)
 	return res < 0 ? -errno : res;
 }
 
+/* A bio whose one buffer lies inside a registered buffer uses it
+   (READ_FIXED/WRITE_FIXED): one binary search, no per-page work. */
+static void mark_fixed(const struct dio_queue *q, struct dio_bio *b)
+{
+	if (b->iovcnt != 1)
+		return;
+	uintptr_t p = (uintptr_t)b->iov[0].iov_base, e = p + b->iov[0].iov_len;
+	unsigned lo = 0, hi = q->nbufs;   /* first buffer starting after p */
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (q->bufs[mid].start <= p)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo && e <= q->bufs[lo - 1].end)
+		b->flags |= DIO_BIO_FIXED | q->bufs[lo - 1].idx << DIO_BIO_BUF_SHIFT;
+}
+
 /* Try the asynchronous path; false: run it inline instead. */
 static bool try_async(struct dio_queue *q, const struct dio_req *r)
 {
@@ -258,8 +290,11 @@ static bool try_async(struct dio_queue *q, const struct dio_req *r)
 	s->err = 0;
 	s->pending = s->a.nbio;
 	q->inflight++;
-	for (unsigned i = 0; i < s->a.nbio; i++)
+	for (unsigned i = 0; i < s->a.nbio; i++) {
+		if (q->fixed)
+			mark_fixed(q, &s->a.bio[i]);
 		q->subv[q->nsub++] = &s->a.bio[i];
+	}
 	return true;
 }
 
@@ -284,6 +319,51 @@ DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned
 	return (int)taken;
 }
 
+static int qbuf_cmp(const void *a, const void *b)
+{
+	const struct qbuf *x = a, *y = b;
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+#define QBUF_MAX 16384u           /* io_uring's limit */
+#define QBUF_MAX_LEN (1ul << 30)  /* io_uring's limit per buffer */
+
+DIO_API int dio_queue_register_buffers(struct dio_queue *q, const struct iovec *iov, unsigned nr)
+{
+	if (!q || q->magic != DIO_QUEUE_MAGIC || (nr && !iov) || nr > QBUF_MAX)
+		return fail(EINVAL);
+	for (unsigned i = 0; i < nr; i++)
+		if (!iov[i].iov_base || !iov[i].iov_len || iov[i].iov_len > QBUF_MAX_LEN)
+			return fail(EINVAL);
+	if (q->inflight)
+		return fail(EBUSY);
+	struct qbuf *nb = NULL;
+	if (nr) {
+		nb = malloc(nr * sizeof(*nb));
+		if (!nb)
+			return fail(ENOMEM);
+		for (unsigned i = 0; i < nr; i++)
+			nb[i] = (struct qbuf){ (uintptr_t)iov[i].iov_base,
+					       (uintptr_t)iov[i].iov_base + iov[i].iov_len, i };
+		qsort(nb, nr, sizeof(*nb), qbuf_cmp);
+	}
+	bool fixed = false;
+	if (q->ctx && backend_has_fixed(q->vol->ops)) {
+		int e = q->vol->ops->register_buffers(q->ctx, iov, nr);
+		if (e) {
+			free(nb);
+			q->fixed = false;   /* the old set is gone from the backend too */
+			return fail(e);
+		}
+		fixed = nr > 0;
+	}
+	free(q->bufs);
+	q->bufs = nb;
+	q->nbufs = nr;
+	q->fixed = fixed;
+	return 0;
+}
+
 DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr, unsigned max_nr, int timeout_ms)
 {
 	if (!q || q->magic != DIO_QUEUE_MAGIC || (max_nr && !cqes) || min_nr > max_nr)
@@ -293,7 +373,10 @@ DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr,
 		collect(q, 0, 0);
 	/* wait only for requests that are really in flight */
 	while (q->count < min_nr && q->inflight) {
-		int n = collect(q, 1, timeout_ms);
+		/* each request has at least one I/O: waiting for this many
+		   I/Os in one call never waits for more than needed */
+		unsigned want = MIN(min_nr - q->count, q->pending_bios);
+		int n = collect(q, MAX(want, 1u), timeout_ms);
 		if (n < 0)
 			return fail(n);
 		if (n == 0 && timeout_ms >= 0)

@@ -924,7 +924,9 @@ int rw_finish_short(struct dio_vol *v, struct dio_bio *b)
 	struct cursor cur = { b->iov, b->iovcnt, 0 };
 	cur_advance(&cur, done);
 	int k = cur_slices(&cur, want - done, rest, RW_ASYNC_IOVS);
-	struct dio_bio nb = { b->op, b->flags, b->offset + done, rest, k, 0 };
+	/* the rest goes through a synchronous context, which has none of
+	   the queue's registered buffers */
+	struct dio_bio nb = { b->op, b->flags & DIO_BIO_FUA, b->offset + done, rest, k, 0 };
 	int e = dev_submit(v, &nb, 1);
 	if (!e)
 		b->res = (ssize_t)want;

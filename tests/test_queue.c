@@ -315,6 +315,150 @@ START_TEST(test_overlapping_requests_in_one_batch_are_ordered)
 }
 END_TEST
 
+/* Requests whose buffers lie inside registered buffers (io_uring:
+   READ_FIXED/WRITE_FIXED) move the same bytes as any other; requests
+   outside them, vectored ones and allocating ones still work; the set can
+   be replaced and dropped, not while requests are in flight. */
+START_TEST(test_registered_buffers_carry_reads_and_writes)
+{
+	struct dio_file *f = dio_open(vol, "fixed", O_RDWR | O_CREAT);
+	struct dio_queue *q = dio_queue_create(vol, 64);
+	ck_assert_ptr_nonnull(q);
+	size_t half = 32 * 4096;
+	uint8_t *a = t_aligned(half), *b = t_aligned(half), *other = t_aligned(4096), *rd = t_aligned(2 * half);
+	struct iovec reg[2] = { { b, half }, { a, half } };   /* not in address order */
+	ck_assert_int_eq(dio_queue_register_buffers(q, reg, 2), 0);
+	t_fill(a, half, 3, 1, 0);
+	t_fill(b, half, 3, 1, half);
+	/* 64 KiB writes from inside a and b: the first allocate (extending),
+	   then overwrite the same blocks */
+	struct dio_req w[8];
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < 4; i++)
+			w[i] = (struct dio_req){ .op = DIO_OP_WRITE, .file = f, .buf = a + i * 32768, .len = 32768,
+						 .offset = i * 32768, .user_data = (uint64_t)i };
+		for (int i = 0; i < 4; i++)
+			w[4 + i] = (struct dio_req){ .op = DIO_OP_WRITE, .file = f, .buf = b + i * 32768, .len = 32768,
+						     .offset = (off_t)half + i * 32768, .user_data = 4 + (uint64_t)i };
+		ck_assert_int_eq(dio_submit(q, w, 8), 8);
+		struct dio_cqe c[8];
+		ck_assert_int_eq(dio_reap(q, c, 8, 8, -1), 8);
+		for (int i = 0; i < 8; i++)
+			ck_assert_int_eq(c[i].res, 32768);
+	}
+	/* read back into the registered buffers (cleared) and from outside */
+	memset(a, 0, half);
+	memset(b, 0, half);
+	struct iovec v2[2] = { { rd, 4096 }, { rd + 4096, 4096 } };
+	struct dio_req r[4] = {
+		{ .op = DIO_OP_READ, .file = f, .buf = a, .len = half, .offset = 0, .user_data = 1 },
+		{ .op = DIO_OP_READ, .file = f, .buf = b, .len = half, .offset = (off_t)half, .user_data = 2 },
+		{ .op = DIO_OP_READ, .file = f, .buf = other, .len = 4096, .offset = 8192, .user_data = 3 },
+		{ .op = DIO_OP_READV, .file = f, .iov = v2, .iovcnt = 2, .offset = 4096, .user_data = 4 },
+	};
+	ck_assert_int_eq(dio_submit(q, r, 4), 4);
+	/* replacing the set while they may be in flight is refused */
+	int rr = dio_queue_register_buffers(q, reg, 1);
+	if (strcmp(t_backend(), "psync") != 0) {
+		ck_assert_int_eq(rr, -1);   /* uring and aio keep aligned reads in flight */
+		ck_assert_int_eq(errno, EBUSY);
+	}
+	struct dio_cqe c[4];
+	ck_assert_int_eq(dio_reap(q, c, 4, 4, -1), 4);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(c[i].res, c[i].user_data <= 2 ? (ssize_t)half : c[i].user_data == 3 ? 4096 : 8192);
+	for (size_t i = 0; i < half; i++) {
+		ck_assert_uint_eq(a[i], t_pat(3, 1, i));
+		ck_assert_uint_eq(b[i], t_pat(3, 1, half + i));
+	}
+	for (size_t i = 0; i < 4096; i++) {
+		ck_assert_uint_eq(other[i], t_pat(3, 1, 8192 + i));
+		ck_assert_uint_eq(rd[i], t_pat(3, 1, 4096 + i));
+		ck_assert_uint_eq(rd[4096 + i], t_pat(3, 1, 8192 + i));
+	}
+	/* invalid sets change nothing; dropping the set leaves I/O working */
+	struct iovec bad[1] = { { NULL, 4096 } };
+	ck_assert_int_eq(dio_queue_register_buffers(q, bad, 1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_queue_register_buffers(q, NULL, 1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_queue_register_buffers(NULL, reg, 1), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_queue_register_buffers(q, NULL, 0), 0);
+	struct dio_req last = { .op = DIO_OP_READ, .file = f, .buf = a, .len = 4096, .offset = 0, .user_data = 9 };
+	ck_assert_int_eq(dio_submit(q, &last, 1), 1);
+	ck_assert_int_eq(dio_reap(q, c, 1, 1, -1), 1);
+	ck_assert_int_eq(c[0].res, 4096);
+	ck_assert_uint_eq(a[100], t_pat(3, 1, 100));
+	dio_queue_destroy(q);
+	dio_close(f);
+	free(a);
+	free(b);
+	free(other);
+	free(rd);
+}
+END_TEST
+
+/* A queue changes threads with requests in flight: one thread submits,
+   another reaps. */
+struct handover { struct dio_queue *q; struct dio_file *f; uint8_t *buf; int n; };
+
+static void *handover_submit(void *arg)
+{
+	struct handover *h = arg;
+	for (int i = 0; i < h->n; i++) {
+		struct dio_req r = { .op = DIO_OP_READ, .file = h->f, .buf = h->buf + i * 4096, .len = 4096,
+				     .offset = i * 4096, .user_data = (uint64_t)i };
+		if (dio_submit(h->q, &r, 1) != 1)
+			return (void *)1;
+	}
+	return NULL;
+}
+
+static void *handover_reap(void *arg)
+{
+	struct handover *h = arg;
+	struct dio_cqe c[32];
+	int got = 0;
+	while (got < h->n) {
+		int n = dio_reap(h->q, c, 1, 32, -1);
+		if (n <= 0)
+			return (void *)2;
+		for (int i = 0; i < n; i++)
+			if (c[i].res != 4096)
+				return (void *)3;
+		got += n;
+	}
+	return NULL;
+}
+
+START_TEST(test_queue_handed_to_another_thread_with_requests_in_flight)
+{
+	struct dio_file *f = dio_open(vol, "hand", O_RDWR | O_CREAT);
+	uint8_t *w = t_aligned(32 * 4096);
+	t_fill(w, 32 * 4096, 4, 1, 0);
+	ck_assert_int_eq(dio_pwrite(f, w, 32 * 4096, 0), 32 * 4096);
+	struct handover h = { dio_queue_create(vol, 32), f, t_aligned(32 * 4096), 32 };
+	ck_assert_ptr_nonnull(h.q);
+	for (int round = 0; round < 3; round++) {
+		memset(h.buf, 0, 32 * 4096);
+		pthread_t t;
+		void *res;
+		pthread_create(&t, NULL, handover_submit, &h);
+		pthread_join(t, &res);
+		ck_assert_ptr_null(res);
+		pthread_create(&t, NULL, handover_reap, &h);
+		pthread_join(t, &res);
+		ck_assert_ptr_null(res);
+		ck_assert(!memcmp(h.buf, w, 32 * 4096));
+	}
+	dio_queue_destroy(h.q);
+	dio_close(f);
+	free(w);
+	free(h.buf);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("queue");
@@ -327,6 +471,8 @@ int main(void)
 	tcase_add_test(tc, test_queues_of_several_threads_share_a_volume);
 	tcase_add_test(tc, test_many_aligned_requests_in_flight);
 	tcase_add_test(tc, test_overlapping_requests_in_one_batch_are_ordered);
+	tcase_add_test(tc, test_registered_buffers_carry_reads_and_writes);
+	tcase_add_test(tc, test_queue_handed_to_another_thread_with_requests_in_flight);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -19,12 +19,17 @@
 extern "C" {
 #endif
 
-#define DIO_BACKEND_ABI 2   /* 2 adds the optional asynchronous pair; 1 is still accepted */
+#define DIO_BACKEND_ABI 3   /* 3 adds registered buffers, 2 the asynchronous pair;
+				1 and 2 are still accepted */
 
 #define DIO_BIO_READ  0
 #define DIO_BIO_WRITE 1
 
 #define DIO_BIO_FUA   0x1u   /* write: durable when it completes (RWF_DSYNC) */
+#define DIO_BIO_FIXED 0x2u   /* the bio's one buffer lies inside buffer number
+				(flags >> DIO_BIO_BUF_SHIFT) registered with
+				this context (ABI 3, register_buffers) */
+#define DIO_BIO_BUF_SHIFT 16
 
 struct dio_bio {
 	int op;                    /* DIO_BIO_READ or DIO_BIO_WRITE */
@@ -57,6 +62,11 @@ struct dio_backend_ops {
 	   min_nr I/Os completed; store up to max_nr of them (res set) in
 	   done.  Returns how many, or -errno. */
 	int   (*reap)(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms);
+	/* Optional (ABI 3; NULL: not supported).  Register nr buffers with
+	   this context for DIO_BIO_FIXED bios, replacing any registered
+	   before; nr 0 drops them.  Called with no I/O in flight.  0 or
+	   -errno. */
+	int   (*register_buffers)(void *ctx, const struct iovec *iov, unsigned nr);
 };
 
 /* Make `ops` selectable by name.  The table must outlive every mount

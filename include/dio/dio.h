@@ -177,6 +177,9 @@ struct dio_queue *dio_queue_create(struct dio_vol *vol, unsigned entries);
 void dio_queue_destroy(struct dio_queue *q);
 int  dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned nr);
 int  dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr, unsigned max_nr, int timeout_ms);
+/* Optional: buffers requests of this queue will use (io_uring
+   READ_FIXED/WRITE_FIXED); nr 0 drops them.  0, or -1/errno. */
+int  dio_queue_register_buffers(struct dio_queue *q, const struct iovec *iov, unsigned nr);
 
 #ifdef __cplusplus
 }

@@ -104,7 +104,7 @@ const struct dio_backend_ops *dio_backend_find_exact(const char *name, int *err)
 
 DIO_API int dio_backend_register(const struct dio_backend_ops *ops)
 {
-	if (!ops || (ops->abi != 1 && ops->abi != DIO_BACKEND_ABI) || !ops->name || !*ops->name ||
+	if (!ops || ops->abi < 1 || ops->abi > DIO_BACKEND_ABI || !ops->name || !*ops->name ||
 	    strlen(ops->name) >= DIO_BACKEND_NAME_MAX || !ops->probe || !ops->open ||
 	    !ops->submit || !ops->flush || !ops->close || !strcmp(ops->name, "auto") ||
 	    (ops->abi >= 2 && !ops->submit_async != !ops->reap)) {

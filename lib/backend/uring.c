@@ -11,12 +11,20 @@
 struct uring_ctx {
 	struct io_uring ring;
 	unsigned depth;
+	bool has_bufs;
 };
 
-/* One buffer: plain READ/WRITE (no iovec to import); else READV/WRITEV. */
+/* One buffer: READ_FIXED/WRITE_FIXED if it is registered, else plain
+   READ/WRITE (no iovec to import); several: READV/WRITEV. */
 static void prep_rw(struct io_uring_sqe *sqe, const struct dio_bio *b)
 {
-	if (b->iovcnt == 1 && b->op == DIO_BIO_READ)
+	if (b->flags & DIO_BIO_FIXED) {
+		int idx = (int)(b->flags >> DIO_BIO_BUF_SHIFT);
+		if (b->op == DIO_BIO_READ)
+			io_uring_prep_read_fixed(sqe, 0, b->iov[0].iov_base, (unsigned)b->iov[0].iov_len, b->offset, idx);
+		else
+			io_uring_prep_write_fixed(sqe, 0, b->iov[0].iov_base, (unsigned)b->iov[0].iov_len, b->offset, idx);
+	} else if (b->iovcnt == 1 && b->op == DIO_BIO_READ)
 		io_uring_prep_read(sqe, 0, b->iov[0].iov_base, (unsigned)b->iov[0].iov_len, b->offset);
 	else if (b->iovcnt == 1)
 		io_uring_prep_write(sqe, 0, b->iov[0].iov_base, (unsigned)b->iov[0].iov_len, b->offset);
@@ -45,8 +53,12 @@ static void *uring_open(int fd, unsigned depth, int *err)
 	}
 	/* COOP_TASKRUN: completions are processed when the owner next enters
 	   the kernel instead of interrupting it (5.19+); older kernels say
-	   EINVAL and get a plain ring.  SINGLE_ISSUER/DEFER_TASKRUN are not
-	   used: a queue may move from one thread to another. */
+	   EINVAL and get a plain ring.  SINGLE_ISSUER|DEFER_TASKRUN would be
+	   faster still (+15 % on 4 KiB QD32 reads from RAM, bench/RESULTS.md)
+	   but tie the ring to the task that made it: only that task could
+	   reap, and a queue may be handed to another thread with requests in
+	   flight (the contract: "one thread at a time"), while the
+	   synchronous contexts are a pool any thread may pick. */
 	int e = io_uring_queue_init(depth, &c->ring, IORING_SETUP_COOP_TASKRUN);
 	if (e == -EINVAL)
 		e = io_uring_queue_init(depth, &c->ring, 0);
@@ -138,22 +150,20 @@ static int uring_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 	return r < 0 ? r : 0;
 }
 
+/* Take what is there; if that is fewer than min_nr, wait for the rest
+   in one io_uring_enter (not one per completion). */
 static int uring_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms)
 {
 	struct uring_ctx *c = ctx;
 	unsigned got = 0;
 	while (got < max_nr) {
 		struct io_uring_cqe *cqe;
-		int r;
-		if (got >= min_nr) {
-			r = io_uring_peek_cqe(&c->ring, &cqe);
-			if (r == -EAGAIN)
+		int r = io_uring_peek_cqe(&c->ring, &cqe);
+		if (r == -EAGAIN) {
+			if (got >= min_nr)
 				break;
-		} else if (timeout_ms < 0) {
-			r = io_uring_wait_cqe(&c->ring, &cqe);
-		} else {
 			struct __kernel_timespec ts = { timeout_ms / 1000, (long long)(timeout_ms % 1000) * 1000000 };
-			r = io_uring_wait_cqe_timeout(&c->ring, &cqe, &ts);
+			r = io_uring_wait_cqes(&c->ring, &cqe, min_nr - got, timeout_ms < 0 ? NULL : &ts, NULL);
 			if (r == -ETIME)
 				break;
 		}
@@ -189,6 +199,24 @@ static int uring_flush(void *ctx)
 	return r < 0 ? r : 0;
 }
 
+static int uring_register_buffers(void *ctx, const struct iovec *iov, unsigned nr)
+{
+	struct uring_ctx *c = ctx;
+	if (c->has_bufs) {
+		int e = io_uring_unregister_buffers(&c->ring);
+		if (e < 0)
+			return e;
+		c->has_bufs = false;
+	}
+	if (!nr)
+		return 0;
+	int e = io_uring_register_buffers(&c->ring, iov, nr);
+	if (e < 0)
+		return e;
+	c->has_bufs = true;
+	return 0;
+}
+
 static void uring_close(void *ctx)
 {
 	struct uring_ctx *c = ctx;
@@ -203,4 +231,5 @@ const struct dio_backend_ops dio_uring_ops = {
 	.abi = DIO_BACKEND_ABI, .name = "uring", .probe = uring_probe, .open = uring_open,
 	.submit = uring_submit, .flush = uring_flush, .close = uring_close,
 	.submit_async = uring_submit_async, .reap = uring_reap,
+	.register_buffers = uring_register_buffers,
 };

@@ -1,12 +1,17 @@
 /*
  * Thread safety: disjoint writers, sub-block writers sharing blocks (each
  * thread's bytes intact), atomic overlapping writes against readers,
- * parallel extending writers with fsyncs, and the namespace under
+ * parallel extending writers with fsyncs, threads overlapping on one
+ * file checked against the writes that can have produced each byte, the
+ * namespace under
  * concurrent create/rename/unlink/list.  Data and counters are asserted,
  * never timings.  Runs under ThreadSanitizer in CI.
  */
 #include "helpers.h"
 #include <pthread.h>
+#include <stdatomic.h>
+
+#define MAX_SZ(a, b) ((a) > (b) ? (a) : (b))
 
 #define NT 4
 
@@ -378,6 +383,172 @@ START_TEST(test_threads_with_every_operation_match_their_models_after_remount)
 }
 END_TEST
 
+/*
+ * Threads overlapping on one file: aligned and misaligned writes (some
+ * extending it), reads and fdatasyncs on a 256 KiB region, half the
+ * threads through DIO_O_CONCURRENT handles.  Every call is stamped with a
+ * global clock before and after.  Since writes may race, the model is the
+ * set of writes that can have produced each byte: a write W covering it
+ * is a candidate unless another write covering it started after W had
+ * returned.  Every byte read, and every byte of the file at the end and
+ * after a remount, must be a candidate's (or zero where no write covering
+ * it had returned yet); the final size is exact (no truncates here).
+ */
+#define OV_REGION (256u << 10)
+#define OV_OPS 300
+#define OV_SECT 512u
+
+struct ov_io { uint64_t off, len, t0, t1; uint32_t tid, seq; uint8_t *data; bool write; };
+static struct ov_io *ov_log;
+static atomic_uint ov_n;
+static atomic_ulong ov_clock;
+static struct dio_file *ov_plain, *ov_conc;
+
+static void *overlap_thread(void *arg)
+{
+	long t = (long)arg;
+	struct dio_file *f = t % 2 ? ov_conc : ov_plain;
+	uint64_t seed = 0x5eed0000u + (uint64_t)t;
+	uint8_t *buf = t_aligned(16384 + 4096);
+	for (uint32_t seq = 1; seq <= OV_OPS; seq++) {
+		seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+		uint64_t r = seed >> 20;
+		unsigned kind = (unsigned)(r % 20);
+		bool aligned = (r >> 5) & 1;
+		uint64_t len = aligned ? 4096 * (1 + (r >> 6) % 4) : 1 + (r >> 6) % 12000;
+		uint64_t off = aligned ? 4096 * ((r >> 20) % (OV_REGION / 4096)) : (r >> 20) % OV_REGION;
+		if (kind == 19) {
+			if (dio_fdatasync(f))
+				return (void *)1;
+			continue;
+		}
+		struct ov_io io = { off, len, 0, 0, (uint32_t)t, seq, NULL, kind < 10 };
+		uint8_t *p = buf + (aligned ? 0 : (r >> 40) % 64);
+		if (io.write)
+			t_fill(p, len, (uint32_t)t, seq, off);
+		io.t0 = atomic_fetch_add(&ov_clock, 1);
+		ssize_t got = io.write ? dio_pwrite(f, p, len, (off_t)off) : dio_pread(f, p, len, (off_t)off);
+		io.t1 = atomic_fetch_add(&ov_clock, 1);
+		if (got < 0 || (io.write && (uint64_t)got != len))
+			return (void *)2;
+		if (!io.write) {
+			io.len = (uint64_t)got;
+			io.data = malloc(io.len + 1);
+			memcpy(io.data, p, io.len);
+		}
+		ov_log[atomic_fetch_add(&ov_n, 1)] = io;
+	}
+	free(buf);
+	return NULL;
+}
+
+/* Writes covering each sector, so a byte's candidates are few to scan. */
+struct ov_index { unsigned *v; unsigned n, cap; };
+
+static bool ov_byte_ok(const struct ov_index *ix, uint64_t pos, uint8_t b, uint64_t read_t0, uint64_t read_t1)
+{
+	const struct ov_index *s = &ix[pos / OV_SECT];
+	bool maybe_unwritten = true;
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct ov_io *w = &ov_log[s->v[i]];
+		if (pos < w->off || pos >= w->off + w->len)
+			continue;
+		if (w->t1 < read_t0)
+			maybe_unwritten = false;
+	}
+	if (b == 0 && maybe_unwritten)
+		return true;
+	for (unsigned i = 0; i < s->n; i++) {
+		const struct ov_io *w = &ov_log[s->v[i]];
+		if (pos < w->off || pos >= w->off + w->len || w->t0 > read_t1 || b != t_pat(w->tid, w->seq, pos))
+			continue;
+		bool superseded = false;   /* by a covering write between w and the read */
+		for (unsigned k = 0; k < s->n && !superseded; k++) {
+			const struct ov_io *x = &ov_log[s->v[k]];
+			superseded = pos >= x->off && pos < x->off + x->len && x->t0 > w->t1 && x->t1 < read_t0;
+		}
+		if (!superseded)
+			return true;
+	}
+	return false;
+}
+
+static void ov_check_file(struct dio_file *f, const struct ov_index *ix, uint64_t size, const char *when)
+{
+	uint8_t *buf = t_aligned(OV_REGION + 65536);
+	ck_assert_int_eq(dio_pread(f, buf, OV_REGION + 65536, 0), (ssize_t)size);
+	for (uint64_t pos = 0; pos < size; pos++)
+		if (!ov_byte_ok(ix, pos, buf[pos], UINT64_MAX - 1, UINT64_MAX))
+			ck_abort_msg("%s: byte %llu (%u) is no candidate write's", when, (unsigned long long)pos, buf[pos]);
+	free(buf);
+}
+
+START_TEST(test_threads_overlapping_on_one_file_see_only_candidate_bytes)
+{
+	ov_log = calloc(NT * OV_OPS, sizeof(*ov_log));
+	atomic_store(&ov_n, 0);
+	atomic_store(&ov_clock, 1);
+	ov_plain = dio_open(vol, "ov", O_RDWR | O_CREAT);
+	ov_conc = dio_open(vol, "ov", O_RDWR | DIO_O_CONCURRENT);
+	ck_assert_ptr_nonnull(ov_plain);
+	ck_assert_ptr_nonnull(ov_conc);
+	pthread_t th[NT];
+	for (long t = 0; t < NT; t++)
+		pthread_create(&th[t], NULL, overlap_thread, (void *)t);
+	for (int t = 0; t < NT; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		ck_assert_msg(r == NULL, "thread %d: a call failed (%ld)", t, (long)r);
+	}
+	unsigned n = atomic_load(&ov_n);
+	struct ov_index *ix = calloc((OV_REGION + 65536) / OV_SECT, sizeof(*ix));
+	uint64_t size = 0, nwrites = 0;
+	for (unsigned i = 0; i < n; i++) {
+		const struct ov_io *w = &ov_log[i];
+		if (!w->write)
+			continue;
+		nwrites++;
+		size = MAX_SZ(size, w->off + w->len);
+		for (uint64_t s = w->off / OV_SECT; s <= (w->off + w->len - 1) / OV_SECT; s++) {
+			struct ov_index *x = &ix[s];
+			if (x->n == x->cap) {
+				x->cap = x->cap ? 2 * x->cap : 16;
+				x->v = realloc(x->v, x->cap * sizeof(*x->v));
+			}
+			x->v[x->n++] = i;
+		}
+	}
+	ck_assert_uint_gt(nwrites, NT * OV_OPS / 3);
+	for (unsigned i = 0; i < n; i++) {
+		const struct ov_io *r = &ov_log[i];
+		for (uint64_t k = 0; !r->write && k < r->len; k++)
+			if (!ov_byte_ok(ix, r->off + k, r->data[k], r->t0, r->t1))
+				ck_abort_msg("thread %u read %u: byte %llu (%u) is no candidate write's", r->tid, r->seq,
+					     (unsigned long long)(r->off + k), r->data[k]);
+	}
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(ov_plain, &st), 0);
+	ck_assert_uint_eq(st.size, size);
+	ov_check_file(ov_plain, ix, size, "before remount");
+	ck_assert_int_eq(dio_fsync(ov_plain), 0);
+	dio_close(ov_conc);
+	dio_close(ov_plain);
+	dio_close(shared);
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = t_mount(img);
+	shared = dio_open(vol, "shared", O_RDWR);
+	struct dio_file *f = dio_open(vol, "ov", O_RDONLY);
+	ov_check_file(f, ix, size, "after remount");
+	dio_close(f);
+	for (unsigned i = 0; i < n; i++)
+		free(ov_log[i].data);
+	for (unsigned s = 0; s < (OV_REGION + 65536) / OV_SECT; s++)
+		free(ix[s].v);
+	free(ix);
+	free(ov_log);
+}
+END_TEST
+
 static struct dio_vol *gvol;
 
 static void *syncer(void *arg)
@@ -454,6 +625,7 @@ int main(void)
 	tcase_add_test(tc, test_parallel_extending_writers_with_fdatasync);
 	tcase_add_test(tc, test_namespace_under_concurrent_changes);
 	tcase_add_test(tc, test_threads_with_every_operation_match_their_models_after_remount);
+	tcase_add_test(tc, test_threads_overlapping_on_one_file_see_only_candidate_bytes);
 	suite_add_tcase(s, tc);
 	TCase *g = tcase_create("group-commit");
 	tcase_set_timeout(g, 600);

@@ -87,6 +87,18 @@ static bool stripe_conflicts(const struct rl_stripe *s, const struct dio_range *
  */
 static unsigned rl_try_enter(struct dio_rangelock *rl, struct dio_range *r)
 {
+	if (r->ns == 1) {
+		/* the common case (a request inside one chunk): one stripe */
+		struct rl_stripe *s = &rl->s[r->s0];
+		pthread_mutex_lock(&s->mu);
+		if (stripe_conflicts(s, r))
+			return r->s0;
+		r->node[0].owner = r;
+		r->node[0].next = s->held;
+		s->held = &r->node[0];
+		pthread_mutex_unlock(&s->mu);
+		return RL_STRIPES;
+	}
 	for (unsigned k = 0; k < r->ns; k++)
 		pthread_mutex_lock(&rl->s[rl_nth(r, k)].mu);
 	unsigned bad = RL_STRIPES;
@@ -122,7 +134,7 @@ void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint
 void rl_unlock(struct dio_rangelock *rl, struct dio_range *r)
 {
 	for (unsigned k = 0; k < r->ns; k++) {
-		struct rl_stripe *s = &rl->s[rl_nth(r, k)];
+		struct rl_stripe *s = &rl->s[r->ns == 1 ? r->s0 : rl_nth(r, k)];
 		pthread_mutex_lock(&s->mu);
 		for (struct rl_node **p = &s->held; *p; p = &(*p)->next) {
 			if (*p == &r->node[k]) {

@@ -613,8 +613,9 @@ static ssize_t do_read(struct dio_file *f, const struct iovec *iov, int iovcnt, 
 	rl_unlock(in->rl, &r);
 	if (e)
 		return fail(e);
-	cnt_add(&CNT(v)->reads, 1);
-	cnt_add(&CNT(v)->bytes_read, (uint64_t)got);
+	struct dio_counters_atomic *cnt = CNT(v);
+	cnt_add(&cnt->reads, 1);
+	cnt_add(&cnt->bytes_read, (uint64_t)got);
 	return got;
 }
 
@@ -766,8 +767,9 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 	}
 	if (changed && !dsync)
 		j_maybe_commit(v);
-	cnt_add(&CNT(v)->writes, 1);
-	cnt_add(&CNT(v)->bytes_written, len);
+	struct dio_counters_atomic *cnt = CNT(v);
+	cnt_add(&cnt->writes, 1);
+	cnt_add(&cnt->bytes_written, len);
 	return (ssize_t)len;
 }
 

@@ -433,32 +433,9 @@ static int write_mapped(struct dio_file *f, unsigned flags, struct cursor *c, ui
    only; reads zero-fill holes and unwritten pieces). */
 static int blocks_io(struct dio_file *f, int op, unsigned flags, uint8_t *buf, uint64_t b, uint64_t n)
 {
-	struct dio_vol *v = f->vol;
-	struct batch bt;
-	struct piece p[NPIECES];
-	bt.v = v;
-	bt.nbio = bt.niov = 0;
-	bt.err = 0;
-	uint64_t end = b + n, first = b;
-	while (b < end && !bt.err) {
-		unsigned k = map_pieces(f, b, end, p, NPIECES);
-		for (unsigned i = 0; i < k; i++) {
-			uint8_t *at = buf + ((p[i].lblk - first) << v->bshift);
-			size_t bytes = p[i].len << v->bshift;
-			if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE) {
-				bt.err = -EIO;   /* cannot happen: allocated before */
-			} else if (op == DIO_BIO_READ && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN))) {
-				memset(at, 0, bytes);
-			} else {
-				struct iovec one = { at, bytes };
-				struct cursor c = { &one, 1, 0 };
-				batch_add(&bt, op, flags, p[i].pblk << v->bshift, &c, bytes);
-			}
-			b = p[i].lblk + p[i].len;
-		}
-	}
-	batch_flush(&bt);
-	return bt.err;
+	struct iovec one = { buf, n << f->vol->bshift };
+	struct cursor c = { &one, 1, 0 };
+	return xfer_direct(f, op, flags, &c, b << f->vol->bshift, one.iov_len);
 }
 
 

@@ -283,13 +283,20 @@ int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size)
 
 /*
  * Give every hole in [lblk, lblk+len) unwritten blocks, all or nothing.
- * journal=false for writes: the blocks become reachable through the R_MAP
- * record of their unwritten->written conversion, after the data is down;
- * a crash before that leaves them free.
+ * Preallocation (MA_JOURNAL) journals them.  A write does not: the blocks
+ * become reachable through the R_MAP record of their unwritten->written
+ * conversion, after the data is down; a crash before that leaves them
+ * free.  A small write takes clean blocks (alloc.c) when there are enough,
+ * and with MA_REFILL returns -EAGAIN, changing nothing, when a refill
+ * could provide them.  *clean (writes only) tells whether everything the
+ * write will expose is clean: new blocks all clean, no unwritten blocks
+ * from before in the range.
  */
-int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, bool journal)
+int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,
+		   bool *clean)
 {
 	uint64_t end = lblk + len, need = 0, holes = 0, cur = lblk;
+	bool old_unwritten = false;
 	size_t i = em_search(&in->map, lblk);
 	for (size_t k = i; cur < end; k++) {
 		uint64_t next = (k < in->map.n) ? MIN(in->map.v[k].lblk, end) : end;
@@ -297,10 +304,14 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 			need += next - cur;
 			holes++;
 		}
-		if (k >= in->map.n)
+		if (k >= in->map.n || in->map.v[k].lblk >= end)
 			break;
+		old_unwritten |= (in->map.v[k].flags & EXT_UNWRITTEN) != 0;
 		cur = MAX(cur, in->map.v[k].lblk + in->map.v[k].len);
 	}
+	bool want_clean = clean && !old_unwritten && need && need * v->bs <= CLEAN_REQ_MAX_BYTES;
+	if (clean)
+		*clean = !old_unwritten;
 	/* room for the new extents and for splitting unwritten extents
 	   when the range is converted to written later */
 	int e = md_room(v, holes + 4, 0);
@@ -308,6 +319,13 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 		return e;
 	if (need > v->alloc.free_blocks)
 		return -ENOSPC;
+	if (want_clean && v->alloc.clean_blocks < need) {
+		if ((how & MA_REFILL) && clean_can_refill(v, need))
+			return -EAGAIN;
+		want_clean = false;
+	}
+	if (clean)
+		*clean = want_clean;
 	/* goal: right after the block mapped before lblk, for contiguity */
 	uint64_t goal = v->alloc.first;
 	if (i > 0)
@@ -323,13 +341,15 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 		uint64_t hole_end = (k < in->map.n) ? MIN(in->map.v[k].lblk, end) : end;
 		while (cur < hole_end) {
 			uint64_t p, got;
-			e = alloc_take(&v->alloc, goal, hole_end - cur, &p, &got);
+			/* clean_blocks >= need was checked: a clean take cannot fail */
+			e = want_clean ? alloc_take_clean(&v->alloc, goal, hole_end - cur, &p, &got)
+				       : alloc_take(&v->alloc, goal, hole_end - cur, &p, &got);
 			if (e)
 				return e;  /* cannot happen: free_blocks was checked */
 			size_t before = in->map.n;
 			e = em_insert(&in->map, cur, p, got, EXT_UNWRITTEN);
 			md_account(v, before, in->map.n);
-			if (!e && journal) {
+			if (!e && (how & MA_JOURNAL)) {
 				struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = cur, .b = p, .c = got,
 						     .flags = EXT_UNWRITTEN };
 				e = j_append(v, &r);
@@ -771,7 +791,7 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 			if (!e && f1 > f0)
 				e = md_unmap(v, in, f0, f1 - f0);
 		} else {
-			e = md_alloc_range(v, in, b0, b1 - b0, true);
+			e = md_alloc_range(v, in, b0, b1 - b0, MA_JOURNAL, NULL);
 			if (!e && (mode & DIO_FALLOC_ZERO_RANGE) && f1 > f0)
 				e = md_unwrite(v, in, f0, f1);
 			if (!e && !(mode & DIO_FALLOC_KEEP_SIZE) && end > in->size)

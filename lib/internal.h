@@ -4,6 +4,9 @@
  * Lock order (outermost first), never taken the other way round:
  *   inode range lock  ->  vol->commit_lock  ->  vol->md_lock
  *   ->  inode->map_lock  ->  vol->bounce.lock / device context locks
+ * vol->clean_lock (a refill of the clean ranges) comes after the range
+ * lock and before md_lock; vol->flush_lock is a leaf, never held across
+ * a flush.
  * md_lock guards every metadata change (namespace, extent maps, sizes,
  * allocator, the pending journal records).  Readers of one file's map take
  * only that inode's map_lock shared.  No lock but a range lock is held
@@ -100,6 +103,11 @@ void em_free(struct dio_emap *m);
 uint64_t em_blocks(const struct dio_emap *m);
 
 /* ---- free space (alloc.c) ---- */
+#define ALLOC_CLEAN_SLOTS 16
+#define CLEAN_CHUNK_BYTES (1u << 20)   /* zeroed per refill */
+#define ZBUF_BYTES        (128u << 10)
+#define CLEAN_REQ_MAX_BYTES (256u << 10) /* larger writes amortize the ordered flush */
+#define CLEAN_FRESH       1u     /* nothing taken from this clean range yet */
 struct dio_alloc {
 	struct dio_extent *v;      /* free ranges sorted by pblk (lblk unused) */
 	size_t n, cap;
@@ -109,6 +117,15 @@ struct dio_alloc {
 	struct pending_free { uint64_t pblk, len, seq; } *pend;
 	size_t npend, pcap;
 	uint64_t pend_blocks;
+	/* Clean ranges: free blocks zeroed and flushed during this mount and
+	   not handed out since (counted in free_blocks, kept apart from v).
+	   A write into them needs no data flush before its commit: after a
+	   crash they read as the new data or as zeros, never as stale bytes.
+	   In memory only; at mount every free block is dirty. */
+	struct dio_extent clean[ALLOC_CLEAN_SLOTS];   /* flags: CLEAN_FRESH */
+	unsigned nclean;
+	uint64_t clean_blocks;
+	uint64_t zeroing;          /* taken out of v while being zeroed */
 };
 int  alloc_init(struct dio_alloc *a, uint64_t first, uint64_t end);
 void alloc_destroy(struct dio_alloc *a);
@@ -119,6 +136,10 @@ int  alloc_take(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t *pbl
 void alloc_give(struct dio_alloc *a, uint64_t pblk, uint64_t len);
 int  alloc_defer(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t seq);
 void alloc_release_durable(struct dio_alloc *a, uint64_t durable_seq);
+bool clean_can_refill(const struct dio_vol *v, uint64_t need);   /* md_lock */
+int  alloc_take_clean(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t *pblk, uint64_t *got);
+int  clean_refill(struct dio_vol *v, uint64_t need);     /* no locks held */
+bool clean_wait_zeroing(struct dio_vol *v);              /* no locks held */
 
 /* ---- range locks (lock.c) ---- */
 #define RL_STRIPES 16
@@ -299,13 +320,27 @@ struct dio_vol {
 	size_t jlen, jcap;
 	uint64_t last_seq;         /* seq of the last record appended */
 	bool jbroken;              /* a commit failed: volume refuses metadata changes */
+	/* The pending records expose blocks that may hold stale bytes (dirty
+	   blocks made written, anything but a write into clean blocks): their
+	   commit flushes the data first.  j_append sets it unless
+	   jclean_append says the record only exposes clean blocks. */
+	bool jneed_order, jclean_append;
+	bool clean_off;            /* a refill failed: no more for this mount */
+	pthread_mutex_t clean_lock;  /* one refill of the clean ranges at a time */
+	uint8_t *zbuf;             /* zeros for refills, made at the first one */
 
 	pthread_mutex_t commit_lock;
 	uint64_t durable_seq;      /* records up to here are on stable storage */
+	uint64_t written_seq;      /* ... in the journal, maybe not flushed yet (md_lock) */
+	uint64_t written_mark;     /* flush_started when that journal write completed */
 	uint64_t jhead_pos, jhead_bseq;   /* next journal block to write */
 	uint8_t *jio;              /* aligned staging for journal/checkpoint I/O */
 	size_t jio_cap;
 	atomic_uint_fast64_t flush_started, flush_done;
+	pthread_mutex_t flush_lock;  /* j_flush: one flush at a time, shared by waiters */
+	pthread_cond_t flush_cv;
+	bool flush_busy;
+	uint64_t flush_failed;     /* number of the last flush that failed */
 
 	struct dio_bounce bounce;
 	struct dio_counters_atomic cnt[CNT_SHARDS];
@@ -335,6 +370,7 @@ int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, s
 int  j_append(struct dio_vol *v, const struct dio_rec *r);   /* under md_lock */
 int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt);
 int  j_replay(struct dio_vol *v);
+int  j_flush(struct dio_vol *v);                              /* counts for group commit */
 void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
 int  rec_apply(struct dio_vol *v, const struct dio_rec *r);   /* replay only */
@@ -362,7 +398,10 @@ void release_blocks_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
 int  md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len);
 int  md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
 int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size);
-int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, bool journal);
+#define MA_JOURNAL 1u    /* preallocation: journal the unwritten extents */
+#define MA_REFILL  2u    /* a write: -EAGAIN when a clean refill would serve it */
+int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,
+		    bool *clean);
 int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
 
 /* rw.c: asynchronous requests for queues (queue.c) */
@@ -375,6 +414,7 @@ struct rw_async {
 	uint64_t ret;                /* bytes to report on success */
 	uint64_t b0, b1, end;
 	bool alloc;                  /* blocks were allocated: convert at completion */
+	bool clean;                  /* ... all of them clean (alloc.c) */
 	unsigned nbio;
 	struct dio_bio bio[RW_ASYNC_BIOS];
 	struct iovec iov[RW_ASYNC_IOVS];

@@ -11,6 +11,12 @@
  *      (ordered mode; no record ever exposes blocks whose data is not);
  *   2. write the transaction's journal blocks with FUA.
  *
+ * Unless every record of the transaction only exposes clean blocks
+ * (zeroed and flushed during this mount, see alloc.c) and grows sizes:
+ * then nothing stale can show if the record lands before the data, and
+ * the commit writes the journal blocks and flushes once, which also makes
+ * the data durable.  Small appends with fdatasync commit that way.
+ *
  * Journal blocks carry a block sequence number and the volume uuid.
  * Replay starts at the position the superblock names and stops at the
  * first block that is absent, torn or old, discarding a partial
@@ -91,6 +97,8 @@ int j_append(struct dio_vol *v, const struct dio_rec *r)
 	}
 	v->jlen += need;
 	v->last_seq++;
+	if (!v->jclean_append)
+		v->jneed_order = true;
 	return 0;
 }
 
@@ -246,20 +254,49 @@ static int jio_reserve(struct dio_vol *v, size_t bytes)
 	return 0;
 }
 
-static int do_flush(struct dio_vol *v)
+/*
+ * A cache flush started after `mark` (a value of flush_started read
+ * once the writes it must cover had completed); j_flush: one that starts
+ * after the call.  Callers that arrive while such a flush is in flight
+ * share it, the others share the next one.  Flushes go one at a time;
+ * a failed one fails every caller that was counting on it.
+ */
+static int flush_after(struct dio_vol *v, uint64_t mark)
 {
-	uint64_t mine = atomic_fetch_add(&v->flush_started, 1) + 1;
-	int e = dev_flush(v);
-	if (!e) {
-		uint64_t d = atomic_load(&v->flush_done);
-		while (d < mine && !atomic_compare_exchange_weak(&v->flush_done, &d, mine))
-			;
+	pthread_mutex_lock(&v->flush_lock);
+	uint64_t need = mark + 1;   /* any flush started after the mark */
+	int e = 0;
+	while (atomic_load(&v->flush_done) < need && !e) {
+		if (v->flush_failed >= need) {
+			e = -EIO;
+		} else if (v->flush_busy) {
+			pthread_cond_wait(&v->flush_cv, &v->flush_lock);
+		} else {
+			v->flush_busy = true;
+			uint64_t mine = atomic_fetch_add(&v->flush_started, 1) + 1;
+			pthread_mutex_unlock(&v->flush_lock);
+			e = dev_flush(v);
+			pthread_mutex_lock(&v->flush_lock);
+			v->flush_busy = false;
+			if (e)
+				v->flush_failed = mine;
+			else
+				atomic_store(&v->flush_done, mine);
+			pthread_cond_broadcast(&v->flush_cv);
+		}
 	}
+	pthread_mutex_unlock(&v->flush_lock);
 	return e;
 }
 
-/* Write one transaction of `len` bytes from buf at the journal head. */
-static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len)
+int j_flush(struct dio_vol *v)
+{
+	return flush_after(v, atomic_load(&v->flush_started));
+}
+
+/* Write one transaction of `len` bytes from buf at the journal head
+   (flags: DIO_BIO_FUA, or 0 when the caller flushes after it). */
+static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len, unsigned flags)
 {
 	uint32_t pl = jpayload(v), bs = v->bs;
 	uint64_t n = DIV_UP(len, pl), J = v->sb.journal_blocks;
@@ -276,10 +313,10 @@ static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len)
 		mblk_seal(blk, bs, &h);
 	}
 	uint64_t first = MIN(n, J - v->jhead_pos);
-	e = dev_rw(v, DIO_BIO_WRITE, DIO_BIO_FUA, (v->sb.journal_start + v->jhead_pos) * bs,
+	e = dev_rw(v, DIO_BIO_WRITE, flags, (v->sb.journal_start + v->jhead_pos) * bs,
 		   v->jio, first * bs);
 	if (!e && n > first)
-		e = dev_rw(v, DIO_BIO_WRITE, DIO_BIO_FUA, v->sb.journal_start * bs,
+		e = dev_rw(v, DIO_BIO_WRITE, flags, v->sb.journal_start * bs,
 			   v->jio + first * bs, (n - first) * bs);
 	if (e)
 		return e;
@@ -306,8 +343,10 @@ static int checkpoint_locked(struct dio_vol *v)
 	size_t img_len = 0;
 	uint64_t nblocks = 0, seq = v->last_seq;
 	int e = ckpt_write(v, &nblocks, &img, &img_len);
-	if (!e)
+	if (!e) {
 		v->jlen = 0;   /* the checkpoint holds every pending record */
+		v->jneed_order = false;   /* and is written after a flush */
+	}
 	pthread_mutex_unlock(&v->md_lock);
 	if (e)
 		return e;
@@ -325,11 +364,11 @@ static int checkpoint_locked(struct dio_vol *v)
 					  (uint32_t)nblocks, get_le32(blk + 36) };
 		mblk_seal(blk, v->bs, &h);
 	}
-	e = do_flush(v);
+	e = j_flush(v);
 	if (!e)
 		e = dev_rw(v, DIO_BIO_WRITE, 0, nsb.ckpt_start[nsb.ckpt_slot] * v->bs, img, img_len);
 	if (!e)
-		e = do_flush(v);
+		e = j_flush(v);
 	if (!e) {
 		e = jio_reserve(v, v->bs);
 		if (!e) {
@@ -339,13 +378,17 @@ static int checkpoint_locked(struct dio_vol *v)
 		}
 	}
 	if (!e)
-		e = do_flush(v);
+		e = j_flush(v);
 	free(img);
 	if (e)
 		return e;
 	/* readers of the superblock's fields hold md_lock (writers hold both) */
 	pthread_mutex_lock(&v->md_lock);
 	v->sb = nsb;
+	if (seq > v->written_seq) {
+		v->written_seq = seq;
+		v->written_mark = atomic_load(&v->flush_started);
+	}
 	pthread_mutex_unlock(&v->md_lock);
 	cnt_add(&CNT(v)->journal_commits, 1);
 	mark_durable(v, seq);
@@ -364,9 +407,39 @@ int j_checkpoint_locked(struct dio_vol *v)
 	return e;
 }
 
+static void set_broken(struct dio_vol *v, int e)
+{
+	pthread_mutex_lock(&v->md_lock);
+	v->jbroken = true;
+	pthread_mutex_unlock(&v->md_lock);
+	dio_log(DIO_LOG_ERR, "journal commit failed (%s): volume refuses further metadata changes",
+		strerror(-e));
+}
+
+/* Records up to seq are in the journal: one flush makes them durable
+   (and every data write completed before it).  No lock held. */
+static int flush_written(struct dio_vol *v, uint64_t seq, uint64_t mark)
+{
+	int e = flush_after(v, mark);
+	if (e)
+		set_broken(v, e);   /* records and data of unknown fate */
+	else
+		mark_durable(v, seq);
+	return e;
+}
+
 /*
  * Make every record up to target_seq durable and, if need_flush, make
  * sure a cache flush started after the caller's writes completed.
+ *
+ * commit_lock orders the journal writes.  An ordered transaction keeps it
+ * through flush + FUA write.  An unordered one (clean blocks only) keeps
+ * it for the journal write alone and flushes after releasing it, so the
+ * next transaction's journal write overlaps this one's flush: replay
+ * stops at the first missing block, so a later transaction can never be
+ * replayed without this one, and its own flush covers this one's write.
+ * A caller whose records another caller's journal write already took
+ * only needs a flush started after that write completed.
  */
 int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt)
 {
@@ -386,41 +459,56 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 		pthread_mutex_unlock(&v->commit_lock);
 		return 0;
 	}
-	if (!force_ckpt && (recs_done || !v->jlen)) {
-		/* nothing to journal: just the flush (and any stragglers) */
+	if (!force_ckpt && (v->written_seq >= target_seq || !v->jlen)) {
+		/* in the journal already, or nothing to journal: a flush
+		   started now covers the records and the caller's data */
+		uint64_t seq = v->written_seq, mark = MAX(flush_mark, v->written_mark);
+		bool at_stake = seq > v->durable_seq;
 		pthread_mutex_unlock(&v->md_lock);
-		e = do_flush(v);
 		pthread_mutex_unlock(&v->commit_lock);
-		return e;
+		return at_stake ? flush_written(v, seq, mark) : flush_after(v, mark);
 	}
 	uint64_t J = v->sb.journal_blocks;
 	uint64_t used = v->jhead_bseq - v->sb.jstart_bseq;
 	uint64_t need = DIV_UP(v->jlen, jpayload(v));
 	if (force_ckpt || used + need > J) {
 		e = checkpoint_locked(v);
+		pthread_mutex_unlock(&v->commit_lock);
+		if (e)
+			set_broken(v, e);
+		return e;
+	}
+	uint8_t *buf = v->jbuf;
+	size_t len = v->jlen;
+	uint64_t seq = v->last_seq;
+	bool ordered = v->jneed_order;
+	v->jbuf = NULL;
+	v->jlen = v->jcap = 0;
+	v->jneed_order = false;
+	pthread_mutex_unlock(&v->md_lock);
+	if (ordered) {
+		e = j_flush(v);
+		if (!e)
+			e = j_write_txn(v, buf, len, DIO_BIO_FUA);
 	} else {
-		uint8_t *buf = v->jbuf;
-		size_t len = v->jlen;
-		uint64_t seq = v->last_seq;
-		v->jbuf = NULL;
-		v->jlen = v->jcap = 0;
+		e = j_write_txn(v, buf, len, 0);
+	}
+	free(buf);
+	uint64_t mark = atomic_load(&v->flush_started);
+	if (!e) {
+		pthread_mutex_lock(&v->md_lock);
+		v->written_seq = seq;
+		v->written_mark = mark;
 		pthread_mutex_unlock(&v->md_lock);
-		e = do_flush(v);
-		if (!e)
-			e = j_write_txn(v, buf, len);
-		free(buf);
-		if (!e)
+		if (ordered)
 			mark_durable(v, seq);
 	}
-	if (e) {
-		pthread_mutex_lock(&v->md_lock);
-		v->jbroken = true;
-		pthread_mutex_unlock(&v->md_lock);
-		dio_log(DIO_LOG_ERR, "journal commit failed (%s): volume refuses further metadata changes",
-			strerror(-e));
-	}
 	pthread_mutex_unlock(&v->commit_lock);
-	return e;
+	if (e) {
+		set_broken(v, e);
+		return e;
+	}
+	return ordered ? 0 : flush_written(v, seq, mark);
 }
 
 /* Replay the journal after the checkpoint.  One read of the area. */
@@ -488,6 +576,6 @@ int j_replay(struct dio_vol *v)
 	free(area);
 	v->jhead_pos = pos;
 	v->jhead_bseq = bseq;
-	v->last_seq = v->durable_seq = v->sb.ckpt_seq + nrec;
+	v->last_seq = v->durable_seq = v->written_seq = v->sb.ckpt_seq + nrec;
 	return e;
 }

@@ -624,15 +624,48 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
 	pthread_mutex_unlock(&v->md_lock);
 }
 
+/*
+ * Blocks for the holes of [b0, b1) before a write.  A small write that
+ * finds too few clean blocks refills them first (no lock held while the
+ * zeros go down); one that finds too little free space because a refill
+ * holds some waits for it.
+ */
+static int alloc_for_write(struct dio_file *f, uint64_t b0, uint64_t b1, bool *clean)
+{
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	unsigned how = MA_REFILL, waits = 0;
+	for (;;) {
+		pthread_mutex_lock(&v->md_lock);
+		pthread_rwlock_wrlock(&in->map_lock);
+		int e = md_alloc_range(v, in, b0, b1 - b0, how, clean);
+		pthread_rwlock_unlock(&in->map_lock);
+		pthread_mutex_unlock(&v->md_lock);
+		if (e == -EAGAIN && (how & MA_REFILL)) {
+			e = clean_refill(v, b1 - b0);
+			if (e) {
+				/* the write fails having changed nothing; its
+				   file's handles hear of it at their next fsync */
+				atomic_fetch_add(&in->err_seq, 1);
+				return e;
+			}
+			how = 0;
+		} else if (!(e == -ENOSPC && waits++ < 4 && clean_wait_zeroing(v))) {
+			return e;
+		}
+	}
+}
+
 /* After the data is down: unwritten blocks of [b0, b1) become written and
    the size grows; journalled.  Returns whether anything changed. */
-static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool *changed)
+static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool clean, bool *changed)
 {
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
 	int e = 0;
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
+	v->jclean_append = clean;   /* these records expose only clean blocks */
 	size_t i = em_search(&in->map, b0);
 	while (!e && i < in->map.n && in->map.v[i].lblk < b1) {
 		struct dio_extent x = in->map.v[i];
@@ -650,6 +683,7 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 		e = md_set_size(v, in, end);
 		*changed = true;
 	}
+	v->jclean_append = false;
 	pthread_rwlock_unlock(&in->map_lock);
 	pthread_mutex_unlock(&v->md_lock);
 	return e;
@@ -683,7 +717,7 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 	bool concurrent = aligned && (f->flags & DIO_O_CONCURRENT);
 	struct dio_range r;
 	struct cursor c = { iov, iovcnt, 0 };
-	bool changed = false, bounced = false;
+	bool changed = false, bounced = false, alloc_failed = false;
 
 	rl_lock(in->rl, &r, b0, b1, !concurrent);
 	struct piece p[NPIECES];
@@ -699,11 +733,9 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 			rl_unlock(in->rl, &r);
 			rl_lock(in->rl, &r, b0, b1, true);
 		}
-		pthread_mutex_lock(&v->md_lock);
-		pthread_rwlock_wrlock(&in->map_lock);
-		e = md_alloc_range(v, in, b0, b1 - b0, false);
-		pthread_rwlock_unlock(&in->map_lock);
-		pthread_mutex_unlock(&v->md_lock);
+		bool clean = false;
+		e = alloc_for_write(f, b0, b1, &clean);
+		alloc_failed = e != 0;
 		if (!e) {
 			/* direct only if no partial block needs zeroing or merging */
 			bool head_ok = !(off & (bs - 1)) || block_is_written(in, b0);
@@ -715,10 +747,10 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 				bounced = true;
 			}
 			if (!e)
-				e = finish_write(f, b0, b1, end, &changed);
+				e = finish_write(f, b0, b1, end, clean, &changed);
 		}
 	}
-	if (e && e != -ENOSPC && e != -ENOMEM)
+	if (e && e != -ENOSPC && e != -ENOMEM && !alloc_failed)
 		rw_mark_failed(f, b0, b1);
 	if (!e && !atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
@@ -809,7 +841,7 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 				goto inline_path;
 			pthread_mutex_lock(&v->md_lock);
 			pthread_rwlock_wrlock(&in->map_lock);
-			int e = md_alloc_range(v, in, b0, b1 - b0, false);
+			int e = md_alloc_range(v, in, b0, b1 - b0, 0, &a->clean);
 			pthread_rwlock_unlock(&in->map_lock);
 			pthread_mutex_unlock(&v->md_lock);
 			if (e)
@@ -866,7 +898,6 @@ inline_path:
 }
 
 /* The request's I/Os are all back (err: the first error, or 0). */
-static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool *changed);
 
 int rw_async_finish(struct rw_async *a, int err)
 {
@@ -875,7 +906,7 @@ int rw_async_finish(struct rw_async *a, int err)
 	bool changed = false;
 	if (a->write) {
 		if (!err && a->alloc)
-			err = finish_write(a->f, a->b0, a->b1, a->end, &changed);
+			err = finish_write(a->f, a->b0, a->b1, a->end, a->clean, &changed);
 		if (err)
 			rw_mark_failed(a->f, a->b0, a->b1);
 		else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))

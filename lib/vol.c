@@ -131,6 +131,7 @@ void vol_release(struct dio_vol *v)
 		bounce_destroy(&v->bounce);
 	free(v->jbuf);
 	free(v->jio);
+	free(v->zbuf);
 	free(v->path);
 	if (v->fd >= 0) {
 		/* Unlock explicitly: a backend may still hold a reference to
@@ -140,6 +141,9 @@ void vol_release(struct dio_vol *v)
 	}
 	pthread_mutex_destroy(&v->md_lock);
 	pthread_mutex_destroy(&v->commit_lock);
+	pthread_mutex_destroy(&v->clean_lock);
+	pthread_mutex_destroy(&v->flush_lock);
+	pthread_cond_destroy(&v->flush_cv);
 	free(v);
 }
 
@@ -163,6 +167,9 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 	v->rdonly = rdonly;
 	pthread_mutex_init(&v->md_lock, NULL);
 	pthread_mutex_init(&v->commit_lock, NULL);
+	pthread_mutex_init(&v->clean_lock, NULL);
+	pthread_mutex_init(&v->flush_lock, NULL);
+	pthread_cond_init(&v->flush_cv, NULL);
 	v->path = strdup(path);
 	int bes = 0;
 	/* mkfs (create) always writes with psync: one-shot, no env override */

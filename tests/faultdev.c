@@ -20,7 +20,7 @@ static struct {
 	pthread_mutex_t mu;
 	const struct dio_backend_ops *inner;
 	struct fault_cfg cfg;
-	long writes, reads, flushes, ops;
+	long writes, reads, flushes, ops, fua;
 	int failed, dead;
 	struct undo *log;
 	size_t nlog, cap;
@@ -110,6 +110,8 @@ static int f_submit(void *ctx, struct dio_bio *bios, unsigned n)
 		}
 		bool bad = b->op == DIO_BIO_WRITE ? tick(&F.writes, F.cfg.fail_write_at)
 						  : tick(&F.reads, F.cfg.fail_read_at);
+		if (b->op == DIO_BIO_WRITE && (b->flags & DIO_BIO_FUA))
+			F.fua++;
 		if (!bad && b->op == DIO_BIO_WRITE && F.cfg.record && !(b->flags & DIO_BIO_FUA))
 			record_undo(c->fd, b);
 		pthread_mutex_unlock(&F.mu);
@@ -173,7 +175,7 @@ void fault_setup(const struct fault_cfg *cfg)
 	setenv("DIO_FAULT_INNER", inner, 1);
 	pthread_mutex_lock(&F.mu);
 	F.cfg = *cfg;
-	F.writes = F.reads = F.flushes = F.ops = 0;
+	F.writes = F.reads = F.flushes = F.ops = F.fua = 0;
 	F.failed = F.dead = 0;
 	drop_undo();
 	pthread_mutex_unlock(&F.mu);
@@ -191,11 +193,10 @@ long fault_ops(void)
 	return n;
 }
 
-long fault_count(int kind);
 long fault_count(int kind)
 {
 	pthread_mutex_lock(&F.mu);
-	long n = kind == 0 ? F.writes : kind == 1 ? F.reads : F.flushes;
+	long n = kind == 0 ? F.writes : kind == 1 ? F.reads : kind == 2 ? F.flushes : F.fua;
 	pthread_mutex_unlock(&F.mu);
 	return n;
 }

@@ -550,29 +550,21 @@ START_TEST(test_threads_overlapping_on_one_file_see_only_candidate_bytes)
 END_TEST
 
 static struct dio_vol *gvol;
+static struct dio_file *gf[NT];
 
-static void *syncer(void *arg)
+static void *fdatasyncer(void *arg)
 {
-	long t = (long)arg;
-	char name[16];
-	snprintf(name, sizeof(name), "g%ld", t);
-	struct dio_file *f = dio_open(gvol, name, O_RDWR | O_CREAT);
-	uint8_t *b = t_aligned(4096);
-	for (int i = 0; i < 10; i++) {
-		t_fill(b, 4096, (uint32_t)t, (uint32_t)i, 0);
-		if (dio_pwrite(f, b, 4096, i * 4096) != 4096 || dio_fdatasync(f))
-			return (void *)1;
-	}
-	dio_close(f);
-	free(b);
-	return NULL;
+	return (void *)(intptr_t)dio_fdatasync(gf[(intptr_t)arg]);
 }
 
 START_TEST(test_concurrent_fsyncs_share_journal_commits)
 {
-	/* a slow cache flush (20 ms, through the fault backend) lets the
-	   other threads' fsyncs pile up behind a commit; the next commit
-	   must carry all of them */
+	/* Thread 0's commit is parked inside its journal write (the fault
+	   backend's gate) while the other files get an extending write each
+	   and their threads call fdatasync behind it.  Every record they
+	   need is pending when the gate opens, so exactly one more journal
+	   commit must carry all of them, and their flushes (20 ms each) must
+	   be shared. */
 	char *p = strdup(t_image_path("group"));
 	unlink(p);
 	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
@@ -580,36 +572,59 @@ START_TEST(test_concurrent_fsyncs_share_journal_commits)
 	fault_setup(&cfg);
 	gvol = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
 	ck_assert_ptr_nonnull(gvol);
+	uint8_t *b = t_aligned(4096);
+	for (long t = 0; t < NT; t++) {
+		char name[16];
+		snprintf(name, sizeof(name), "g%ld", t);
+		gf[t] = dio_open(gvol, name, O_RDWR | O_CREAT);
+		t_fill(b, 4096, (uint32_t)t, 0, 0);
+		ck_assert_int_eq(dio_pwrite(gf[t], b, 4096, 0), 4096);
+	}
+	ck_assert_int_eq(dio_syncfs(gvol), 0);
 	struct dio_counters c0, c1;
 	dio_counters(gvol, &c0);
 	pthread_t th[NT];
-	for (long t = 0; t < NT; t++)
-		pthread_create(&th[t], NULL, syncer, (void *)t);
+	t_fill(b, 4096, 0, 1, 4096);
+	ck_assert_int_eq(dio_pwrite(gf[0], b, 4096, 4096), 4096);
+	fault_gate_arm(DIO_BIO_WRITE);
+	pthread_create(&th[0], NULL, fdatasyncer, (void *)(intptr_t)0);
+	fault_gate_wait_parked();            /* thread 0 holds the commit */
+	for (long t = 1; t < NT; t++) {
+		t_fill(b, 4096, (uint32_t)t, 1, 4096);
+		ck_assert_int_eq(dio_pwrite(gf[t], b, 4096, 4096), 4096);
+		pthread_create(&th[t], NULL, fdatasyncer, (void *)t);
+	}
+	fault_gate_release();
 	for (int t = 0; t < NT; t++) {
 		void *r;
 		pthread_join(th[t], &r);
 		ck_assert_ptr_null(r);
 	}
 	dio_counters(gvol, &c1);
-	uint64_t commits = c1.journal_commits - c0.journal_commits, fsyncs = NT * 10;
-	fprintf(stderr, "group commit (%s): %llu fdatasyncs of extending writes, %llu journal commits, %llu flushes\n",
-		t_backend(), (unsigned long long)fsyncs, (unsigned long long)commits,
-		(unsigned long long)(c1.flushes - c0.flushes));
-	ck_assert_uint_ge(commits, 10);              /* each thread's own first one at least */
-	ck_assert_uint_le(commits, fsyncs - NT);     /* some were shared */
-	ck_assert_uint_le(c1.flushes - c0.flushes, fsyncs - NT);
+	uint64_t commits = c1.journal_commits - c0.journal_commits, flushes = c1.flushes - c0.flushes;
+	fprintf(stderr, "group commit (%s): %d fdatasyncs of extending writes, %llu journal commits, %llu flushes\n",
+		t_backend(), NT, (unsigned long long)commits, (unsigned long long)flushes);
+	ck_assert_uint_eq(commits, 2);       /* thread 0's, then one for all the others */
+	ck_assert_uint_le(flushes, NT - 1);  /* some flushes were shared */
+	for (int t = 0; t < NT; t++)
+		dio_close(gf[t]);
 	ck_assert_int_eq(dio_umount(gvol), 0);
 	gvol = t_mount(p);
 	for (long t = 0; t < NT; t++) {
 		char name[16];
 		snprintf(name, sizeof(name), "g%ld", t);
+		struct dio_file *f = dio_open(gvol, name, O_RDONLY);
 		struct dio_stat st;
-		ck_assert_int_eq(dio_stat(gvol, name, &st), 0);
-		ck_assert_uint_eq(st.size, 10 * 4096);
+		ck_assert_int_eq(dio_fstat(f, &st), 0);
+		ck_assert_uint_eq(st.size, 2 * 4096);
+		ck_assert_int_eq(dio_pread(f, b, 4096, 4096), 4096);
+		ck_assert_uint_eq(b[100], t_pat((uint32_t)t, 1, 4096 + 100));
+		dio_close(f);
 	}
 	ck_assert_int_eq(dio_umount(gvol), 0);
 	unlink(p);
 	free(p);
+	free(b);
 }
 END_TEST
 

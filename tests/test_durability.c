@@ -182,6 +182,79 @@ START_TEST(test_killed_writer_loses_nothing_it_fsynced)
 }
 END_TEST
 
+/* Device flushes and FUA writes the fault backend has seen. */
+static long cache_ops(long *fua)
+{
+	*fua = fault_count(3);
+	return fault_count(2);
+}
+
+START_TEST(test_small_appends_commit_with_one_flush_and_prealloc_stays_ordered)
+{
+	/* a journal that holds every commit below: no checkpoint flushes */
+	t_img = strdup(t_image_path("oneflush"));
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 1 << 20 }), 0);
+	struct fault_cfg none = { 0 };
+	fault_setup(&none);
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	struct dio_file *f = dio_open(v, "log", O_RDWR | O_CREAT);
+	uint8_t *b = t_aligned(4096);
+	t_fill(b, 4096, 1, 0, 0);
+	ck_assert_int_eq(dio_pwrite(f, b, 4096, 0), 4096);   /* the first zeroes a chunk */
+	ck_assert_int_eq(dio_fdatasync(f), 0);
+	struct dio_counters c0, c1;
+	dio_counters(v, &c0);
+	long fua0, fua1, fl0 = cache_ops(&fua0);
+	for (int i = 1; i <= 32; i++) {
+		t_fill(b, 4096, 1, 0, (uint64_t)i * 4096);
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, (off_t)i * 4096), 4096);
+		ck_assert_int_eq(dio_fdatasync(f), 0);
+	}
+	dio_counters(v, &c1);
+	long fl1 = cache_ops(&fua1);
+	/* appends into zeroed blocks: record, then one flush for data and record */
+	ck_assert_uint_eq(c1.journal_commits - c0.journal_commits, 32);
+	ck_assert_int_eq(fl1 - fl0, 32);
+	ck_assert_int_eq(fua1 - fua0, 0);
+	ck_assert_uint_eq(c1.flushes - c0.flushes, 32);
+
+	/* writes into preallocated blocks (which may hold anything) stay
+	   ordered: a flush for the data, then the record with FUA */
+	ck_assert_int_eq(dio_fallocate(f, DIO_FALLOC_KEEP_SIZE, 33 * 4096, 8 * 4096), 0);
+	ck_assert_int_eq(dio_fdatasync(f), 0);
+	dio_counters(v, &c0);
+	fl0 = cache_ops(&fua0);
+	for (int i = 33; i < 41; i++) {
+		t_fill(b, 4096, 1, 0, (uint64_t)i * 4096);
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, (off_t)i * 4096), 4096);
+		ck_assert_int_eq(dio_fdatasync(f), 0);
+	}
+	dio_counters(v, &c1);
+	fl1 = cache_ops(&fua1);
+	ck_assert_uint_eq(c1.journal_commits - c0.journal_commits, 8);
+	ck_assert_int_eq(fl1 - fl0, 8);
+	ck_assert_int_eq(fua1 - fua0, 8);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+
+	v = t_mount(t_img);
+	f = dio_open(v, "log", O_RDONLY);
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_eq(st.size, 41 * 4096);
+	for (int i = 0; i < 41; i++) {
+		ck_assert_int_eq(dio_pread(f, b, 4096, (off_t)i * 4096), 4096);
+		for (int k = 0; k < 4096; k += 511)
+			ck_assert_msg(b[k] == t_pat(1, 0, (uint64_t)i * 4096 + (uint64_t)k), "block %d byte %d", i, k);
+	}
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("durability");
@@ -191,6 +264,7 @@ int main(void)
 	tcase_add_test(tc, test_remount_keeps_everything_after_clean_umount);
 	tcase_add_test(tc, test_power_loss_keeps_fsynced_data_and_shows_no_stale_bytes);
 	tcase_add_test(tc, test_killed_writer_loses_nothing_it_fsynced);
+	tcase_add_test(tc, test_small_appends_commit_with_one_flush_and_prealloc_stays_ordered);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -100,7 +100,6 @@ static void sweep(int kind)
 	struct fault_cfg none = { 0 };
 	run_with(&none, false);
 	long counts[3];
-	extern long fault_count(int kind);
 	for (int k = 0; k < 3; k++)
 		counts[k] = fault_count(k);
 	long n = counts[kind];

@@ -123,10 +123,16 @@ END_TEST
 
 START_TEST(test_vectored_misaligned_segments_across_extents)
 {
-	/* two files interleaved so each one's blocks are not contiguous */
+	/* two files preallocated in turn, block by block, so each one's
+	   blocks are not contiguous (appends alone would each get a run of
+	   clean blocks of their own) */
 	struct dio_file *a = dio_open(vol, "x", O_RDWR | O_CREAT);
 	struct dio_file *b = dio_open(vol, "y", O_RDWR | O_CREAT);
 	uint8_t *blk = t_aligned(4096);
+	for (int i = 0; i < 64; i++) {
+		ck_assert_int_eq(dio_fallocate(a, 0, i * 4096, 4096), 0);
+		ck_assert_int_eq(dio_fallocate(b, 0, i * 4096, 4096), 0);
+	}
 	for (int i = 0; i < 64; i++) {
 		t_fill(blk, 4096, 4, 0, (uint64_t)i * 4096);
 		ck_assert_int_eq(dio_pwrite(a, blk, 4096, i * 4096), 4096);
@@ -190,6 +196,34 @@ START_TEST(test_large_write_larger_than_bounce_buffer)
 }
 END_TEST
 
+START_TEST(test_files_appended_in_turn_each_stay_contiguous)
+{
+	/* small appends to three files in turn, as three logs would do */
+	struct dio_file *f[3];
+	static const char *names[3] = { "log0", "log1", "log2" };
+	uint8_t *blk = t_aligned(4096);
+	for (int k = 0; k < 3; k++)
+		f[k] = dio_open(vol, names[k], O_RDWR | O_CREAT);
+	for (int i = 0; i < 40; i++)
+		for (int k = 0; k < 3; k++) {
+			t_fill(blk, 4096, (uint32_t)k + 10, 0, (uint64_t)i * 4096);
+			ck_assert_int_eq(dio_pwrite(f[k], blk, 4096, (off_t)i * 4096), 4096);
+		}
+	for (int k = 0; k < 3; k++) {
+		struct dio_stat st;
+		ck_assert_int_eq(dio_fstat(f[k], &st), 0);
+		ck_assert_uint_eq(st.size, 40 * 4096);
+		ck_assert_msg(st.nextents == 1, "%s has %llu extents", names[k], (unsigned long long)st.nextents);
+		for (int i = 0; i < 40; i++) {
+			ck_assert_int_eq(dio_pread(f[k], blk, 4096, (off_t)i * 4096), 4096);
+			ck_assert_uint_eq(blk[4095], t_pat((uint32_t)k + 10, 0, (uint64_t)i * 4096 + 4095));
+		}
+		dio_close(f[k]);
+	}
+	free(blk);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rw");
@@ -201,6 +235,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_misaligned_requests_match_reference, 0, 3);
 	tcase_add_test(tc, test_vectored_misaligned_segments_across_extents);
 	tcase_add_test(tc, test_reads_stop_at_eof);
+	tcase_add_test(tc, test_files_appended_in_turn_each_stay_contiguous);
 	tcase_add_test(tc, test_large_write_larger_than_bounce_buffer);
 	suite_add_tcase(s, tc);
 	return t_run(s);

@@ -163,7 +163,8 @@ static void *dio_job(void *arg)
 			j->bytes += O.bs;
 		}
 	} else {
-		struct dio_queue *q = dio_queue_create(j->vol, O.iodepth);
+		/* the queue never leaves this thread: let io_uring bind it */
+		struct dio_queue *q = dio_queue_create_flags(j->vol, O.iodepth, DIO_QUEUE_SINGLE_THREAD);
 		struct iovec all = { buf, O.bs * O.iodepth };
 		if (O.fixedbufs && dio_queue_register_buffers(q, &all, 1))
 			j->err = errno;
@@ -312,7 +313,11 @@ static void *raw_job(void *arg)
 #ifdef DIO_HAVE_URING
 	if (use_uring) {
 		struct io_uring ring;
-		io_uring_queue_init(O.iodepth, &ring, 0);
+		/* the ring flags fio 3.33 uses, where the kernel takes them */
+		if (io_uring_queue_init(O.iodepth, &ring, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+							 IORING_SETUP_COOP_TASKRUN) < 0 &&
+		    io_uring_queue_init(O.iodepth, &ring, 0) < 0)
+			abort();
 		struct iovec all = { buf, O.bs * O.iodepth };
 		if (O.fixedbufs && io_uring_register_buffers(&ring, &all, 1))
 			j->err = EINVAL;

@@ -440,6 +440,11 @@ static inline bool backend_has_fixed(const struct dio_backend_ops *o)
 	return o->abi >= 3 && o->register_buffers;
 }
 
+static inline bool backend_has_owned(const struct dio_backend_ops *o)
+{
+	return o->abi >= 4 && o->open_owned;
+}
+
 #define CNT(v) (&(v)->cnt[dio_thread_slot() % CNT_SHARDS])
 
 static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)

@@ -38,6 +38,8 @@ struct dio_queue {
 	struct dio_bio **subv;      /* I/Os prepared, not yet handed to the backend */
 	unsigned nsub;
 	unsigned pending_bios;      /* I/Os handed to the backend, not back yet */
+	bool single;                /* DIO_QUEUE_SINGLE_THREAD: only `owner` may use it */
+	pthread_t owner;
 	struct qbuf *bufs;          /* registered buffers, sorted by address */
 	unsigned nbufs;
 	bool fixed;                 /* the backend context has them too */
@@ -71,7 +73,12 @@ static void q_free(struct dio_queue *q)
 
 DIO_API struct dio_queue *dio_queue_create(struct dio_vol *v, unsigned entries)
 {
-	if (!v || !entries || entries > 65536) {
+	return dio_queue_create_flags(v, entries, 0);
+}
+
+DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned entries, unsigned flags)
+{
+	if (!v || !entries || entries > 65536 || (flags & ~DIO_QUEUE_SINGLE_THREAD)) {
 		fail(EINVAL);
 		return NULL;
 	}
@@ -83,6 +90,8 @@ DIO_API struct dio_queue *dio_queue_create(struct dio_vol *v, unsigned entries)
 	q->vol = v;
 	q->entries = entries;
 	q->magic = DIO_QUEUE_MAGIC;
+	q->single = (flags & DIO_QUEUE_SINGLE_THREAD) != 0;
+	q->owner = pthread_self();
 	q->cq = calloc(entries, sizeof(*q->cq));
 	bool async = backend_has_async(v->ops);
 	if (async) {
@@ -93,7 +102,8 @@ DIO_API struct dio_queue *dio_queue_create(struct dio_vol *v, unsigned entries)
 		q->subv = calloc(depth, sizeof(*q->subv));
 		int err = 0;
 		if (q->slot && q->free_slots && q->done && q->subv)
-			q->ctx = v->ops->open(v->fd, depth, &err);
+			q->ctx = q->single && backend_has_owned(v->ops) ? v->ops->open_owned(v->fd, depth, &err)
+								       : v->ops->open(v->fd, depth, &err);
 		/* no context (e.g. fs.aio-max-nr used up): the queue still
 		   works, inline */
 		for (unsigned i = 0; q->ctx && i < entries; i++)
@@ -108,6 +118,12 @@ DIO_API struct dio_queue *dio_queue_create(struct dio_vol *v, unsigned entries)
 	v->nqueues++;
 	pthread_mutex_unlock(&v->md_lock);
 	return q;
+}
+
+/* A DIO_QUEUE_SINGLE_THREAD queue called from another thread. */
+static bool foreign(const struct dio_queue *q)
+{
+	return q->single && !pthread_equal(q->owner, pthread_self());
 }
 
 static void post(struct dio_queue *q, uint64_t user_data, ssize_t res)
@@ -192,7 +208,13 @@ DIO_API void dio_queue_destroy(struct dio_queue *q)
 {
 	if (!q || q->magic != DIO_QUEUE_MAGIC)
 		return;
-	drain(q);
+	if (foreign(q) && q->inflight)
+		/* only the owner can reap them: the ring's teardown in the
+		   kernel waits for them instead, after we return */
+		dio_log(DIO_LOG_ERR, "dio_queue_destroy: a DIO_QUEUE_SINGLE_THREAD queue destroyed by "
+			"another thread with %u requests in flight", q->inflight);
+	else
+		drain(q);
 	pthread_mutex_lock(&q->vol->md_lock);
 	q->vol->nqueues--;
 	pthread_mutex_unlock(&q->vol->md_lock);
@@ -302,6 +324,8 @@ DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned
 {
 	if (!q || q->magic != DIO_QUEUE_MAGIC || (nr && !reqs))
 		return fail(EINVAL);
+	if (foreign(q))
+		return fail(EPERM);
 	if (!nr)
 		return 0;
 	int saved = errno;
@@ -335,6 +359,8 @@ DIO_API int dio_queue_register_buffers(struct dio_queue *q, const struct iovec *
 	for (unsigned i = 0; i < nr; i++)
 		if (!iov[i].iov_base || !iov[i].iov_len || iov[i].iov_len > QBUF_MAX_LEN)
 			return fail(EINVAL);
+	if (foreign(q))
+		return fail(EPERM);
 	if (q->inflight)
 		return fail(EBUSY);
 	struct qbuf *nb = NULL;
@@ -368,6 +394,8 @@ DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr,
 {
 	if (!q || q->magic != DIO_QUEUE_MAGIC || (max_nr && !cqes) || min_nr > max_nr)
 		return fail(EINVAL);
+	if (foreign(q))
+		return fail(EPERM);
 	/* pick up what is already done without waiting */
 	if (q->inflight)
 		collect(q, 0, 0);

@@ -19,8 +19,8 @@
 extern "C" {
 #endif
 
-#define DIO_BACKEND_ABI 3   /* 3 adds registered buffers, 2 the asynchronous pair;
-				1 and 2 are still accepted */
+#define DIO_BACKEND_ABI 4   /* 4 adds open_owned, 3 registered buffers, 2 the
+				asynchronous pair; 1 to 3 are still accepted */
 
 #define DIO_BIO_READ  0
 #define DIO_BIO_WRITE 1
@@ -67,6 +67,11 @@ struct dio_backend_ops {
 	   before; nr 0 drops them.  Called with no I/O in flight.  0 or
 	   -errno. */
 	int   (*register_buffers)(void *ctx, const struct iovec *iov, unsigned nr);
+	/* Optional (ABI 4; NULL: open is used).  Like open, for a context
+	   that only the calling thread will ever use (a queue made with
+	   DIO_QUEUE_SINGLE_THREAD), so the engine may bind it to that thread
+	   (io_uring: SINGLE_ISSUER|DEFER_TASKRUN). */
+	void *(*open_owned)(int fd, unsigned depth, int *err);
 };
 
 /* Make `ops` selectable by name.  The table must outlive every mount

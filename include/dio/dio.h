@@ -174,6 +174,11 @@ struct dio_cqe {
 };
 
 struct dio_queue *dio_queue_create(struct dio_vol *vol, unsigned entries);
+/* DIO_QUEUE_SINGLE_THREAD: only the creating thread ever uses the queue
+   (calls from another thread fail with EPERM); lets io_uring bind the
+   ring to it (SINGLE_ISSUER|DEFER_TASKRUN). */
+#define DIO_QUEUE_SINGLE_THREAD 0x1u
+struct dio_queue *dio_queue_create_flags(struct dio_vol *vol, unsigned entries, unsigned flags);
 void dio_queue_destroy(struct dio_queue *q);
 int  dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned nr);
 int  dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr, unsigned max_nr, int timeout_ms);

@@ -12,6 +12,7 @@ struct uring_ctx {
 	struct io_uring ring;
 	unsigned depth;
 	bool has_bufs;
+	bool deferred;   /* DEFER_TASKRUN: completions show only after an enter */
 };
 
 /* One buffer: READ_FIXED/WRITE_FIXED if it is registered, else plain
@@ -44,7 +45,7 @@ static int uring_probe(void)
 	return 0;
 }
 
-static void *uring_open(int fd, unsigned depth, int *err)
+static void *ring_open(int fd, unsigned depth, int *err, bool owned)
 {
 	struct uring_ctx *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -58,8 +59,17 @@ static void *uring_open(int fd, unsigned depth, int *err)
 	   but tie the ring to the task that made it: only that task could
 	   reap, and a queue may be handed to another thread with requests in
 	   flight (the contract: "one thread at a time"), while the
-	   synchronous contexts are a pool any thread may pick. */
-	int e = io_uring_queue_init(depth, &c->ring, IORING_SETUP_COOP_TASKRUN);
+	   synchronous contexts are a pool any thread may pick.  A queue
+	   whose owner promised never to do that (DIO_QUEUE_SINGLE_THREAD)
+	   gets them, as fio's rings do. */
+	int e = -EINVAL;
+	if (owned) {   /* a queue made with DIO_QUEUE_SINGLE_THREAD: no such worry */
+		e = io_uring_queue_init(depth, &c->ring, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+							 IORING_SETUP_COOP_TASKRUN);
+		c->deferred = e == 0;
+	}
+	if (e == -EINVAL)
+		e = io_uring_queue_init(depth, &c->ring, IORING_SETUP_COOP_TASKRUN);
 	if (e == -EINVAL)
 		e = io_uring_queue_init(depth, &c->ring, 0);
 	if (e < 0) {
@@ -77,6 +87,9 @@ static void *uring_open(int fd, unsigned depth, int *err)
 	c->depth = depth;
 	return c;
 }
+
+static void *uring_open(int fd, unsigned depth, int *err) { return ring_open(fd, depth, err, false); }
+static void *uring_open_owned(int fd, unsigned depth, int *err) { return ring_open(fd, depth, err, true); }
 
 /* Submit the batch in ring-sized pieces and reap every completion. */
 static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
@@ -156,9 +169,17 @@ static int uring_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigne
 {
 	struct uring_ctx *c = ctx;
 	unsigned got = 0;
+	bool entered = false;
 	while (got < max_nr) {
 		struct io_uring_cqe *cqe;
 		int r = io_uring_peek_cqe(&c->ring, &cqe);
+		if (r == -EAGAIN && got >= min_nr && c->deferred && !entered) {
+			/* about to return without waiting: first run the
+			   completions the kernel deferred to us */
+			entered = true;
+			io_uring_get_events(&c->ring);
+			r = io_uring_peek_cqe(&c->ring, &cqe);
+		}
 		if (r == -EAGAIN) {
 			if (got >= min_nr)
 				break;
@@ -231,5 +252,5 @@ const struct dio_backend_ops dio_uring_ops = {
 	.abi = DIO_BACKEND_ABI, .name = "uring", .probe = uring_probe, .open = uring_open,
 	.submit = uring_submit, .flush = uring_flush, .close = uring_close,
 	.submit_async = uring_submit_async, .reap = uring_reap,
-	.register_buffers = uring_register_buffers,
+	.register_buffers = uring_register_buffers, .open_owned = uring_open_owned,
 };

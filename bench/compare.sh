@@ -15,17 +15,23 @@ case $backend in
   psync) engine=psync ;; uring) engine=io_uring ;; aio) engine=libaio ;; *) echo "backend?"; exit 2 ;;
 esac
 if [ -d "$target" ]; then fio_t="$target/fio.img"; dio_t="$target/dio.img"; else fio_t=$target; dio_t=$target; fi
+# BENCH_CPU=N: one-job runs of fio and dio-bench both pinned to CPU N.
+# Off by default: pinned, the submitter competes with the io-wq workers
+# that serve io_uring on tmpfs (both fio and libdio fall to a third).
+pin=""
+if [ -n "$BENCH_CPU" ] && [ "$jobs" = 1 ]; then pin="taskset -c $BENCH_CPU"; fi
 extra_fio="" fio_where="--filename=$fio_t"
 for a in "$@"; do
   case $a in
     --fsync=*) extra_fio="$extra_fio --fdatasync=${a#--fsync=}" ;;
     --fixedbufs) extra_fio="$extra_fio --fixedbufs" ;;
+    --norandommap) extra_fio="$extra_fio --norandommap" ;;
     --append)  # every job appends to a fresh file of its own
                mkdir -p "$target/fio-append"; rm -f "$target"/fio-append/*
                fio_where="--directory=$target/fio-append --filename_format=f.\$jobnum --file_append=1" ;;
   esac
 done
-fio_json=$(fio --name=base $fio_where --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
+fio_json=$($pin fio --name=base $fio_where --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
   --size="$size" --runtime="$runtime" --time_based --direct=1 --ioengine="$engine" --group_reporting \
   --randrepeat=0 $extra_fio --output-format=json 2>/dev/null)
 fio_iops=$(printf '%s' "$fio_json" | python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(round(j["read"]["iops"]+j["write"]["iops"]))')
@@ -36,7 +42,7 @@ for a in "$@"; do
     *) dio_args="$dio_args $a" ;;
   esac
 done
-dio_json=$("$build/bench/dio-bench" --target "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
+dio_json=$($pin "$build/bench/dio-bench" --target "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
   --iodepth "$qd" --numjobs "$jobs" --runtime "$runtime" --size "$size" --json $dio_args)
 dio_iops=$(printf '%s' "$dio_json" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["iops"]))')
 python3 - "$fio_iops" "$dio_iops" "$rw" "$bs" "$qd" "$jobs" "$backend" "$target" <<'PY'

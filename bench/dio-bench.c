@@ -5,7 +5,8 @@
  *   dio-bench --target PATH [--rw read|write|randread|randwrite|randrw]
  *             [--bs 4k] [--iodepth 1] [--numjobs 1] [--size 256m]
  *             [--runtime 10] [--backend auto|uring|aio|psync] [--fsync N]
- *             [--append] [--fixedbufs] [--raw] [--json]
+ *             [--append] [--fixedbufs] [--sleep] [--norandommap]
+ *             [--iodepth_batch_submit N] [--raw] [--json]
  *
  * libdio mode: PATH is formatted if it is not a volume (an image file is
  * created of the needed size), each job gets its own file of --size bytes,
@@ -14,9 +15,16 @@
  * blocks to its own new file (with --fsync 1: fdatasync after each).
  * --fixedbufs (fio's io_uring option): register the job's buffers
  * (dio_queue_register_buffers; --raw: io_uring_register_buffers).
+ * Queues are driven the way fio's io_uring and libaio loops drive them:
+ * one submission per request (fio's iodepth_batch_submit=1; the option of
+ * that name changes it), completions asked for without ever sleeping for
+ * one (fio 3.33 passes min_complete 0 and spins a CPU; --sleep waits for
+ * at least one instead), and for random I/O fio's random map: every block
+ * once per pass (--norandommap: independent random blocks).
  * Prints IOPS, MB/s and p50/p99/p99.9 completion latency.
  */
 #include <dio/dio.h>
+#include <sys/param.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -40,8 +48,9 @@ static struct {
 	unsigned iodepth, numjobs, fsync_every;
 	uint64_t size;
 	double runtime;
-	bool raw, json, append, fixedbufs;
-} O = { NULL, "randread", "auto", 4096, 1, 1, 0, 256 << 20, 10, false, false, false, false };
+	bool raw, json, append, fixedbufs, sleep, norandommap;
+	unsigned batch;            /* --iodepth_batch_submit */
+} O = { NULL, "randread", "auto", 4096, 1, 1, 0, 256 << 20, 10, false, false, false, false, false, false, 1 };
 
 static uint64_t parse_size(const char *s)
 {
@@ -72,6 +81,7 @@ struct job {
 	struct dio_vol *vol;
 	int fd;
 	int err;
+	uint64_t *map, mapped;     /* fio's random map: blocks used this pass */
 };
 
 static void lat_add(struct job *j, double sec)
@@ -114,13 +124,44 @@ static bool is_read(uint64_t *seed)
 	return false;
 }
 
+/*
+ * fio's default random map: every block once per pass, in random order
+ * (a random block, or the next unused one after it), then a new pass.
+ * Without it (--norandommap) the same block can be hit twice in a row,
+ * which on the virtio disk of RESULTS.md costs fio itself 20 %.
+ */
+static uint64_t map_pick(struct job *j, uint64_t nblk)
+{
+	uint64_t words = (nblk + 63) / 64;
+	if (!j->map && !(j->map = calloc(words, 8)))
+		abort();
+	if (j->mapped == nblk) {
+		memset(j->map, 0, words * 8);
+		j->mapped = 0;
+	}
+	uint64_t b = rnd(&j->seed) % nblk, w = b / 64;
+	uint64_t free_bits = ~j->map[w] & (~0ull << (b % 64));
+	while (!free_bits) {
+		w = (w + 1) % words;
+		free_bits = ~j->map[w];
+		if (w == words - 1 && nblk % 64)
+			free_bits &= (1ull << (nblk % 64)) - 1;
+	}
+	b = w * 64 + (uint64_t)__builtin_ctzll(free_bits);
+	j->map[w] |= 1ull << (b % 64);
+	j->mapped++;
+	return b;
+}
+
 static uint64_t next_off(struct job *j, uint64_t *seq)
 {
 	uint64_t nblk = O.size / O.bs;
 	if (O.append)
 		return (*seq)++ * O.bs;
-	if (!strncmp(O.rw, "rand", 4))
+	if (!strncmp(O.rw, "rand", 4) && O.norandommap)
 		return (rnd(&j->seed) % nblk) * O.bs;
+	if (!strncmp(O.rw, "rand", 4))
+		return map_pick(j, nblk) * O.bs;
 	uint64_t o = (*seq % nblk) * O.bs;
 	(*seq)++;
 	return o;
@@ -191,15 +232,21 @@ static void *dio_job(void *arg)
 					batch[n++] = r;
 				}
 			}
-			if (n) {
-				int got = dio_submit(q, batch, n);
+			/* fio's default iodepth_batch_submit=1: one submission
+			   per request, so the device sees a steady stream instead
+			   of a convoy of 30 at once */
+			for (unsigned k = 0; k < n; k += O.batch) {
+				int got = dio_submit(q, batch + k, MIN(O.batch, n - k));
 				if (got < 0) {
 					j->err = errno;
 					break;
 				}
 				inflight += (unsigned)got;
 			}
-			int c = dio_reap(q, cq, 1, O.iodepth, -1);
+			if (j->err)
+				break;
+			/* fio's loop: never sleep for a completion, ask again */
+			int c = dio_reap(q, cq, O.sleep ? 1 : 0, O.iodepth, O.sleep ? -1 : 0);
 			if (c < 0) {
 				j->err = errno;
 				break;
@@ -323,6 +370,7 @@ static void *raw_job(void *arg)
 			j->err = EINVAL;
 		unsigned inflight = 0;
 		bool stop = false;
+		unsigned long queued = 0;
 		while (!stop || inflight) {
 			for (unsigned i = 0; !stop && i < O.iodepth; i++) {
 				if (t0[i] != 0)
@@ -342,8 +390,13 @@ static void *raw_job(void *arg)
 				io_uring_sqe_set_data64(sqe, i);
 				t0[i] = now();
 				inflight++;
+				if (++queued % O.batch == 0)
+					io_uring_submit(&ring);   /* as fio: one enter per batch */
 			}
-			io_uring_submit_and_wait(&ring, 1);
+			if (O.sleep)
+				io_uring_submit_and_wait(&ring, 1);
+			else
+				io_uring_submit_and_get_events(&ring);
 			struct io_uring_cqe *cqe;
 			unsigned head, c = 0;
 			double t = now();
@@ -387,10 +440,12 @@ static void *raw_job(void *arg)
 				cbp[n++] = &cbs[i];
 				t0[i] = now();
 			}
-			if (n && io_submit(ctx, (long)n, cbp) != (int)n)
-				j->err = EIO;
+			for (unsigned k = 0; k < n; k += O.batch)
+				if (io_submit(ctx, (long)MIN(O.batch, n - k), cbp + k) != (long)MIN(O.batch, n - k))
+					j->err = EIO;
 			inflight += n;
-			int c = io_getevents(ctx, 1, (long)O.iodepth, ev, NULL);
+			struct timespec zero = { 0, 0 };
+			int c = io_getevents(ctx, O.sleep ? 1 : 0, (long)O.iodepth, ev, O.sleep ? NULL : &zero);
 			double t = now();
 			for (int k = 0; k < c; k++) {
 				unsigned i = (unsigned)(uintptr_t)ev[k].data;
@@ -419,7 +474,8 @@ static void *raw_job(void *arg)
 static void usage(void)
 {
 	fprintf(stderr, "usage: dio-bench --target PATH [--rw MODE] [--bs N] [--iodepth N] [--numjobs N]\n"
-			"       [--size N] [--runtime S] [--backend B] [--fsync N] [--append] [--fixedbufs] [--raw] [--json]\n");
+			"       [--size N] [--runtime S] [--backend B] [--fsync N] [--append] [--fixedbufs] [--sleep] [--norandommap]\n"
+			"       [--iodepth_batch_submit N] [--raw] [--json]\n");
 	exit(2);
 }
 
@@ -433,13 +489,16 @@ int main(int argc, char **argv)
 			v++;
 		} else {
 			snprintf(key, sizeof(key), "%s", a);
-			if (strcmp(a, "--raw") && strcmp(a, "--json") && strcmp(a, "--append") && strcmp(a, "--fixedbufs"))
+			if (strcmp(a, "--raw") && strcmp(a, "--json") && strcmp(a, "--append") && strcmp(a, "--fixedbufs") &&
+			    strcmp(a, "--sleep") && strcmp(a, "--norandommap"))
 				v = ++i < argc ? argv[i] : NULL;
 		}
 		if (!strcmp(key, "--raw")) O.raw = true;
 		else if (!strcmp(key, "--json")) O.json = true;
 		else if (!strcmp(key, "--append")) O.append = true;
 		else if (!strcmp(key, "--fixedbufs")) O.fixedbufs = true;
+		else if (!strcmp(key, "--sleep")) O.sleep = true;
+		else if (!strcmp(key, "--norandommap")) O.norandommap = true;
 		else if (!v) usage();
 		else if (!strcmp(key, "--target")) O.target = v;
 		else if (!strcmp(key, "--rw")) O.rw = v;
@@ -450,9 +509,10 @@ int main(int argc, char **argv)
 		else if (!strcmp(key, "--runtime")) O.runtime = atof(v);
 		else if (!strcmp(key, "--backend")) O.backend = v;
 		else if (!strcmp(key, "--fsync")) O.fsync_every = (unsigned)atoi(v);
+		else if (!strcmp(key, "--iodepth_batch_submit")) O.batch = (unsigned)atoi(v);
 		else usage();
 	}
-	if (!O.target || !O.bs || !O.iodepth || !O.numjobs || O.iodepth > 256)
+	if (!O.target || !O.bs || !O.iodepth || !O.numjobs || O.iodepth > 256 || !O.batch)
 		usage();
 	struct job *jobs = calloc(O.numjobs, sizeof(*jobs));
 	pthread_t *th = calloc(O.numjobs, sizeof(*th));

@@ -395,18 +395,6 @@ static int checkpoint_locked(struct dio_vol *v)
 	return 0;
 }
 
-int j_checkpoint_locked(struct dio_vol *v)
-{
-	pthread_mutex_lock(&v->md_lock);
-	int e = checkpoint_locked(v);
-	if (e) {
-		pthread_mutex_lock(&v->md_lock);
-		v->jbroken = true;
-		pthread_mutex_unlock(&v->md_lock);
-	}
-	return e;
-}
-
 static void set_broken(struct dio_vol *v, int e)
 {
 	pthread_mutex_lock(&v->md_lock);
@@ -414,6 +402,15 @@ static void set_broken(struct dio_vol *v, int e)
 	pthread_mutex_unlock(&v->md_lock);
 	dio_log(DIO_LOG_ERR, "journal commit failed (%s): volume refuses further metadata changes",
 		strerror(-e));
+}
+
+int j_checkpoint_locked(struct dio_vol *v)
+{
+	pthread_mutex_lock(&v->md_lock);
+	int e = checkpoint_locked(v);
+	if (e)
+		set_broken(v, e);
+	return e;
 }
 
 /* Records up to seq are in the journal: one flush makes them durable

@@ -898,7 +898,6 @@ inline_path:
 }
 
 /* The request's I/Os are all back (err: the first error, or 0). */
-
 int rw_async_finish(struct rw_async *a, int err)
 {
 	struct dio_vol *v = a->f->vol;

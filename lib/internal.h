@@ -58,14 +58,16 @@ int dio_dev_probe(int fd, struct dio_geom *g);
 const struct dio_backend_ops *dio_backend_find(const char *name, int *err);        /* DIO_BACKEND overrides */
 const struct dio_backend_ops *dio_backend_find_exact(const char *name, int *err);
 
-/* One device context: a backend context plus the lock that keeps it to
-   one submitter at a time. */
+/* One device context: a backend context, and for the shared pool the
+   lock that keeps it to one submitter at a time (devctx.c). */
 struct dio_devctx {
-	pthread_mutex_t lock;
+	pthread_mutex_t lock;      /* pooled contexts only */
 	void *ctx;
+	bool pooled;
 } __attribute__((aligned(64)));
 
-#define DIO_NCTX 8
+#define DIO_NCTX 8            /* at most this many pooled contexts */
+struct dio_tctx;
 
 /* Counters are sharded by thread so that counting a request touches a
    cache line no other thread writes; dio_counters() sums the shards. */
@@ -296,7 +298,11 @@ struct dio_vol {
 	uint32_t bs;
 	unsigned bshift;
 	const struct dio_backend_ops *ops;
-	struct dio_devctx ctx[DIO_NCTX];
+	uint64_t id;               /* unique for the process's life (devctx.c) */
+	struct dio_tctx *tctx;     /* threads' own contexts, under devctx.c's registry_lock */
+	unsigned ntctx;
+	atomic_uint ntctx_hint;    /* ntctx, read without the lock */
+	struct dio_devctx ctx[DIO_NCTX];   /* the pool */
 	unsigned nctx;
 	unsigned depth;
 
@@ -362,6 +368,10 @@ extern __thread void (*dio_log_tap)(int level, const char *msg, void *arg);
 extern __thread void *dio_log_tap_arg;
 
 /* device I/O (rw.c) */
+struct dio_devctx *devctx_get(struct dio_vol *v);   /* this thread's, or a pooled one */
+void devctx_put(struct dio_devctx *c);
+int devctx_init(struct dio_vol *v);
+void devctx_release(struct dio_vol *v);
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n);
 int dev_flush(struct dio_vol *v);
 int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, size_t len);

@@ -108,37 +108,6 @@ static void cur_zero(struct cursor *c, size_t n)
 
 /* ---- device I/O -------------------------------------------------------- */
 
-static __thread unsigned ctx_hint;
-
-/*
- * A device context for this thread: the first one free, starting from the
- * one it used last.  Contexts beyond the first open on first use, so a
- * volume used by one thread costs one ring (or aio context).  If a new
- * one cannot be opened, wait for an open one instead.
- */
-static struct dio_devctx *ctx_get(struct dio_vol *v)
-{
-	for (unsigned i = 0; i < v->nctx; i++) {
-		unsigned k = (ctx_hint + i) % v->nctx;
-		struct dio_devctx *c = &v->ctx[k];
-		if (pthread_mutex_trylock(&c->lock) != 0)
-			continue;
-		if (!c->ctx) {
-			int err = 0;
-			c->ctx = v->ops->open(v->fd, v->depth, &err);
-			if (!c->ctx) {
-				pthread_mutex_unlock(&c->lock);
-				continue;
-			}
-		}
-		ctx_hint = k;
-		return c;
-	}
-	struct dio_devctx *c = &v->ctx[0];   /* always open (mount opened it) */
-	pthread_mutex_lock(&c->lock);
-	return c;
-}
-
 static size_t iov_bytes(const struct iovec *iov, int n)
 {
 	size_t t = 0;
@@ -154,7 +123,7 @@ static size_t iov_bytes(const struct iovec *iov, int n)
  */
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 {
-	struct dio_devctx *c = ctx_get(v);
+	struct dio_devctx *c = devctx_get(v);
 	int e = v->ops->submit(c->ctx, bios, n);
 	cnt_add(&CNT(v)->device_ios, n);
 	for (unsigned i = 0; i < n && !e; i++) {
@@ -180,15 +149,15 @@ int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 		if (b->res < 0)
 			e = (int)b->res;
 	}
-	pthread_mutex_unlock(&c->lock);
+	devctx_put(c);
 	return e;
 }
 
 int dev_flush(struct dio_vol *v)
 {
-	struct dio_devctx *c = ctx_get(v);
+	struct dio_devctx *c = devctx_get(v);
 	int e = v->ops->flush(c->ctx);
-	pthread_mutex_unlock(&c->lock);
+	devctx_put(c);
 	if (!e)
 		cnt_add(&CNT(v)->flushes, 1);
 	return e;

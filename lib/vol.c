@@ -119,11 +119,7 @@ int read_sb(struct dio_vol *v, struct dio_sb *out)
 
 void vol_release(struct dio_vol *v)
 {
-	for (unsigned i = 0; i < v->nctx; i++) {
-		if (v->ctx[i].ctx)
-			v->ops->close(v->ctx[i].ctx);
-		pthread_mutex_destroy(&v->ctx[i].lock);
-	}
+	devctx_release(v);
 	vol_free_inodes(v);
 	em_free(&v->bad);
 	alloc_destroy(&v->alloc);
@@ -186,18 +182,10 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 	if (!e)
 		e = dio_dev_probe(v->fd, &v->geom);
 	if (!e) {
-		long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-		v->nctx = (unsigned)MIN(MAX(nproc * 2, 2L), (long)DIO_NCTX);
 		v->depth = depth ? depth : 64;
-		for (unsigned i = 0; i < v->nctx; i++)
-			pthread_mutex_init(&v->ctx[i].lock, NULL);
-		/* the first context now, to fail early; the others on demand */
-		int oe = 0;
-		v->ctx[0].ctx = v->ops->open(v->fd, v->depth, &oe);
-		if (!v->ctx[0].ctx) {
-			e = -(oe ? oe : EIO);
+		e = devctx_init(v);   /* opens one context now, to fail early */
+		if (e)
 			dio_log(DIO_LOG_ERR, "backend %s: cannot open a context: %s", v->ops->name, strerror(-e));
-		}
 	}
 	if (!e)
 		e = bounce_init(&v->bounce, v->geom.mem_align);

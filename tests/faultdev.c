@@ -21,6 +21,7 @@ static struct {
 	const struct dio_backend_ops *inner;
 	struct fault_cfg cfg;
 	long writes, reads, flushes, ops, fua;
+	long opens, closes, shared;   /* contexts; uses of one by a second thread */
 	int failed, dead;
 	struct undo *log;
 	size_t nlog, cap;
@@ -29,7 +30,17 @@ static struct {
 	pthread_cond_t gate_cv;
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER, .gate_cv = PTHREAD_COND_INITIALIZER };
 
-struct fctx { void *inner; int fd; };
+struct fctx { void *inner; int fd; bool used; pthread_t user; };
+
+/* Under F.mu: note which thread uses c; count a second one. */
+static void note_user(struct fctx *c)
+{
+	if (!c->used) {
+		c->used = true;
+		c->user = pthread_self();
+	} else if (!pthread_equal(c->user, pthread_self()))
+		F.shared++;
+}
 
 static int f_probe(void) { return 0; }
 
@@ -42,6 +53,9 @@ static void *f_open(int fd, unsigned depth, int *err)
 		free(c);
 		return NULL;
 	}
+	pthread_mutex_lock(&F.mu);
+	F.opens++;
+	pthread_mutex_unlock(&F.mu);
 	return c;
 }
 
@@ -50,6 +64,9 @@ static void f_close(void *ctx)
 	struct fctx *c = ctx;
 	F.inner->close(c->inner);
 	free(c);
+	pthread_mutex_lock(&F.mu);
+	F.closes++;
+	pthread_mutex_unlock(&F.mu);
 }
 
 static void record_undo(int fd, const struct dio_bio *b)
@@ -101,6 +118,7 @@ static int f_submit(void *ctx, struct dio_bio *bios, unsigned n)
 	for (unsigned i = 0; i < n; i++) {
 		struct dio_bio *b = &bios[i];
 		pthread_mutex_lock(&F.mu);
+		note_user(c);
 		if (F.gate_op == b->op + 1) {
 			F.gate_op = 0;
 			F.gate_parked = 1;
@@ -139,6 +157,7 @@ static int f_flush(void *ctx)
 {
 	struct fctx *c = ctx;
 	pthread_mutex_lock(&F.mu);
+	note_user(c);
 	bool bad = tick(&F.flushes, F.cfg.fail_flush_at);
 	pthread_mutex_unlock(&F.mu);
 	if (bad)
@@ -176,6 +195,7 @@ void fault_setup(const struct fault_cfg *cfg)
 	pthread_mutex_lock(&F.mu);
 	F.cfg = *cfg;
 	F.writes = F.reads = F.flushes = F.ops = F.fua = 0;
+	F.opens = F.closes = F.shared = 0;
 	F.failed = F.dead = 0;
 	drop_undo();
 	pthread_mutex_unlock(&F.mu);
@@ -196,7 +216,8 @@ long fault_ops(void)
 long fault_count(int kind)
 {
 	pthread_mutex_lock(&F.mu);
-	long n = kind == 0 ? F.writes : kind == 1 ? F.reads : kind == 2 ? F.flushes : F.fua;
+	long n = kind == 0 ? F.writes : kind == 1 ? F.reads : kind == 2 ? F.flushes : kind == 3 ? F.fua
+		: kind == 4 ? F.opens : kind == 5 ? F.closes : F.shared;
 	pthread_mutex_unlock(&F.mu);
 	return n;
 }

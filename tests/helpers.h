@@ -54,7 +54,9 @@ struct fault_cfg {
 };
 void fault_setup(const struct fault_cfg *cfg);  /* registers "fault", wraps the run's backend */
 long fault_ops(void);
-/* bios seen so far: 0 writes, 1 reads, 2 flushes, 3 FUA writes */
+/* bios seen so far: 0 writes, 1 reads, 2 flushes, 3 FUA writes;
+   contexts: 4 opened, 5 closed, 6 bios or flushes a context got from a
+   thread other than the first that used it */
 long fault_count(int kind);
 const struct dio_backend_ops *fault_table(void);
 /* Power loss: undo every non-FUA write after the first `keep` unflushed

@@ -628,6 +628,93 @@ START_TEST(test_concurrent_fsyncs_share_journal_commits)
 }
 END_TEST
 
+/* ---- device contexts ---------------------------------------------------- */
+
+#define NCW 4
+static struct dio_vol *cw_vol;
+static pthread_barrier_t cw_bar;
+
+/* Write, sync and read back a file of its own on cw_vol; after the first
+   round wait while the main thread remounts, then check the first round's
+   file survived and do it again on the new mount. */
+static int pat_differs(const uint8_t *b, size_t n, uint32_t fid, uint32_t wid)
+{
+	for (size_t i = 0; i < n; i++)
+		if (b[i] != t_pat(fid, wid, i))
+			return 1;
+	return 0;
+}
+
+static void *ctx_worker(void *arg)
+{
+	long t = (long)arg;
+	uint8_t *b = t_aligned(8192);
+	intptr_t bad = 0;
+	for (int round = 0; round < 2 && !bad; round++) {
+		char name[16];
+		snprintf(name, sizeof(name), "c%ld.%d", t, round);
+		struct dio_file *f = dio_open(cw_vol, name, O_RDWR | O_CREAT);
+		t_fill(b, 8192, (uint32_t)t, (uint32_t)round, 0);
+		bad |= f == NULL || dio_pwrite(f, b, 8192, 0) != 8192 || dio_fdatasync(f) != 0;
+		memset(b, 0, 8192);
+		bad |= dio_pread(f, b, 8192, 0) != 8192 || pat_differs(b, 8192, (uint32_t)t, (uint32_t)round);
+		dio_close(f);
+		if (round == 0) {
+			pthread_barrier_wait(&cw_bar);   /* main unmounts and mounts again */
+			pthread_barrier_wait(&cw_bar);
+			snprintf(name, sizeof(name), "c%ld.0", t);
+			f = dio_open(cw_vol, name, O_RDONLY);
+			bad |= f == NULL || dio_pread(f, b, 8192, 0) != 8192 || pat_differs(b, 8192, (uint32_t)t, 0);
+			dio_close(f);
+		}
+	}
+	free(b);
+	return (void *)bad;
+}
+
+START_TEST(test_each_thread_submits_on_a_device_context_of_its_own)
+{
+	/* The fault backend notes the first thread to use each context and
+	   counts any use by another.  Threads doing synchronous I/O must each
+	   open one context per volume and never share it; a volume's close
+	   closes the contexts of threads still running, which then open new
+	   ones on the next mount; a thread's exit closes its contexts. */
+	char *p = strdup(t_image_path("ctx"));
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
+	fault_setup(&(struct fault_cfg){ 0 });
+	cw_vol = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(cw_vol);
+	long o0 = fault_count(4);
+	pthread_barrier_init(&cw_bar, NULL, NCW + 1);
+	pthread_t th[NCW];
+	for (long t = 0; t < NCW; t++)
+		pthread_create(&th[t], NULL, ctx_worker, (void *)t);
+	pthread_barrier_wait(&cw_bar);
+	ck_assert_int_eq(fault_count(4), o0 + NCW);   /* one each */
+	ck_assert_int_eq(fault_count(5), 0);
+	ck_assert_int_eq(dio_umount(cw_vol), 0);
+	ck_assert_int_eq(fault_count(5), fault_count(4));   /* the live threads' too */
+	cw_vol = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(cw_vol);
+	long o1 = fault_count(4), c1 = fault_count(5);
+	pthread_barrier_wait(&cw_bar);
+	for (int t = 0; t < NCW; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		ck_assert_ptr_null(r);
+	}
+	ck_assert_int_eq(fault_count(4), o1 + NCW);   /* new ones on the new mount */
+	ck_assert_int_eq(fault_count(5), c1 + NCW);   /* closed as their threads exited */
+	ck_assert_int_eq(fault_count(6), 0);          /* never one context for two threads */
+	ck_assert_int_eq(dio_umount(cw_vol), 0);
+	ck_assert_int_eq(fault_count(5), fault_count(4));
+	pthread_barrier_destroy(&cw_bar);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -645,6 +732,7 @@ int main(void)
 	TCase *g = tcase_create("group-commit");
 	tcase_set_timeout(g, 600);
 	tcase_add_test(g, test_concurrent_fsyncs_share_journal_commits);
+	tcase_add_test(g, test_each_thread_submits_on_a_device_context_of_its_own);
 	suite_add_tcase(s, g);
 	return t_run(s);
 }

@@ -2,7 +2,7 @@
  * libdio backend interface: how libdio hands device I/O to an engine.
  *
  * A backend is a table of functions.  libdio opens one context per
- * concurrent submitter (never shares one context between two threads at
+ * submitting thread (and a few shared ones, never used by two threads at
  * once), hands it batches of vectored device I/Os and waits for all of
  * them, and asks it for cache flushes.  The built-in "psync", "uring" and
  * "aio" backends implement exactly this table; dio_backend_register(3)

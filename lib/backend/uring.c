@@ -1,7 +1,7 @@
 /*
  * uring: io_uring through liburing.  One ring per context (libdio keeps a
- * context per concurrent submitter), the device fd registered, a batch is
- * one io_uring_submit_and_wait.
+ * context per submitting thread and one per queue), the device fd
+ * registered, a batch is one io_uring_submit_and_wait.
  */
 #include "../internal.h"
 #include <stdlib.h>
@@ -58,8 +58,10 @@ static void *ring_open(int fd, unsigned depth, int *err, bool owned)
 	   faster still (+15 % on 4 KiB QD32 reads from RAM, bench/RESULTS.md)
 	   but tie the ring to the task that made it: only that task could
 	   reap, and a queue may be handed to another thread with requests in
-	   flight (the contract: "one thread at a time"), while the
-	   synchronous contexts are a pool any thread may pick.  A queue
+	   flight (the contract: "one thread at a time"), while a thread's
+	   synchronous context is closed by whichever thread closes the
+	   volume, and SINGLE_ISSUER would refuse it the unregister below
+	   (docs/DESIGN.md, "Device contexts").  A queue
 	   whose owner promised never to do that (DIO_QUEUE_SINGLE_THREAD)
 	   gets them, as fio's rings do. */
 	int e = -EINVAL;

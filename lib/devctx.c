@@ -1,0 +1,220 @@
+/*
+ * Device contexts: which backend context a synchronous call submits on.
+ *
+ * Every thread gets a context of its own on each volume it does I/O on
+ * (an io_uring ring, an aio context), opened at its first device I/O
+ * there and closed when the thread exits or the volume closes, whichever
+ * comes first.  A synchronous call then submits without taking a lock or
+ * touching a cache line another thread writes.
+ *
+ * The number of thread contexts per volume is bounded (DIO_NTCTX), so that
+ * a program with a thousand threads does not hold a thousand rings or
+ * exhaust aio-max-nr.  A thread beyond the bound, or whose open fails
+ * (EMFILE, EAGAIN from io_setup), shares the pool: a few contexts, each
+ * behind its own mutex, taken with trylock from the one the thread used
+ * last.  The mount opens the pool's first context, so that the mount
+ * fails early when the backend cannot run and a context always exists.
+ *
+ * The registry (thread contexts by volume and by thread) changes only
+ * under registry_lock: at a thread's first I/O on a volume, at thread
+ * exit (a pthread key destructor), at volume close.  The lookup on the
+ * hot path reads the calling thread's own list and each entry's vol_id,
+ * which never changes; volume ids are never reused, so an entry left from
+ * a closed volume can never match a new volume at the same address.
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <unistd.h>
+
+#define DIO_NTCTX 64   /* thread contexts per volume; beyond, the pool */
+
+struct dio_tctx {
+	struct dio_devctx dc;      /* dc.ctx: this thread's backend context */
+	uint64_t vol_id;           /* the volume it belongs to (immutable) */
+	struct dio_vol *v;         /* NULL once that volume closed it */
+	struct dio_tctx *tnext;    /* the thread's list */
+	struct dio_tctx *vnext;    /* the volume's list */
+};
+
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t next_vol_id = 1;
+
+static __thread struct dio_tctx *tl_head;   /* this thread's contexts */
+static __thread struct dio_tctx *tl_last;   /* the one it used last */
+static __thread unsigned pool_hint;
+
+/* Under registry_lock: take e off its volume's list and close it. */
+static void tctx_detach(struct dio_tctx *e)
+{
+	struct dio_vol *v = e->v;
+	for (struct dio_tctx **p = &v->tctx; *p; p = &(*p)->vnext) {
+		if (*p == e) {
+			*p = e->vnext;
+			break;
+		}
+	}
+	v->ntctx--;
+	atomic_store_explicit(&v->ntctx_hint, v->ntctx, memory_order_relaxed);
+	v->ops->close(e->dc.ctx);
+	e->dc.ctx = NULL;
+	e->v = NULL;
+}
+
+/* The thread is exiting: close its contexts on volumes still mounted.
+   Runs as the thread key's destructor, so `head` is the key's value. */
+static void tctx_thread_exit(void *head)
+{
+	pthread_mutex_lock(&registry_lock);
+	for (struct dio_tctx *e = head, *next; e; e = next) {
+		next = e->tnext;
+		if (e->v)
+			tctx_detach(e);
+		free(e);
+	}
+	pthread_mutex_unlock(&registry_lock);
+	tl_head = tl_last = NULL;
+}
+
+static void thread_key_make(void)
+{
+	if (pthread_key_create(&thread_key, tctx_thread_exit))
+		abort();   /* PTHREAD_KEYS_MAX exhausted at first use: no way on */
+}
+
+/* Under registry_lock: free this thread's entries whose volume closed. */
+static void tctx_prune(void)
+{
+	for (struct dio_tctx **p = &tl_head; *p;) {
+		struct dio_tctx *e = *p;
+		if (e->v) {
+			p = &e->tnext;
+			continue;
+		}
+		*p = e->tnext;
+		if (tl_last == e)
+			tl_last = NULL;
+		free(e);
+	}
+}
+
+/* This thread's first I/O on v: open its context, or NULL if the bound
+   is reached or the backend cannot open another. */
+static struct dio_tctx *tctx_open(struct dio_vol *v)
+{
+	if (atomic_load_explicit(&v->ntctx_hint, memory_order_relaxed) >= DIO_NTCTX)
+		return NULL;
+	pthread_once(&thread_key_once, thread_key_make);
+	struct dio_tctx *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	int err = 0;
+	e->dc.ctx = v->ops->open(v->fd, v->depth, &err);
+	if (!e->dc.ctx) {
+		free(e);
+		return NULL;
+	}
+	e->vol_id = v->id;
+	e->v = v;
+	pthread_mutex_lock(&registry_lock);
+	if (v->ntctx >= DIO_NTCTX) {
+		pthread_mutex_unlock(&registry_lock);
+		v->ops->close(e->dc.ctx);
+		free(e);
+		return NULL;
+	}
+	tctx_prune();
+	e->vnext = v->tctx;
+	v->tctx = e;
+	v->ntctx++;
+	atomic_store_explicit(&v->ntctx_hint, v->ntctx, memory_order_relaxed);
+	e->tnext = tl_head;
+	tl_head = e;
+	pthread_mutex_unlock(&registry_lock);
+	pthread_setspecific(thread_key, tl_head);
+	return e;
+}
+
+/* A pooled context, locked: the first free one from the one this thread
+   used last; pool members beyond the first open on first use.  If none is
+   free and no other opens, wait for the first. */
+static struct dio_devctx *pool_get(struct dio_vol *v)
+{
+	for (unsigned i = 0; i < v->nctx; i++) {
+		unsigned k = (pool_hint + i) % v->nctx;
+		struct dio_devctx *c = &v->ctx[k];
+		if (pthread_mutex_trylock(&c->lock) != 0)
+			continue;
+		if (!c->ctx) {
+			int err = 0;
+			c->ctx = v->ops->open(v->fd, v->depth, &err);
+			if (!c->ctx) {
+				pthread_mutex_unlock(&c->lock);
+				continue;
+			}
+		}
+		pool_hint = k;
+		return c;
+	}
+	struct dio_devctx *c = &v->ctx[0];
+	pthread_mutex_lock(&c->lock);
+	return c;
+}
+
+struct dio_devctx *devctx_get(struct dio_vol *v)
+{
+	if (tl_last && tl_last->vol_id == v->id)
+		return &tl_last->dc;
+	for (struct dio_tctx *e = tl_head; e; e = e->tnext) {
+		if (e->vol_id == v->id) {
+			tl_last = e;
+			return &e->dc;
+		}
+	}
+	struct dio_tctx *e = tctx_open(v);
+	if (e) {
+		tl_last = e;
+		return &e->dc;
+	}
+	return pool_get(v);
+}
+
+void devctx_put(struct dio_devctx *c)
+{
+	if (c->pooled)
+		pthread_mutex_unlock(&c->lock);
+}
+
+int devctx_init(struct dio_vol *v)
+{
+	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+	v->id = atomic_fetch_add_explicit(&next_vol_id, 1, memory_order_relaxed);
+	v->nctx = (unsigned)MIN(MAX(nproc, 1L), (long)DIO_NCTX);
+	for (unsigned i = 0; i < v->nctx; i++) {
+		pthread_mutex_init(&v->ctx[i].lock, NULL);
+		v->ctx[i].pooled = true;
+	}
+	int err = 0;
+	v->ctx[0].ctx = v->ops->open(v->fd, v->depth, &err);
+	if (!v->ctx[0].ctx)
+		return -(err ? err : EIO);
+	return 0;
+}
+
+/* The volume is closing (no I/O in flight): close every context on it,
+   including those of threads still running, whose entries stay on their
+   lists, marked, until they next open one or exit. */
+void devctx_release(struct dio_vol *v)
+{
+	pthread_mutex_lock(&registry_lock);
+	while (v->tctx)
+		tctx_detach(v->tctx);
+	pthread_mutex_unlock(&registry_lock);
+	for (unsigned i = 0; i < v->nctx; i++) {
+		if (v->ctx[i].ctx)
+			v->ops->close(v->ctx[i].ctx);
+		pthread_mutex_destroy(&v->ctx[i].lock);
+	}
+	v->nctx = 0;
+}

@@ -55,8 +55,7 @@ static void tctx_detach(struct dio_tctx *e)
 			break;
 		}
 	}
-	v->ntctx--;
-	atomic_store_explicit(&v->ntctx_hint, v->ntctx, memory_order_relaxed);
+	atomic_store_explicit(&v->ntctx_hint, --v->ntctx, memory_order_relaxed);
 	v->ops->close(e->dc.ctx);
 	e->dc.ctx = NULL;
 	e->v = NULL;
@@ -100,35 +99,37 @@ static void tctx_prune(void)
 }
 
 /* This thread's first I/O on v: open its context, or NULL if the bound
-   is reached or the backend cannot open another. */
+   is reached or the backend cannot open another.  The slot is taken
+   before the open, so that threads arriving together never open more
+   than the bound allows. */
 static struct dio_tctx *tctx_open(struct dio_vol *v)
 {
 	if (atomic_load_explicit(&v->ntctx_hint, memory_order_relaxed) >= DIO_NTCTX)
 		return NULL;
 	pthread_once(&thread_key_once, thread_key_make);
-	struct dio_tctx *e = calloc(1, sizeof(*e));
-	if (!e)
+	pthread_mutex_lock(&registry_lock);
+	bool room = v->ntctx < DIO_NTCTX;
+	if (room)
+		atomic_store_explicit(&v->ntctx_hint, ++v->ntctx, memory_order_relaxed);
+	pthread_mutex_unlock(&registry_lock);
+	if (!room)
 		return NULL;
 	int err = 0;
-	e->dc.ctx = v->ops->open(v->fd, v->depth, &err);
-	if (!e->dc.ctx) {
+	struct dio_tctx *e = calloc(1, sizeof(*e));
+	if (e)
+		e->dc.ctx = v->ops->open(v->fd, v->depth, &err);
+	pthread_mutex_lock(&registry_lock);
+	if (!e || !e->dc.ctx) {
+		atomic_store_explicit(&v->ntctx_hint, --v->ntctx, memory_order_relaxed);
+		pthread_mutex_unlock(&registry_lock);
 		free(e);
 		return NULL;
 	}
 	e->vol_id = v->id;
 	e->v = v;
-	pthread_mutex_lock(&registry_lock);
-	if (v->ntctx >= DIO_NTCTX) {
-		pthread_mutex_unlock(&registry_lock);
-		v->ops->close(e->dc.ctx);
-		free(e);
-		return NULL;
-	}
 	tctx_prune();
 	e->vnext = v->tctx;
 	v->tctx = e;
-	v->ntctx++;
-	atomic_store_explicit(&v->ntctx_hint, v->ntctx, memory_order_relaxed);
 	e->tnext = tl_head;
 	tl_head = e;
 	pthread_mutex_unlock(&registry_lock);

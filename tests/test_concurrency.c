@@ -715,6 +715,71 @@ START_TEST(test_each_thread_submits_on_a_device_context_of_its_own)
 }
 END_TEST
 
+#define NPOOLW 72   /* more threads than a volume gives contexts of their own (64) */
+static struct dio_file *pw_file;
+static pthread_barrier_t pw_bar;
+
+/* Write and read back block t of pw_file while every other worker is
+   alive, so that the ones past the bound must share the pool. */
+static void *pool_worker(void *arg)
+{
+	long t = (long)arg;
+	uint8_t *b = t_aligned(4096);
+	pthread_barrier_wait(&pw_bar);
+	t_fill(b, 4096, 7, (uint32_t)t, (uint64_t)t * 4096);
+	intptr_t bad = dio_pwrite(pw_file, b, 4096, (off_t)t * 4096) != 4096;
+	memset(b, 0, 4096);
+	bad |= dio_pread(pw_file, b, 4096, (off_t)t * 4096) != 4096;
+	for (size_t i = 0; i < 4096 && !bad; i++)
+		bad |= b[i] != t_pat(7, (uint32_t)t, (uint64_t)t * 4096 + i);
+	pthread_barrier_wait(&pw_bar);   /* keep the context until all are done */
+	free(b);
+	return (void *)bad;
+}
+
+START_TEST(test_threads_beyond_the_context_bound_share_the_pool)
+{
+	char *p = strdup(t_image_path("pool"));
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
+	fault_setup(&(struct fault_cfg){ 0 });
+	struct dio_vol *v = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	pw_file = dio_open(v, "shared", O_RDWR | O_CREAT);
+	ck_assert_ptr_nonnull(pw_file);
+	ck_assert_int_eq(dio_fallocate(pw_file, 0, 0, NPOOLW * 4096), 0);
+	pthread_barrier_init(&pw_bar, NULL, NPOOLW);
+	pthread_t th[NPOOLW];
+	for (long t = 0; t < NPOOLW; t++)
+		ck_assert_int_eq(pthread_create(&th[t], NULL, pool_worker, (void *)t), 0);
+	for (int t = 0; t < NPOOLW; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		ck_assert_ptr_null(r);
+	}
+	/* at most 64 of their own plus a pool of at most 8, and the pool was
+	   really shared (more threads than contexts, all alive at once) */
+	ck_assert_int_le(fault_count(4), 64 + 8);
+	ck_assert_int_gt(fault_count(6), 0);
+	dio_close(pw_file);
+	ck_assert_int_eq(dio_umount(v), 0);
+	ck_assert_int_eq(fault_count(5), fault_count(4));
+	v = t_mount(p);
+	struct dio_file *f = dio_open(v, "shared", O_RDONLY);
+	uint8_t *b = t_aligned(4096);
+	for (long t = 0; t < NPOOLW; t++) {
+		ck_assert_int_eq(dio_pread(f, b, 4096, (off_t)t * 4096), 4096);
+		ck_assert_uint_eq(b[t % 4096], t_pat(7, (uint32_t)t, (uint64_t)t * 4096 + (uint64_t)(t % 4096)));
+	}
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	pthread_barrier_destroy(&pw_bar);
+	free(b);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -733,6 +798,7 @@ int main(void)
 	tcase_set_timeout(g, 600);
 	tcase_add_test(g, test_concurrent_fsyncs_share_journal_commits);
 	tcase_add_test(g, test_each_thread_submits_on_a_device_context_of_its_own);
+	tcase_add_test(g, test_threads_beyond_the_context_bound_share_the_pool);
 	suite_add_tcase(s, g);
 	return t_run(s);
 }

@@ -24,6 +24,7 @@
  */
 #include "internal.h"
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define DIO_NTCTX 64   /* thread contexts per volume; beyond, the pool */
@@ -76,10 +77,18 @@ static void tctx_thread_exit(void *head)
 	tl_head = tl_last = NULL;
 }
 
+/* A child forked while another thread held the lock would wait forever
+   at its first open. */
+static void registry_after_fork(void)
+{
+	pthread_mutex_init(&registry_lock, NULL);
+}
+
 static void thread_key_make(void)
 {
 	if (pthread_key_create(&thread_key, tctx_thread_exit))
 		abort();   /* PTHREAD_KEYS_MAX exhausted at first use: no way on */
+	pthread_atfork(NULL, NULL, registry_after_fork);
 }
 
 /* Under registry_lock: free this thread's entries whose volume closed. */
@@ -115,9 +124,11 @@ static struct dio_tctx *tctx_open(struct dio_vol *v)
 	if (!room)
 		return NULL;
 	int err = 0;
-	struct dio_tctx *e = calloc(1, sizeof(*e));
-	if (e)
+	struct dio_tctx *e = NULL;   /* dio_devctx keeps a cache line of its own */
+	if (!posix_memalign((void **)&e, 64, sizeof(*e))) {
+		memset(e, 0, sizeof(*e));
 		e->dc.ctx = v->ops->open(v->fd, v->depth, &err);
+	}
 	pthread_mutex_lock(&registry_lock);
 	if (!e || !e->dc.ctx) {
 		atomic_store_explicit(&v->ntctx_hint, --v->ntctx, memory_order_relaxed);

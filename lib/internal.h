@@ -367,11 +367,12 @@ int  fsck_with_ops(const char *path, unsigned flags, const struct dio_backend_op
 extern __thread void (*dio_log_tap)(int level, const char *msg, void *arg);
 extern __thread void *dio_log_tap_arg;
 
-/* device I/O (rw.c) */
+/* device contexts (devctx.c) */
 struct dio_devctx *devctx_get(struct dio_vol *v);   /* this thread's, or a pooled one */
 void devctx_put(struct dio_devctx *c);
 int devctx_init(struct dio_vol *v);
 void devctx_release(struct dio_vol *v);
+/* device I/O (rw.c) */
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n);
 int dev_flush(struct dio_vol *v);
 int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, size_t len);

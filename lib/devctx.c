@@ -9,8 +9,9 @@
  *
  * The number of thread contexts per volume is bounded (DIO_NTCTX), so that
  * a program with a thousand threads does not hold a thousand rings or
- * exhaust aio-max-nr.  A thread beyond the bound, or whose open fails
- * (EMFILE, EAGAIN from io_setup), shares the pool: a few contexts, each
+ * exhaust aio-max-nr.  A thread beyond the bound, or whose open failed
+ * (EMFILE, EAGAIN from io_setup: it does not ask again on that volume),
+ * shares the pool: a few contexts, each
  * behind its own mutex, taken with trylock from the one the thread used
  * last.  The mount opens the pool's first context, so that the mount
  * fails early when the backend cannot run and a context always exists.
@@ -45,6 +46,8 @@ static atomic_uint_fast64_t next_vol_id = 1;
 static __thread struct dio_tctx *tl_head;   /* this thread's contexts */
 static __thread struct dio_tctx *tl_last;   /* the one it used last */
 static __thread unsigned pool_hint;
+static __thread uint64_t tl_refused;        /* a volume that could not open
+					       one for this thread: it uses the pool */
 
 /* Under registry_lock: take e off its volume's list and close it. */
 static void tctx_detach(struct dio_tctx *e)
@@ -108,10 +111,11 @@ static void tctx_prune(void)
 }
 
 /* This thread's first I/O on v: open its context, or NULL if the bound
-   is reached or the backend cannot open another.  The slot is taken
-   before the open, so that threads arriving together never open more
-   than the bound allows. */
-static struct dio_tctx *tctx_open(struct dio_vol *v)
+   is reached or the backend cannot open another (*refused: the open
+   failed, so the thread need not ask again).  The slot is taken before
+   the open, so that threads arriving together never open more than the
+   bound allows. */
+static struct dio_tctx *tctx_open(struct dio_vol *v, bool *refused)
 {
 	if (atomic_load_explicit(&v->ntctx_hint, memory_order_relaxed) >= DIO_NTCTX)
 		return NULL;
@@ -131,6 +135,7 @@ static struct dio_tctx *tctx_open(struct dio_vol *v)
 	}
 	pthread_mutex_lock(&registry_lock);
 	if (!e || !e->dc.ctx) {
+		*refused = true;
 		atomic_store_explicit(&v->ntctx_hint, --v->ntctx, memory_order_relaxed);
 		pthread_mutex_unlock(&registry_lock);
 		free(e);
@@ -160,8 +165,11 @@ static struct dio_devctx *pool_get(struct dio_vol *v)
 			continue;
 		if (!c->ctx) {
 			int err = 0;
-			c->ctx = v->ops->open(v->fd, v->depth, &err);
+			if (!atomic_load_explicit(&v->pool_full, memory_order_relaxed))
+				c->ctx = v->ops->open(v->fd, v->depth, &err);
 			if (!c->ctx) {
+				/* the backend is out of contexts: do not ask on every call */
+				atomic_store_explicit(&v->pool_full, true, memory_order_relaxed);
 				pthread_mutex_unlock(&c->lock);
 				continue;
 			}
@@ -184,10 +192,15 @@ struct dio_devctx *devctx_get(struct dio_vol *v)
 			return &e->dc;
 		}
 	}
-	struct dio_tctx *e = tctx_open(v);
-	if (e) {
-		tl_last = e;
-		return &e->dc;
+	if (tl_refused != v->id) {
+		bool refused = false;
+		struct dio_tctx *e = tctx_open(v, &refused);
+		if (e) {
+			tl_last = e;
+			return &e->dc;
+		}
+		if (refused)
+			tl_refused = v->id;
 	}
 	return pool_get(v);
 }

@@ -303,6 +303,7 @@ struct dio_vol {
 	unsigned ntctx;
 	atomic_uint ntctx_hint;    /* ntctx, read without the lock */
 	struct dio_devctx ctx[DIO_NCTX];   /* the pool */
+	atomic_bool pool_full;     /* an open for the pool failed: open no more */
 	unsigned nctx;
 	unsigned depth;
 

@@ -22,6 +22,7 @@ static struct {
 	struct fault_cfg cfg;
 	long writes, reads, flushes, ops, fua;
 	long opens, closes, shared;   /* contexts; uses of one by a second thread */
+	long refused;                 /* opens failed by max_contexts */
 	int failed, dead;
 	struct undo *log;
 	size_t nlog, cap;
@@ -46,6 +47,14 @@ static int f_probe(void) { return 0; }
 
 static void *f_open(int fd, unsigned depth, int *err)
 {
+	pthread_mutex_lock(&F.mu);
+	bool full = F.cfg.max_contexts && F.opens - F.closes >= F.cfg.max_contexts;
+	F.refused += full;
+	pthread_mutex_unlock(&F.mu);
+	if (full) {   /* as io_setup says when fs.aio-max-nr is reached */
+		*err = EAGAIN;
+		return NULL;
+	}
 	struct fctx *c = calloc(1, sizeof(*c));
 	c->fd = fd;
 	c->inner = F.inner->open(fd, depth, err);
@@ -195,7 +204,7 @@ void fault_setup(const struct fault_cfg *cfg)
 	pthread_mutex_lock(&F.mu);
 	F.cfg = *cfg;
 	F.writes = F.reads = F.flushes = F.ops = F.fua = 0;
-	F.opens = F.closes = F.shared = 0;
+	F.opens = F.closes = F.shared = F.refused = 0;
 	F.failed = F.dead = 0;
 	drop_undo();
 	pthread_mutex_unlock(&F.mu);
@@ -217,7 +226,7 @@ long fault_count(int kind)
 {
 	pthread_mutex_lock(&F.mu);
 	long n = kind == 0 ? F.writes : kind == 1 ? F.reads : kind == 2 ? F.flushes : kind == 3 ? F.fua
-		: kind == 4 ? F.opens : kind == 5 ? F.closes : F.shared;
+		: kind == 4 ? F.opens : kind == 5 ? F.closes : kind == 6 ? F.shared : F.refused;
 	pthread_mutex_unlock(&F.mu);
 	return n;
 }

@@ -780,6 +780,55 @@ START_TEST(test_threads_beyond_the_context_bound_share_the_pool)
 }
 END_TEST
 
+START_TEST(test_threads_share_the_pool_when_the_backend_opens_no_more_contexts)
+{
+	/* The backend refuses every context past the mount's and the main
+	   thread's (as io_setup does at fs.aio-max-nr): the workers' I/O must
+	   still work, through the pool. */
+	char *p = strdup(t_image_path("nomore"));
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
+	fault_setup(&(struct fault_cfg){ .max_contexts = 2 });
+	struct dio_vol *v = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	pw_file = dio_open(v, "shared", O_RDWR | O_CREAT);
+	ck_assert_ptr_nonnull(pw_file);
+	ck_assert_int_eq(fault_count(4), 2);   /* the pool's first, the main thread's */
+	enum { N = 6 };
+	pthread_barrier_init(&pw_bar, NULL, N);
+	pthread_t th[N];
+	for (long t = 0; t < N; t++)
+		ck_assert_int_eq(pthread_create(&th[t], NULL, pool_worker, (void *)t), 0);
+	for (int t = 0; t < N; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		ck_assert_ptr_null(r);
+	}
+	ck_assert_int_eq(fault_count(4), 2);   /* nothing more could open */
+	ck_assert_int_gt(fault_count(6), 0);   /* so the workers shared one */
+	/* each worker asked once for its own, the pool once for a second
+	   member; not again on every call */
+	ck_assert_int_le(fault_count(7), N + 1);
+	ck_assert_int_eq(dio_fsync(pw_file), 0);
+	dio_close(pw_file);
+	ck_assert_int_eq(dio_umount(v), 0);
+	v = t_mount(p);
+	struct dio_file *f = dio_open(v, "shared", O_RDONLY);
+	uint8_t *b = t_aligned(4096);
+	for (long t = 0; t < N; t++) {
+		ck_assert_int_eq(dio_pread(f, b, 4096, (off_t)t * 4096), 4096);
+		for (size_t i = 0; i < 4096; i += 511)
+			ck_assert_uint_eq(b[i], t_pat(7, (uint32_t)t, (uint64_t)t * 4096 + i));
+	}
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	pthread_barrier_destroy(&pw_bar);
+	free(b);
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -799,6 +848,7 @@ int main(void)
 	tcase_add_test(g, test_concurrent_fsyncs_share_journal_commits);
 	tcase_add_test(g, test_each_thread_submits_on_a_device_context_of_its_own);
 	tcase_add_test(g, test_threads_beyond_the_context_bound_share_the_pool);
+	tcase_add_test(g, test_threads_share_the_pool_when_the_backend_opens_no_more_contexts);
 	suite_add_tcase(s, g);
 	return t_run(s);
 }

@@ -26,9 +26,11 @@ for a in "$@"; do
     --fsync=*) extra_fio="$extra_fio --fdatasync=${a#--fsync=}" ;;
     --fixedbufs) extra_fio="$extra_fio --fixedbufs" ;;
     --norandommap) extra_fio="$extra_fio --norandommap" ;;
-    --append)  # every job appends to a fresh file of its own
+    --append)  # every job appends to a fresh file of its own, which grows
+               # with its writes as libdio's do (fio would fallocate --size
+               # first, and on tmpfs allocate every page before timing)
                mkdir -p "$target/fio-append"; rm -f "$target"/fio-append/*
-               fio_where="--directory=$target/fio-append --filename_format=f.\$jobnum --file_append=1" ;;
+               fio_where="--directory=$target/fio-append --filename_format=f.\$jobnum --file_append=1 --fallocate=none" ;;
   esac
 done
 # On tmpfs each run starts right after writing and freeing 12 GiB, so that

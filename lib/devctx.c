@@ -5,7 +5,14 @@
  * (an io_uring ring, an aio context), opened at its first device I/O
  * there and closed when the thread exits or the volume closes, whichever
  * comes first.  A synchronous call then submits without taking a lock or
- * touching a cache line another thread writes.
+ * touching a cache line another thread writes.  Only its thread submits
+ * on it, so it comes from the backend's open_owned where there is one
+ * (io_uring: SINGLE_ISSUER|DEFER_TASKRUN).  Closing one from another
+ * thread (a volume closed while its threads live) cannot unregister the
+ * device from such a ring, which then holds the open file until the
+ * kernel tears the ring down, a few milliseconds later: the volume drops
+ * its flock explicitly and a mount retries a block device's EBUSY for up
+ * to half a second (info.c), so the next mount does not see it.
  *
  * The number of thread contexts per volume is bounded (DIO_NTCTX), so that
  * a program with a thousand threads does not hold a thousand rings or
@@ -131,7 +138,10 @@ static struct dio_tctx *tctx_open(struct dio_vol *v, bool *refused)
 	struct dio_tctx *e = NULL;   /* dio_devctx keeps a cache line of its own */
 	if (!posix_memalign((void **)&e, 64, sizeof(*e))) {
 		memset(e, 0, sizeof(*e));
-		e->dc.ctx = v->ops->open(v->fd, v->depth, &err);
+		/* only this thread submits on it: the backend may bind it to
+		   the thread (io_uring: SINGLE_ISSUER|DEFER_TASKRUN) */
+		e->dc.ctx = backend_has_owned(v->ops) ? v->ops->open_owned(v->fd, v->depth, &err)
+						      : v->ops->open(v->fd, v->depth, &err);
 	}
 	pthread_mutex_lock(&registry_lock);
 	if (!e || !e->dc.ctx) {

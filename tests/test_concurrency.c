@@ -829,6 +829,40 @@ START_TEST(test_threads_share_the_pool_when_the_backend_opens_no_more_contexts)
 }
 END_TEST
 
+START_TEST(test_volume_closed_under_live_threads_mounts_again_at_once)
+{
+	/* The same on the run's own backend, whose thread contexts are bound
+	   to their threads (io_uring: SINGLE_ISSUER|DEFER_TASKRUN): the main
+	   thread closes the workers' contexts while they live, and the image
+	   (or device) must mount again at once and serve them. */
+	char *p = strdup(t_image_path("ctxlive"));
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
+	for (int round = 0; round < 3; round++) {
+		cw_vol = t_mount(p);
+		ck_assert_ptr_nonnull(cw_vol);
+		pthread_barrier_init(&cw_bar, NULL, NCW + 1);
+		pthread_t th[NCW];
+		for (long t = 0; t < NCW; t++)
+			pthread_create(&th[t], NULL, ctx_worker, (void *)t);
+		pthread_barrier_wait(&cw_bar);
+		ck_assert_int_eq(dio_umount(cw_vol), 0);
+		cw_vol = t_mount(p);
+		ck_assert_msg(cw_vol != NULL, "mount right after closing live threads' contexts: %s", strerror(errno));
+		pthread_barrier_wait(&cw_bar);
+		for (int t = 0; t < NCW; t++) {
+			void *r;
+			pthread_join(th[t], &r);
+			ck_assert_ptr_null(r);
+		}
+		ck_assert_int_eq(dio_umount(cw_vol), 0);
+		pthread_barrier_destroy(&cw_bar);
+	}
+	unlink(p);
+	free(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("concurrency");
@@ -849,6 +883,7 @@ int main(void)
 	tcase_add_test(g, test_each_thread_submits_on_a_device_context_of_its_own);
 	tcase_add_test(g, test_threads_beyond_the_context_bound_share_the_pool);
 	tcase_add_test(g, test_threads_share_the_pool_when_the_backend_opens_no_more_contexts);
+	tcase_add_test(g, test_volume_closed_under_live_threads_mounts_again_at_once);
 	suite_add_tcase(s, g);
 	return t_run(s);
 }

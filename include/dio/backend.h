@@ -68,9 +68,10 @@ struct dio_backend_ops {
 	   -errno. */
 	int   (*register_buffers)(void *ctx, const struct iovec *iov, unsigned nr);
 	/* Optional (ABI 4; NULL: open is used).  Like open, for a context
-	   that only the calling thread will ever use (a queue made with
-	   DIO_QUEUE_SINGLE_THREAD), so the engine may bind it to that thread
-	   (io_uring: SINGLE_ISSUER|DEFER_TASKRUN). */
+	   that only the calling thread will submit on (its own synchronous
+	   context, a queue made with DIO_QUEUE_SINGLE_THREAD), so the engine
+	   may bind it to that thread (io_uring: SINGLE_ISSUER|DEFER_TASKRUN).
+	   close may still come from another thread, at unmount. */
 	void *(*open_owned)(int fd, unsigned depth, int *err);
 };
 

@@ -1,15 +1,18 @@
 /*
  * uring: io_uring through liburing.  One ring per context (libdio keeps a
  * context per submitting thread and one per queue), the device fd
- * registered, a batch is one io_uring_submit_and_wait.
+ * registered, a batch is one io_uring_submit_and_wait; flushes are a
+ * plain fdatasync (see uring_flush).
  */
 #include "../internal.h"
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <liburing.h>
 
 struct uring_ctx {
 	struct io_uring ring;
+	int fd;          /* the device, for flushes */
 	unsigned depth;
 	bool has_bufs;
 	bool deferred;   /* DEFER_TASKRUN: completions show only after an enter */
@@ -54,18 +57,16 @@ static void *ring_open(int fd, unsigned depth, int *err, bool owned)
 	}
 	/* COOP_TASKRUN: completions are processed when the owner next enters
 	   the kernel instead of interrupting it (5.19+); older kernels say
-	   EINVAL and get a plain ring.  SINGLE_ISSUER|DEFER_TASKRUN would be
+	   EINVAL and get a plain ring.  SINGLE_ISSUER|DEFER_TASKRUN are
 	   faster still (+15 % on 4 KiB QD32 reads from RAM, bench/RESULTS.md)
-	   but tie the ring to the task that made it: only that task could
-	   reap, and a queue may be handed to another thread with requests in
-	   flight (the contract: "one thread at a time"), while a thread's
-	   synchronous context is closed by whichever thread closes the
-	   volume, and SINGLE_ISSUER would refuse it the unregister below
-	   (docs/DESIGN.md, "Device contexts").  A queue
-	   whose owner promised never to do that (DIO_QUEUE_SINGLE_THREAD)
-	   gets them, as fio's rings do. */
+	   but tie the ring to the task that made it: only that task can
+	   reap, and a plain queue may be handed to another thread with
+	   requests in flight (the contract: "one thread at a time").
+	   Contexts only their thread submits on (a thread's own synchronous
+	   context, a DIO_QUEUE_SINGLE_THREAD queue) come from open_owned and
+	   get them, as fio's rings do. */
 	int e = -EINVAL;
-	if (owned) {   /* a queue made with DIO_QUEUE_SINGLE_THREAD: no such worry */
+	if (owned) {
 		e = io_uring_queue_init(depth, &c->ring, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
 							 IORING_SETUP_COOP_TASKRUN);
 		c->deferred = e == 0;
@@ -87,6 +88,7 @@ static void *ring_open(int fd, unsigned depth, int *err, bool owned)
 		return NULL;
 	}
 	c->depth = depth;
+	c->fd = fd;
 	return c;
 }
 
@@ -205,24 +207,14 @@ static int uring_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigne
 	return (int)got;
 }
 
+/* fdatasync(2) directly: io_uring runs IORING_OP_FSYNC on an io-wq
+   worker (it blocks), and the hand-off to that thread and back cost 4
+   threads appending 4 KiB + fdatasync 12-15 % of their rate against the
+   plain system call (bench/RESULTS.md, session 4). */
 static int uring_flush(void *ctx)
 {
 	struct uring_ctx *c = ctx;
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
-	struct io_uring_cqe *cqe;
-	io_uring_prep_fsync(sqe, 0, IORING_FSYNC_DATASYNC);
-	sqe->flags |= IOSQE_FIXED_FILE;
-	int r = io_uring_submit_and_wait(&c->ring, 1);
-	if (r < 0)
-		return r;
-	do
-		r = io_uring_wait_cqe(&c->ring, &cqe);
-	while (r == -EINTR);
-	if (r < 0)
-		return r;
-	r = cqe->res;
-	io_uring_cqe_seen(&c->ring, cqe);
-	return r < 0 ? r : 0;
+	return fdatasync(c->fd) < 0 ? -errno : 0;
 }
 
 static int uring_register_buffers(void *ctx, const struct iovec *iov, unsigned nr)
@@ -247,7 +239,9 @@ static void uring_close(void *ctx)
 {
 	struct uring_ctx *c = ctx;
 	/* drop the ring's reference to the device before the ring goes,
-	   so the exclusive claim is released when the volume closes */
+	   so the exclusive claim is released when the volume closes (an
+	   owned ring closed from another thread refuses with EEXIST and
+	   drops it at its teardown instead: docs/DESIGN.md) */
 	io_uring_unregister_files(&c->ring);
 	io_uring_queue_exit(&c->ring);
 	free(c);

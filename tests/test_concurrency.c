@@ -737,6 +737,39 @@ static void *pool_worker(void *arg)
 	return (void *)bad;
 }
 
+/* n pool_workers at once on pw_file; each must report success. */
+static void run_pool_workers(int n)
+{
+	pthread_t th[NPOOLW];
+	ck_assert_int_le(n, NPOOLW);
+	pthread_barrier_init(&pw_bar, NULL, (unsigned)n);
+	for (long t = 0; t < n; t++)
+		ck_assert_int_eq(pthread_create(&th[t], NULL, pool_worker, (void *)t), 0);
+	for (int t = 0; t < n; t++) {
+		void *r;
+		pthread_join(th[t], &r);
+		ck_assert_ptr_null(r);
+	}
+	pthread_barrier_destroy(&pw_bar);
+}
+
+/* After a remount, block t of "shared" holds worker t's bytes. */
+static void check_pool_blocks(const char *p, int n)
+{
+	struct dio_vol *v = t_mount(p);
+	ck_assert_ptr_nonnull(v);
+	struct dio_file *f = dio_open(v, "shared", O_RDONLY);
+	uint8_t *b = t_aligned(4096);
+	for (long t = 0; t < n; t++) {
+		ck_assert_int_eq(dio_pread(f, b, 4096, (off_t)t * 4096), 4096);
+		for (size_t i = 0; i < 4096; i += 511)
+			ck_assert_uint_eq(b[i], t_pat(7, (uint32_t)t, (uint64_t)t * 4096 + i));
+	}
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(b);
+}
+
 START_TEST(test_threads_beyond_the_context_bound_share_the_pool)
 {
 	char *p = strdup(t_image_path("pool"));
@@ -748,15 +781,7 @@ START_TEST(test_threads_beyond_the_context_bound_share_the_pool)
 	pw_file = dio_open(v, "shared", O_RDWR | O_CREAT);
 	ck_assert_ptr_nonnull(pw_file);
 	ck_assert_int_eq(dio_fallocate(pw_file, 0, 0, NPOOLW * 4096), 0);
-	pthread_barrier_init(&pw_bar, NULL, NPOOLW);
-	pthread_t th[NPOOLW];
-	for (long t = 0; t < NPOOLW; t++)
-		ck_assert_int_eq(pthread_create(&th[t], NULL, pool_worker, (void *)t), 0);
-	for (int t = 0; t < NPOOLW; t++) {
-		void *r;
-		pthread_join(th[t], &r);
-		ck_assert_ptr_null(r);
-	}
+	run_pool_workers(NPOOLW);
 	/* at most 64 of their own plus a pool of at most 8, and the pool was
 	   really shared (more threads than contexts, all alive at once) */
 	ck_assert_int_le(fault_count(4), 64 + 8);
@@ -764,17 +789,7 @@ START_TEST(test_threads_beyond_the_context_bound_share_the_pool)
 	dio_close(pw_file);
 	ck_assert_int_eq(dio_umount(v), 0);
 	ck_assert_int_eq(fault_count(5), fault_count(4));
-	v = t_mount(p);
-	struct dio_file *f = dio_open(v, "shared", O_RDONLY);
-	uint8_t *b = t_aligned(4096);
-	for (long t = 0; t < NPOOLW; t++) {
-		ck_assert_int_eq(dio_pread(f, b, 4096, (off_t)t * 4096), 4096);
-		ck_assert_uint_eq(b[t % 4096], t_pat(7, (uint32_t)t, (uint64_t)t * 4096 + (uint64_t)(t % 4096)));
-	}
-	dio_close(f);
-	ck_assert_int_eq(dio_umount(v), 0);
-	pthread_barrier_destroy(&pw_bar);
-	free(b);
+	check_pool_blocks(p, NPOOLW);
 	unlink(p);
 	free(p);
 }
@@ -795,15 +810,7 @@ START_TEST(test_threads_share_the_pool_when_the_backend_opens_no_more_contexts)
 	ck_assert_ptr_nonnull(pw_file);
 	ck_assert_int_eq(fault_count(4), 2);   /* the pool's first, the main thread's */
 	enum { N = 6 };
-	pthread_barrier_init(&pw_bar, NULL, N);
-	pthread_t th[N];
-	for (long t = 0; t < N; t++)
-		ck_assert_int_eq(pthread_create(&th[t], NULL, pool_worker, (void *)t), 0);
-	for (int t = 0; t < N; t++) {
-		void *r;
-		pthread_join(th[t], &r);
-		ck_assert_ptr_null(r);
-	}
+	run_pool_workers(N);
 	ck_assert_int_eq(fault_count(4), 2);   /* nothing more could open */
 	ck_assert_int_gt(fault_count(6), 0);   /* so the workers shared one */
 	/* each worker asked once for its own, the pool once for a second
@@ -812,18 +819,7 @@ START_TEST(test_threads_share_the_pool_when_the_backend_opens_no_more_contexts)
 	ck_assert_int_eq(dio_fsync(pw_file), 0);
 	dio_close(pw_file);
 	ck_assert_int_eq(dio_umount(v), 0);
-	v = t_mount(p);
-	struct dio_file *f = dio_open(v, "shared", O_RDONLY);
-	uint8_t *b = t_aligned(4096);
-	for (long t = 0; t < N; t++) {
-		ck_assert_int_eq(dio_pread(f, b, 4096, (off_t)t * 4096), 4096);
-		for (size_t i = 0; i < 4096; i += 511)
-			ck_assert_uint_eq(b[i], t_pat(7, (uint32_t)t, (uint64_t)t * 4096 + i));
-	}
-	dio_close(f);
-	ck_assert_int_eq(dio_umount(v), 0);
-	pthread_barrier_destroy(&pw_bar);
-	free(b);
+	check_pool_blocks(p, N);
 	unlink(p);
 	free(p);
 }

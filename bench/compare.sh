@@ -1,12 +1,12 @@
 #!/bin/sh
-# Run the same workload with fio (the baseline) and with dio-bench on the
+# Run the same workload with fio (the baseline) and with `dio bench` on the
 # same target directory or device in one run, and print the ratio.
 #
-#   bench/compare.sh DIR_OR_DEVICE BACKEND RW BS IODEPTH NUMJOBS [RUNTIME] [SIZE] [extra dio-bench args]
+#   bench/compare.sh DIR_OR_DEVICE BACKEND RW BS IODEPTH NUMJOBS [RUNTIME] [SIZE] [extra dio bench args]
 #   e.g. bench/compare.sh /dev/shm psync randread 4k 1 1 10 256m
 #
 # BACKEND psync|uring|aio maps to fio's psync|io_uring|libaio.  On a
-# directory, fio uses DIR/fio.img and dio-bench DIR/dio.img.
+# directory, fio uses DIR/fio.img and dio bench DIR/dio.img.
 set -e
 target=$1 backend=$2 rw=$3 bs=$4 qd=$5 jobs=$6 runtime=${7:-10} size=${8:-256m}
 shift 8 2>/dev/null || shift $#
@@ -15,7 +15,7 @@ case $backend in
   psync) engine=psync ;; uring) engine=io_uring ;; aio) engine=libaio ;; *) echo "backend?"; exit 2 ;;
 esac
 if [ -d "$target" ]; then fio_t="$target/fio.img"; dio_t="$target/dio.img"; else fio_t=$target; dio_t=$target; fi
-# BENCH_CPU=N: one-job runs of fio and dio-bench both pinned to CPU N.
+# BENCH_CPU=N: one-job runs of fio and dio bench both pinned to CPU N.
 # Off by default: pinned, the submitter competes with the io-wq workers
 # that serve io_uring on tmpfs (both fio and libdio fall to a third).
 pin=""
@@ -58,7 +58,7 @@ for a in "$@"; do
     *) dio_args="$dio_args $a" ;;
   esac
 done
-dio_json=$($pin "$build/bench/dio-bench" --target "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
+dio_json=$($pin "$build/tools/dio" bench "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
   --iodepth "$qd" --numjobs "$jobs" --runtime "$runtime" --size "$size" --json $dio_args)
 dio_iops=$(printf '%s' "$dio_json" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["iops"]))')
 python3 - "$fio_iops" "$dio_iops" "$rw" "$bs" "$qd" "$jobs" "$backend" "$target" <<'PY'

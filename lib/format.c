@@ -32,12 +32,12 @@ void sb_encode(const struct dio_sb *sb, uint8_t *b)
 	put_le32(b + 252, dio_crc32c(0, b, 252));
 }
 
+/* The fields are decoded even when the checksum fails (-EUCLEAN), so
+   that dio dump can show what a damaged slot holds; nobody else looks. */
 int sb_decode(const uint8_t *b, struct dio_sb *sb)
 {
 	if (get_le64(b) != DIO_MAGIC_SB)
 		return -EINVAL;
-	if (get_le32(b + 252) != dio_crc32c(0, b, 252))
-		return -EUCLEAN;
 	memset(sb, 0, sizeof(*sb));
 	sb->version = get_le32(b + 8);
 	sb->incompat = get_le32(b + 12);
@@ -60,7 +60,7 @@ int sb_decode(const uint8_t *b, struct dio_sb *sb)
 	sb->jstart_bseq = get_le64(b + 128);
 	memcpy(sb->label, b + 136, 64);
 	sb->label[63] = 0;
-	return 0;
+	return get_le32(b + 252) == dio_crc32c(0, b, 252) ? 0 : -EUCLEAN;
 }
 
 /* Every field checked against every other and against the device, so a
@@ -101,26 +101,38 @@ void mblk_seal(uint8_t *blk, uint32_t bs, const struct dio_mblk_hdr *h)
 	put_le32(blk + 4, dio_crc32c(0, blk, bs));
 }
 
-int mblk_check(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid, struct dio_mblk_hdr *h)
+/* CRC of a metadata block with its crc field read as zero. */
+static uint32_t mblk_crc(const uint8_t *blk, uint32_t bs)
 {
-	if (get_le32(blk) != magic || get_le64(blk + 8) != uuid)
-		return -EUCLEAN;
-	uint32_t want = get_le32(blk + 4);
-	/* CRC of the block with the crc field read as zero */
 	static const uint8_t zero4[4];
 	uint32_t c = dio_crc32c(0, blk, 4);
 	c = dio_crc32c(c, zero4, 4);
-	c = dio_crc32c(c, blk + 8, bs - 8);
-	if (c != want)
+	return dio_crc32c(c, blk + 8, bs - 8);
+}
+
+const char *mblk_problem(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid)
+{
+	if (get_le32(blk) != magic)
+		return "not a block of this kind (magic)";
+	if (get_le64(blk + 8) != uuid)
+		return "belongs to another volume (uuid)";
+	if (mblk_crc(blk, bs) != get_le32(blk + 4))
+		return "checksum mismatch";
+	if (get_le32(blk + 36) > bs - MBLK_HDR)
+		return "payload length out of range";
+	return NULL;
+}
+
+int mblk_check(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid, struct dio_mblk_hdr *h)
+{
+	if (mblk_problem(blk, bs, magic, uuid))
 		return -EUCLEAN;
 	h->magic = magic;
-	h->crc = want;
+	h->crc = get_le32(blk + 4);
 	h->uuid = uuid;
 	h->seq = get_le64(blk + 16);
 	h->aux = get_le64(blk + 24);
 	h->count = get_le32(blk + 32);
 	h->used = get_le32(blk + 36);
-	if (h->used > bs - MBLK_HDR)
-		return -EUCLEAN;
 	return 0;
 }

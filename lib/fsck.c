@@ -40,19 +40,14 @@ static void tap(int level, const char *msg, void *arg)
 /* Each slot on its own: a damaged or stale slot is worth a warning. */
 static void check_slots(struct dio_vol *v, struct fsck *k)
 {
-	uint8_t *buf;
-	if (posix_memalign((void **)&buf, 4096, MAX(v->geom.logical_bs, 4096u)))
-		return;
 	for (int s = 0; s < 2; s++) {
 		struct dio_sb sb;
-		uint32_t rd = MAX(v->geom.logical_bs, 4096u);
-		uint64_t at = (uint64_t)s * v->bs;
-		uint64_t base = at - at % rd;
-		if (dev_rw(v, DIO_BIO_READ, 0, base, buf, rd)) {
+		uint8_t raw[SB_BYTES];
+		if (read_sb_at(v, (uint64_t)s * v->bs, raw)) {
 			problem(k, DIO_FSCK_ERROR, "superblock slot %d: read error", s);
 			continue;
 		}
-		int e = sb_decode(buf + (at - base), &sb);
+		int e = sb_decode(raw, &sb);
 		if (e)
 			problem(k, DIO_FSCK_WARN, "superblock slot %d: %s", s,
 				e == -EINVAL ? "no superblock" : "checksum mismatch");
@@ -61,7 +56,6 @@ static void check_slots(struct dio_vol *v, struct fsck *k)
 		else if (sb.uuid != v->sb.uuid)
 			problem(k, DIO_FSCK_WARN, "superblock slot %d: belongs to another volume", s);
 	}
-	free(buf);
 }
 
 static int cmp_ext(const void *a, const void *b)

@@ -193,6 +193,27 @@ int dio_dev_probe(int fd, struct dio_geom *g)
 	return 0;
 }
 
+/* dio_info's values for a handle of volume v (strict: DIO_O_STRICT);
+   dio info(1) shows the same without opening a file. */
+void vol_info(const struct dio_vol *v, bool strict, struct dio_info *info)
+{
+	const struct dio_geom *g = &v->geom;
+	memset(info, 0, sizeof(*info));
+	info->mem_align = g->mem_align;
+	info->offset_align = g->logical_bs;
+	info->block_size = v->bs;
+	info->opt_io = g->opt_io;
+	info->max_io = g->max_io;
+	/* libdio does not submit RWF_ATOMIC writes yet, so it promises no
+	   untorn unit beyond one logical block: report none. */
+	info->atomic_write_min = 0;
+	info->atomic_write_max = 0;
+	if (!strict)
+		info->flags |= DIO_INFO_FALLBACK;
+	if (g->volatile_cache)
+		info->flags |= DIO_INFO_VOLATILE_CACHE;
+}
+
 DIO_API int dio_info(struct dio_file *f, struct dio_info *info)
 {
 	if (file_check(f) < 0)
@@ -201,20 +222,6 @@ DIO_API int dio_info(struct dio_file *f, struct dio_info *info)
 		errno = EINVAL;
 		return -1;
 	}
-	const struct dio_geom *g = &f->vol->geom;
-	memset(info, 0, sizeof(*info));
-	info->mem_align = g->mem_align;
-	info->offset_align = g->logical_bs;
-	info->block_size = f->vol->bs;
-	info->opt_io = g->opt_io;
-	info->max_io = g->max_io;
-	/* libdio does not submit RWF_ATOMIC writes yet, so it promises no
-	   untorn unit beyond one logical block: report none. */
-	info->atomic_write_min = 0;
-	info->atomic_write_max = 0;
-	if (!(f->flags & DIO_O_STRICT))
-		info->flags |= DIO_INFO_FALLBACK;
-	if (g->volatile_cache)
-		info->flags |= DIO_INFO_VOLATILE_CACHE;
+	vol_info(f->vol, (f->flags & DIO_O_STRICT) != 0, info);
 	return 0;
 }

@@ -53,6 +53,8 @@ struct dio_geom {
 /* Open path with O_DIRECT, exclusively (EBUSY if already open so). */
 int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_size, int *fdp);
 int dio_dev_probe(int fd, struct dio_geom *g);
+struct dio_vol;
+void vol_info(const struct dio_vol *v, bool strict, struct dio_info *info);
 
 /* ---- backends (backend/registry.c) ---- */
 const struct dio_backend_ops *dio_backend_find(const char *name, int *err);        /* DIO_BACKEND overrides */
@@ -268,6 +270,8 @@ struct dio_mblk_hdr {
 };
 #define MBLK_HDR 40
 void mblk_seal(uint8_t *blk, uint32_t bs, const struct dio_mblk_hdr *h);
+/* NULL if blk is a sound block of this kind and volume, else why not */
+const char *mblk_problem(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid);
 int  mblk_check(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid, struct dio_mblk_hdr *h);
 
 /* ---- journal records (journal.c) ---- */
@@ -286,6 +290,15 @@ struct dio_rec {
 	uint32_t flags;
 	const char *n1, *n2;
 	size_t l1, l2;
+};
+
+/* What replay saw, for dio dump: each whole transaction (its payload),
+   then where and why it stopped (err: replay's result, 0 if it ended
+   normally). */
+struct j_replay_tap {
+	void (*txn)(void *arg, uint64_t pos, uint64_t bseq, uint32_t nblocks, const uint8_t *payload, size_t len);
+	void (*stop)(void *arg, uint64_t pos, uint64_t bseq, const char *why, int err);
+	void *arg;
 };
 
 /* ---- the volume ---- */
@@ -350,11 +363,13 @@ struct dio_vol {
 	uint64_t flush_failed;     /* number of the last flush that failed */
 
 	struct dio_bounce bounce;
+	const struct j_replay_tap *replay_tap;   /* NULL but in dio dump */
 	struct dio_counters_atomic cnt[CNT_SHARDS];
 };
 
 /* vol.c, shared with fsck.c */
 int  read_sb(struct dio_vol *v, struct dio_sb *out);
+int  read_sb_at(struct dio_vol *v, uint64_t off, uint8_t *raw);   /* SB_BYTES at byte off */
 void vol_release(struct dio_vol *v);
 struct dio_vol *vol_new(const char *path, bool rdonly, const char *backend, unsigned depth,
 			bool create, uint64_t create_size, int *err);
@@ -386,6 +401,7 @@ int  j_flush(struct dio_vol *v);                              /* counts for grou
 void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
 int  rec_apply(struct dio_vol *v, const struct dio_rec *r);   /* replay only */
+int  rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used);
 
 /* ckpt.c */
 int  ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t *image_len);

@@ -28,6 +28,7 @@
  * (group commit).
  */
 #include "internal.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -103,7 +104,7 @@ int j_append(struct dio_vol *v, const struct dio_rec *r)
 }
 
 /* Parse one record at p (avail bytes); 0 and *used, or -EUCLEAN. */
-static int rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used)
+int rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used)
 {
 	if (avail < 4)
 		return -EUCLEAN;
@@ -508,9 +509,39 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 	return ordered ? 0 : flush_written(v, seq, mark);
 }
 
-/* Replay the journal after the checkpoint.  One read of the area. */
+/*
+ * Is the block at journal position pos the one replay expects next
+ * (block sequence want, first block of its transaction first)?  NULL if
+ * so, with its header in *h; else why not, in words (dio dump shows them).
+ */
+static const char *jblock_problem(const struct dio_vol *v, const uint8_t *blk, uint64_t want, uint64_t first,
+				  struct dio_mblk_hdr *h, char *buf, size_t len)
+{
+	const char *p = mblk_problem(blk, v->bs, DIO_MAGIC_JRNL, v->sb.uuid);
+	if (p)
+		return p;
+	mblk_check(blk, v->bs, DIO_MAGIC_JRNL, v->sb.uuid, h);
+	if (h->seq != want)
+		snprintf(buf, len, "block sequence %llu where %llu was expected (older or never written)",
+			 (unsigned long long)h->seq, (unsigned long long)want);
+	else if (h->aux != first)
+		snprintf(buf, len, "belongs to the transaction starting at block sequence %llu, not %llu",
+			 (unsigned long long)h->aux, (unsigned long long)first);
+	else
+		return NULL;
+	return buf;
+}
+
+/*
+ * Replay the journal after the checkpoint.  One read of the area, then
+ * whole transactions in order, up to the first block that is not the
+ * expected one; a transaction with such a block inside is torn (it never
+ * committed) and is discarded.  v->replay_tap, if set, sees every
+ * transaction and the reason replay stopped (dio dump).
+ */
 int j_replay(struct dio_vol *v)
 {
+	const struct j_replay_tap *tap = v->replay_tap;
 	uint64_t J = v->sb.journal_blocks, bs = v->bs;
 	uint8_t *area;
 	if (posix_memalign((void **)&area, MAX(v->geom.mem_align, 4096u), J * bs))
@@ -523,14 +554,24 @@ int j_replay(struct dio_vol *v)
 	uint64_t pos = v->sb.jstart_pos, bseq = v->sb.jstart_bseq, seen = 0, nrec = 0;
 	uint8_t *txn = NULL;
 	size_t tcap = 0;
+	char why[160];
+	const char *stop = "the whole journal area was read";
 	while (seen < J && !e) {
 		struct dio_mblk_hdr h;
-		if (mblk_check(area + pos * bs, (uint32_t)bs, DIO_MAGIC_JRNL, v->sb.uuid, &h) ||
-		    h.seq != bseq || h.aux != bseq || !h.count || h.count > J - seen)
+		stop = jblock_problem(v, area + pos * bs, bseq, bseq, &h, why, sizeof(why));
+		if (stop && stop != why) {
+			/* the usual end of the log: a block never written, or
+			   one left by a transaction of an earlier era */
+			snprintf(why, sizeof(why), "end of the log: %s", stop);
+			stop = why;
+		} else if (!stop && (!h.count || h.count > J - seen)) {
+			snprintf(why, sizeof(why), "transaction length %u does not fit the journal", h.count);
+			stop = why;
+		}
+		if (stop)
 			break;
 		uint32_t n = h.count;
 		size_t tlen = 0;
-		bool whole = true;
 		if (tcap < (size_t)n * bs) {
 			free(txn);
 			tcap = (size_t)n * bs;
@@ -540,28 +581,38 @@ int j_replay(struct dio_vol *v)
 				break;
 			}
 		}
-		for (uint32_t i = 0; i < n; i++) {
-			uint64_t p = (pos + i) % J;
+		for (uint32_t i = 0; i < n && !stop; i++) {
 			struct dio_mblk_hdr hi;
-			if (mblk_check(area + p * bs, (uint32_t)bs, DIO_MAGIC_JRNL, v->sb.uuid, &hi) ||
-			    hi.seq != bseq + i || hi.aux != bseq || hi.count != n) {
-				whole = false;
+			const uint8_t *blk = area + ((pos + i) % J) * bs;
+			char inner[120];
+			const char *p = jblock_problem(v, blk, bseq + i, bseq, &hi, inner, sizeof(inner));
+			if (!p && hi.count != n)
+				p = "block count differs from the first block's";
+			if (p) {
+				snprintf(why, sizeof(why), "transaction at block sequence %llu is torn: block %u of %u: %s",
+					 (unsigned long long)bseq, i + 1, n, p);
+				stop = why;
 				break;
 			}
-			memcpy(txn + tlen, area + p * bs + MBLK_HDR, hi.used);
+			memcpy(txn + tlen, blk + MBLK_HDR, hi.used);
 			tlen += hi.used;
 		}
-		if (!whole)
+		if (stop)
 			break;   /* torn transaction: it never committed */
+		if (tap)
+			tap->txn(tap->arg, pos, bseq, n, txn, tlen);
 		for (size_t off = 0; off < tlen && !e;) {
 			struct dio_rec r = { 0 };
 			size_t used = 0;
 			e = rec_parse(txn + off, tlen - off, &r, &used);
 			if (!e)
 				e = rec_apply(v, &r);
-			if (e == -EUCLEAN)
-				dio_log(DIO_LOG_ERR, "journal record %llu (type %d) is inconsistent",
-					(unsigned long long)nrec, r.type);
+			if (e == -EUCLEAN) {
+				snprintf(why, sizeof(why), "journal record %llu (type %d) is inconsistent",
+					 (unsigned long long)nrec, r.type);
+				stop = why;
+				dio_log(DIO_LOG_ERR, "%s", why);
+			}
 			off += used;
 			nrec++;
 		}
@@ -569,6 +620,8 @@ int j_replay(struct dio_vol *v)
 		bseq += n;
 		seen += n;
 	}
+	if (tap)
+		tap->stop(tap->arg, pos, bseq, e && e != -EUCLEAN ? strerror(-e) : stop, e);
 	free(txn);
 	free(area);
 	v->jhead_pos = pos;

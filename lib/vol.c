@@ -73,26 +73,42 @@ static int layout(struct dio_sb *sb, uint64_t size, uint32_t bs, uint64_t journa
 	return 0;
 }
 
+/* The SB_BYTES at byte off of the device (any offset: the aligned
+   block around it is read).  0 or -errno. */
+int read_sb_at(struct dio_vol *v, uint64_t off, uint8_t *raw)
+{
+	uint32_t rd = MAX(v->geom.logical_bs, 4096u);
+	uint64_t at = off - off % rd;
+	uint8_t *buf;
+	if (at + rd > v->geom.size)
+		return -ENXIO;
+	if (posix_memalign((void **)&buf, MAX(v->geom.mem_align, 4096u), rd))
+		return -ENOMEM;
+	int e = dev_rw(v, DIO_BIO_READ, 0, at, buf, rd);
+	if (!e)
+		memcpy(raw, buf + (off - at), SB_BYTES);
+	free(buf);
+	return e;
+}
+
 /* Look for a superblock; 0 with the newest valid one, -EINVAL if none is
    ours at all, -EUCLEAN if ours but damaged. */
 int read_sb(struct dio_vol *v, struct dio_sb *out)
 {
-	uint32_t rd = MAX(v->geom.logical_bs, 4096u);
-	uint8_t *buf;
-	if (posix_memalign((void **)&buf, MAX(v->geom.mem_align, 4096u), rd))
-		return -ENOMEM;
+	uint8_t raw[SB_BYTES];
 	struct dio_sb best = { 0 }, cand;
 	bool found = false, ours = false;
 	int e = 0;
 	/* slot 0 at byte 0; slot 1 one block later, block size unknown yet */
 	for (uint32_t off = 0; off <= 65536; off = off ? off * 2 : 512) {
-		uint64_t at = off - off % rd;
-		if ((uint64_t)at + rd > v->geom.size)
+		e = read_sb_at(v, off, raw);
+		if (e == -ENXIO) {
+			e = 0;
 			break;
-		e = dev_rw(v, DIO_BIO_READ, 0, at, buf, rd);
+		}
 		if (e)
 			break;
-		int d = sb_decode(buf + (off - at), &cand);
+		int d = sb_decode(raw, &cand);
 		if (d == -EINVAL)
 			continue;
 		ours = true;
@@ -106,7 +122,6 @@ int read_sb(struct dio_vol *v, struct dio_sb *out)
 			best = cand;
 		found = true;
 	}
-	free(buf);
 	if (e)
 		return e;
 	if (!found)

@@ -1,11 +1,11 @@
 /*
- * dio-bench: fio-style workloads on a libdio volume, or (--raw) the same
+ * dio bench: fio-style workloads on a libdio volume, or (--raw) the same
  * workload on the bare image/device with the same kind of engine.
  *
- *   dio-bench --target PATH [--rw read|write|randread|randwrite|randrw]
+ *   dio bench TARGET [--rw read|write|randread|randwrite|randrw]
  *             [--bs 4k] [--iodepth 1] [--numjobs 1] [--size 256m]
  *             [--runtime 10] [--backend auto|uring|aio|psync] [--fsync N]
- *             [--append] [--fixedbufs] [--sleep] [--norandommap]
+ *             [--append] [--fixedbufs] [--spin] [--norandommap]
  *             [--iodepth_batch_submit N] [--raw] [--json]
  *
  * libdio mode: PATH is formatted if it is not a volume (an image file is
@@ -17,13 +17,16 @@
  * (dio_queue_register_buffers; --raw: io_uring_register_buffers).
  * Queues are driven the way fio's io_uring and libaio loops drive them:
  * one submission per request (fio's iodepth_batch_submit=1; the option of
- * that name changes it), completions asked for without ever sleeping for
- * one (fio 3.33 passes min_complete 0 and spins a CPU; --sleep waits for
- * at least one instead), and for random I/O fio's random map: every block
- * once per pass (--norandommap: independent random blocks).
- * Prints IOPS, MB/s and p50/p99/p99.9 completion latency.
+ * that name changes it), a wait for at least one completion when none is
+ * ready (fio sleeps in io_uring_enter / io_getevents; --spin asks again
+ * without sleeping, which buys IOPS with a whole CPU and is matched by
+ * fio's own polling options, not by its default), and for random I/O
+ * fio's random map: every block once per pass (--norandommap: independent
+ * random blocks).
+ * Prints IOPS, MB/s, CPU time per I/O (user + system, getrusage over the
+ * run) and p50/p99/p99.9 completion latency.
  */
-#include <dio/dio.h>
+#include "tool.h"
 #include <sys/param.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +37,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #ifdef DIO_HAVE_URING
 #include <liburing.h>
@@ -48,28 +52,11 @@ static struct {
 	unsigned iodepth, numjobs, fsync_every;
 	uint64_t size;
 	double runtime;
-	bool raw, json, append, fixedbufs, sleep, norandommap;
+	bool raw, json, append, fixedbufs, spin, norandommap;
 	unsigned batch;            /* --iodepth_batch_submit */
 } O = { NULL, "randread", "auto", 4096, 1, 1, 0, 256 << 20, 10, false, false, false, false, false, false, 1 };
 
-static uint64_t parse_size(const char *s)
-{
-	char *e;
-	double v = strtod(s, &e);
-	switch (*e) {
-	case 'k': case 'K': v *= 1024; break;
-	case 'm': case 'M': v *= 1 << 20; break;
-	case 'g': case 'G': v *= 1 << 30; break;
-	}
-	return (uint64_t)v;
-}
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
+#define now now_sec
 
 /* latency histogram: log-linear buckets of 1/16 octave over ns */
 #define NB (64 * 16)
@@ -201,7 +188,7 @@ static void *dio_job(void *arg)
 			}
 			lat_add(j, now() - t0);
 			j->ios++;
-			j->bytes += O.bs;
+			__atomic_fetch_add(&j->bytes, O.bs, __ATOMIC_RELAXED);
 		}
 	} else {
 		/* the queue never leaves this thread: let io_uring bind it */
@@ -245,8 +232,9 @@ static void *dio_job(void *arg)
 			}
 			if (j->err)
 				break;
-			/* fio's loop: never sleep for a completion, ask again */
-			int c = dio_reap(q, cq, O.sleep ? 1 : 0, O.iodepth, O.sleep ? -1 : 0);
+			/* the queue is full: sleep until a completion, as fio
+			   does (--spin: ask again without sleeping) */
+			int c = dio_reap(q, cq, O.spin ? 0 : 1, O.iodepth, O.spin ? 0 : -1);
 			if (c < 0) {
 				j->err = errno;
 				break;
@@ -259,7 +247,7 @@ static void *dio_job(void *arg)
 				lat_add(j, t - t0[i]);
 				t0[i] = 0;
 				j->ios++;
-				j->bytes += O.bs;
+				__atomic_fetch_add(&j->bytes, O.bs, __ATOMIC_RELAXED);
 			}
 			inflight -= (unsigned)c;
 			if (t >= end || j->err)
@@ -351,7 +339,7 @@ static void *raw_job(void *arg)
 			}
 			lat_add(j, now() - t0);
 			j->ios++;
-			j->bytes += O.bs;
+			__atomic_fetch_add(&j->bytes, O.bs, __ATOMIC_RELAXED);
 		}
 		free(buf);
 		return NULL;
@@ -393,7 +381,7 @@ static void *raw_job(void *arg)
 				if (++queued % O.batch == 0)
 					io_uring_submit(&ring);   /* as fio: one enter per batch */
 			}
-			if (O.sleep)
+			if (!O.spin)
 				io_uring_submit_and_wait(&ring, 1);
 			else
 				io_uring_submit_and_get_events(&ring);
@@ -407,7 +395,7 @@ static void *raw_job(void *arg)
 				lat_add(j, t - t0[i]);
 				t0[i] = 0;
 				j->ios++;
-				j->bytes += O.bs;
+				__atomic_fetch_add(&j->bytes, O.bs, __ATOMIC_RELAXED);
 				c++;
 			}
 			io_uring_cq_advance(&ring, c);
@@ -445,7 +433,7 @@ static void *raw_job(void *arg)
 					j->err = EIO;
 			inflight += n;
 			struct timespec zero = { 0, 0 };
-			int c = io_getevents(ctx, O.sleep ? 1 : 0, (long)O.iodepth, ev, O.sleep ? NULL : &zero);
+			int c = io_getevents(ctx, O.spin ? 0 : 1, (long)O.iodepth, ev, O.spin ? &zero : NULL);
 			double t = now();
 			for (int k = 0; k < c; k++) {
 				unsigned i = (unsigned)(uintptr_t)ev[k].data;
@@ -454,7 +442,7 @@ static void *raw_job(void *arg)
 				lat_add(j, t - t0[i]);
 				t0[i] = 0;
 				j->ios++;
-				j->bytes += O.bs;
+				__atomic_fetch_add(&j->bytes, O.bs, __ATOMIC_RELAXED);
 			}
 			inflight -= (unsigned)(c > 0 ? c : 0);
 			if (t >= end || j->err)
@@ -471,49 +459,85 @@ static void *raw_job(void *arg)
 	return NULL;
 }
 
-static void usage(void)
+static int usage(void)
 {
-	fprintf(stderr, "usage: dio-bench --target PATH [--rw MODE] [--bs N] [--iodepth N] [--numjobs N]\n"
-			"       [--size N] [--runtime S] [--backend B] [--fsync N] [--append] [--fixedbufs] [--sleep] [--norandommap]\n"
-			"       [--iodepth_batch_submit N] [--raw] [--json]\n");
-	exit(2);
+	return usage_error("bad or missing option");
 }
 
-int main(int argc, char **argv)
+static double cpu_seconds(void)
 {
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static struct job *g_jobs;
+static uint64_t bytes_so_far(void *arg)
+{
+	(void)arg;
+	uint64_t t = 0;
+	for (unsigned i = 0; i < O.numjobs; i++)
+		t += __atomic_load_n(&g_jobs[i].bytes, __ATOMIC_RELAXED);
+	return t;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	G.usage = "dio bench TARGET [--rw MODE] [--bs N] [--iodepth N] [--numjobs N] [--size N] [--runtime S]\n"
+		  "       [--backend B] [--fsync N] [--append] [--fixedbufs] [--spin] [--norandommap]\n"
+		  "       [--iodepth_batch_submit N] [--raw] [--json]";
+	if (G.backend)
+		O.backend = G.backend;
+	O.json = G.json;
 	for (int i = 1; i < argc; i++) {
 		char *a = argv[i], *v = strchr(a, '=');
 		char key[64];
+		if (a[0] != '-') {
+			if (O.target)
+				return usage_error("one TARGET only");
+			O.target = a;
+			continue;
+		}
 		if (v) {
 			snprintf(key, sizeof(key), "%.*s", (int)(v - a), a);
 			v++;
 		} else {
 			snprintf(key, sizeof(key), "%s", a);
 			if (strcmp(a, "--raw") && strcmp(a, "--json") && strcmp(a, "--append") && strcmp(a, "--fixedbufs") &&
-			    strcmp(a, "--sleep") && strcmp(a, "--norandommap"))
+			    strcmp(a, "--spin") && strcmp(a, "--norandommap") && strcmp(a, "-q") && strcmp(a, "--help"))
 				v = ++i < argc ? argv[i] : NULL;
 		}
 		if (!strcmp(key, "--raw")) O.raw = true;
-		else if (!strcmp(key, "--json")) O.json = true;
+		else if (!strcmp(key, "--json")) O.json = G.json = true;
+		else if (!strcmp(key, "-q")) G.quiet = true;
+		else if (!strcmp(key, "--help")) { printf("usage: %s\n", G.usage); return 0; }
 		else if (!strcmp(key, "--append")) O.append = true;
 		else if (!strcmp(key, "--fixedbufs")) O.fixedbufs = true;
-		else if (!strcmp(key, "--sleep")) O.sleep = true;
+		else if (!strcmp(key, "--spin")) O.spin = true;
 		else if (!strcmp(key, "--norandommap")) O.norandommap = true;
-		else if (!v) usage();
+		else if (!v) return usage();
 		else if (!strcmp(key, "--target")) O.target = v;
 		else if (!strcmp(key, "--rw")) O.rw = v;
-		else if (!strcmp(key, "--bs")) O.bs = parse_size(v);
+		else if (!strcmp(key, "--bs")) { uint64_t x; if (parse_size(v, &x)) return usage(); O.bs = x; }
 		else if (!strcmp(key, "--iodepth")) O.iodepth = (unsigned)atoi(v);
 		else if (!strcmp(key, "--numjobs")) O.numjobs = (unsigned)atoi(v);
-		else if (!strcmp(key, "--size")) O.size = parse_size(v);
+		else if (!strcmp(key, "--size")) { if (parse_size(v, &O.size)) return usage(); }
 		else if (!strcmp(key, "--runtime")) O.runtime = atof(v);
 		else if (!strcmp(key, "--backend")) O.backend = v;
 		else if (!strcmp(key, "--fsync")) O.fsync_every = (unsigned)atoi(v);
 		else if (!strcmp(key, "--iodepth_batch_submit")) O.batch = (unsigned)atoi(v);
-		else usage();
+		else return usage();
 	}
-	if (!O.target || !O.bs || !O.iodepth || !O.numjobs || O.iodepth > 256 || !O.batch)
-		usage();
+	if (!O.target || !O.bs || !O.iodepth || !O.numjobs || O.iodepth > 256 || !O.batch || !O.size ||
+	    O.size < O.bs)
+		return usage();
+	static const char *modes[] = { "read", "write", "randread", "randwrite", "randrw" };
+	bool known = false;
+	for (size_t i = 0; i < 5; i++)
+		known |= !strcmp(O.rw, modes[i]);
+	if (!known)
+		return usage_error("--rw is one of read, write, randread, randwrite, randrw");
 	struct job *jobs = calloc(O.numjobs, sizeof(*jobs));
 	pthread_t *th = calloc(O.numjobs, sizeof(*th));
 	struct dio_vol *vol = NULL;
@@ -549,6 +573,11 @@ int main(int argc, char **argv)
 	struct dio_counters c0 = { 0 }, c1 = { 0 };
 	if (vol)
 		dio_counters(vol, &c0);
+	g_jobs = jobs;
+	struct progress *prog = progress_start("bench", 0);
+	progress_set_fn(prog, bytes_so_far, NULL);
+	progress_deadline(prog, O.runtime);
+	double cpu0 = cpu_seconds();
 	double t0 = now();
 	for (unsigned i = 0; i < O.numjobs; i++) {
 		jobs[i] = (struct job){ .id = (int)i, .seed = 0x9E3779B97F4A7C15ull * (i + 1), .vol = vol, .fd = fd };
@@ -565,8 +594,11 @@ int main(int argc, char **argv)
 			hist[b] += jobs[i].hist[b];
 		if (jobs[i].err)
 			err = jobs[i].err;
+		free(jobs[i].map);
 	}
 	double el = now() - t0;
+	double cpu = cpu_seconds() - cpu0;
+	progress_end(prog);
 	char backend[16] = "";
 	if (vol) {
 		dio_counters(vol, &c1);
@@ -579,17 +611,22 @@ int main(int argc, char **argv)
 		close(fd);
 	}
 	double iops = (double)ios / el, mbs = (double)bytes / el / 1e6;
+	double cpu_us = ios ? cpu * 1e6 / (double)ios : 0;
 	double p50 = lat_pct(hist, ios, 0.50), p99 = lat_pct(hist, ios, 0.99), p999 = lat_pct(hist, ios, 0.999);
 	if (O.json)
 		printf("{\"mode\":\"%s\",\"rw\":\"%s\",\"bs\":%zu,\"iodepth\":%u,\"numjobs\":%u,\"backend\":\"%s\","
-		       "\"iops\":%.0f,\"mbps\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
+		       "\"iops\":%.0f,\"mbps\":%.1f,\"cpu_s\":%.3f,\"cpu_us_per_io\":%.2f,\"wait\":\"%s\","
+		       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,"
 		       "\"device_ios\":%llu,\"flushes\":%llu,\"journal_commits\":%llu,\"error\":%d}\n",
-		       O.raw ? "raw" : "libdio", O.rw, O.bs, O.iodepth, O.numjobs, backend, iops, mbs, p50, p99, p999,
-		       (unsigned long long)(c1.device_ios - c0.device_ios), (unsigned long long)(c1.flushes - c0.flushes),
-		       (unsigned long long)(c1.journal_commits - c0.journal_commits), err);
+		       O.raw ? "raw" : "libdio", O.rw, O.bs, O.iodepth, O.numjobs, backend, iops, mbs, cpu, cpu_us,
+		       O.spin ? "spin" : "sleep", p50, p99, p999, (unsigned long long)(c1.device_ios - c0.device_ios),
+		       (unsigned long long)(c1.flushes - c0.flushes), (unsigned long long)(c1.journal_commits - c0.journal_commits), err);
 	else
-		printf("%s %s bs=%zu qd=%u jobs=%u backend=%s: %.0f IOPS, %.1f MB/s, lat p50 %.1f us, p99 %.1f us, "
-		       "p99.9 %.1f us%s%s\n", O.raw ? "raw" : "libdio", O.rw, O.bs, O.iodepth, O.numjobs, backend,
-		       iops, mbs, p50, p99, p999, err ? ", error: " : "", err ? strerror(err) : "");
+		printf("%s %s bs=%zu qd=%u jobs=%u backend=%s%s: %.0f IOPS, %.1f MB/s, %.2f us CPU/IO, lat p50 %.1f us, "
+		       "p99 %.1f us, p99.9 %.1f us%s%s\n", O.raw ? "raw" : "libdio", O.rw, O.bs, O.iodepth, O.numjobs,
+		       backend, O.spin ? " spin" : "", iops, mbs, cpu_us, p50, p99, p999, err ? ", error: " : "",
+		       err ? strerror(err) : "");
+	free(jobs);
+	free(th);
 	return err ? 1 : 0;
 }

@@ -1,0 +1,42 @@
+# Shared by the dio(1) and example tests: run by meson test with
+#   DIO=<builddir>/tools/dio  EXAMPLES=<builddir>/examples  (and DIO_BACKEND)
+# Each test script is one behaviour; a failed check prints what and where
+# and exits 1 at the end (every check runs).
+set -u
+: "${DIO:?DIO must name the built dio binary}"
+: "${EXAMPLES:=$(dirname "$DIO")/../examples}"
+dir=$(mktemp -d "${DIO_TEST_DIR:-/dev/shm}/dio-tool-XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+failures=0
+
+fail() { echo "FAIL (line ${BASH_LINENO[${#BASH_LINENO[@]}-2]}): $*" >&2; failures=$((failures + 1)); }
+ok() { :; }
+
+# run CMD...: stdout in $out, stderr in $err, status in $rc
+run() {
+  "$@" >"$dir/.out" 2>"$dir/.err"
+  rc=$?
+  out=$(cat "$dir/.out")
+  err=$(cat "$dir/.err")
+}
+expect_rc() {   # expect_rc N CMD...
+  local want=$1; shift
+  run "$@"
+  [ "$rc" = "$want" ] || fail "exit $rc, wanted $want: $* (stderr: $err)"
+}
+expect_in() {   # expect_in NEEDLE HAYSTACK WHAT
+  case "$2" in *"$1"*) ;; *) fail "$3: \"$1\" not in: $2" ;; esac
+}
+expect_eq() {   # expect_eq GOT WANT WHAT
+  [ "$1" = "$2" ] || fail "$3: got \"$1\", wanted \"$2\""
+}
+# jq over the last $out
+jqo() { printf '%s' "$out" | jq -r "$@"; }
+finish() {
+  if [ "$failures" -gt 0 ]; then
+    echo "$failures check(s) failed" >&2
+    exit 1
+  fi
+  echo "all checks passed"
+  exit 0
+}

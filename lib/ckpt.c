@@ -69,12 +69,13 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 		uint8_t h[26];
 		put_le64(h, in->ino);
 		put_le64(h + 8, in->size);
-		put_le64(h + 16, in->map.n);
+		put_le64(h + 16, em_count(&in->map));
 		put_le16(h + 24, (uint16_t)in->namelen);
 		e = sink_put(&s, h, 26);
 		e = e ? e : sink_put(&s, in->name, in->namelen);
-		for (size_t k = 0; k < in->map.n && !e; k++) {
-			const struct dio_extent *x = &in->map.v[k];
+		struct bt_cur c;
+		for (bool ok = em_first(&in->map, &c); ok && !e; ok = bt_next(&c)) {
+			const struct dio_extent *x = bt_rec(&c);
 			uint8_t b[24];
 			put_le64(b, x->lblk);
 			put_le64(b + 8, x->pblk);
@@ -83,10 +84,11 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 			e = sink_put(&s, b, 24);
 		}
 	}
-	e = e ? e : put64(&s, v->bad.n);
-	for (size_t k = 0; k < v->bad.n && !e; k++) {
-		e = put64(&s, v->bad.v[k].pblk);
-		e = e ? e : put64(&s, v->bad.v[k].len);
+	e = e ? e : put64(&s, em_count(&v->bad));
+	struct bt_cur c;
+	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = bt_next(&c)) {
+		e = put64(&s, bt_rec(&c)->pblk);
+		e = e ? e : put64(&s, bt_rec(&c)->len);
 	}
 	if (e) {
 		free(s.img);
@@ -136,7 +138,7 @@ static int load_inode(struct dio_vol *v, struct source *s)
 	    ino_lookup(v, ino) || ns_lookup(v, name, nl, NULL))
 		return -EUCLEAN;
 	struct dio_inode *in = ino_new(v, ino);
-	if (!in || em_reserve(&in->map, n) < 0)
+	if (!in)
 		return -ENOMEM;
 	in->size = size;
 	int e = ns_insert(v, in, name, nl);
@@ -155,7 +157,10 @@ static int load_inode(struct dio_vol *v, struct source *s)
 		    x.pblk >= v->sb.total_blocks || x.len > v->sb.total_blocks - x.pblk ||
 		    (x.flags & ~EXT_FLAGS))
 			return -EUCLEAN;
-		in->map.v[in->map.n++] = x;
+		/* in order: each one goes at the tree's right edge */
+		if (bt_insert(&in->map.t, &x))
+			return -ENOMEM;
+		in->map.blocks += x.len;
 		prev_end = x.lblk + x.len;
 	}
 	return 0;

@@ -1,127 +1,55 @@
 /*
- * Per-file extent maps: a sorted array of non-overlapping extents.
+ * Extent maps: a file's map (file block -> device block) and the volume's
+ * bad-block list, each a B+tree of non-overlapping extents ordered by
+ * lblk (btree.c).
  *
- * Lookup is a binary search (O(log n)); the I/O path calls em_search once
- * per request and walks forward from there.  Changes shift the tail of
- * the array; they happen only on the metadata path (allocation, punch,
- * truncate, conversion), under md_lock and the inode's map lock.
- * Neighbours that are contiguous on the device and in the same state are
- * merged, so a file written in order stays one extent.
+ * Lookup is O(log n) and every change is a few tree operations, so a map
+ * of a million extents costs what a map of ten does (a sorted array
+ * spent 64 % of a random write into preallocated space moving its tail:
+ * bench/RESULTS.md).  Neighbours contiguous on the device and in the
+ * same state are merged, so a file written in order stays one extent.
+ * Changes happen only on the metadata path, under md_lock and the
+ * inode's map lock.
  */
 #include "internal.h"
 #include <stdlib.h>
 #include <string.h>
 
-size_t em_search(const struct dio_emap *m, uint64_t lblk)
+bool em_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c)
 {
-	size_t lo = 0, hi = m->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (m->v[mid].lblk + m->v[mid].len <= lblk)
-			lo = mid + 1;
-		else
-			hi = mid;
+	struct dio_extent key = { .lblk = lblk };
+	bool ge = bt_seek_ge(&m->t, &key, c);
+	if (ge && bt_rec(c)->lblk == lblk)
+		return true;
+	/* the extent before may reach over lblk */
+	struct bt_cur p = *c;
+	bool prev = ge ? bt_prev(&p) : bt_last(&m->t, &p);
+	if (prev && bt_rec(&p)->lblk + bt_rec(&p)->len > lblk) {
+		*c = p;
+		return true;
 	}
-	return lo;
+	return ge;
 }
 
-int em_reserve(struct dio_emap *m, size_t extra)
+bool em_get(const struct dio_emap *m, uint64_t lblk, struct dio_extent *x)
 {
-	if (m->n + extra <= m->cap)
-		return 0;
-	size_t cap = m->cap ? m->cap : 4;
-	while (cap < m->n + extra)
-		cap *= 2;
-	struct dio_extent *v = realloc(m->v, cap * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	m->v = v;
-	m->cap = cap;
-	return 0;
+	struct bt_cur c;
+	if (!em_find(m, lblk, &c))
+		return false;
+	*x = *bt_rec(&c);
+	return true;
+}
+
+bool em_written(const struct dio_emap *m, uint64_t lblk)
+{
+	struct dio_extent x;
+	return em_get(m, lblk, &x) && x.lblk <= lblk && !(x.flags & EXT_UNWRITTEN);
 }
 
 void em_free(struct dio_emap *m)
 {
-	free(m->v);
-	m->v = NULL;
-	m->n = m->cap = 0;
-}
-
-uint64_t em_blocks(const struct dio_emap *m)
-{
-	uint64_t t = 0;
-	for (size_t i = 0; i < m->n; i++)
-		t += m->v[i].len;
-	return t;
-}
-
-static void em_open_gap(struct dio_emap *m, size_t at, size_t k)
-{
-	memmove(&m->v[at + k], &m->v[at], (m->n - at) * sizeof(m->v[0]));
-	m->n += k;
-}
-
-static void em_close_gap(struct dio_emap *m, size_t at, size_t k)
-{
-	memmove(&m->v[at], &m->v[at + k], (m->n - at - k) * sizeof(m->v[0]));
-	m->n -= k;
-}
-
-/*
- * Remove every mapping of [lblk, lblk+len), splitting extents that stick
- * out on either side.  fn (if set) receives each removed physical range.
- * Needs at most one extra slot (a split in the middle of one extent).
- */
-int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg)
-{
-	uint64_t end = lblk + len;
-	if (!len)
-		return 0;
-	if (em_reserve(m, 1) < 0)
-		return -ENOMEM;
-	size_t i = em_search(m, lblk);
-	if (i < m->n && m->v[i].lblk < lblk && m->v[i].lblk + m->v[i].len > end) {
-		/* one extent covers the range and sticks out on both sides */
-		struct dio_extent *e = &m->v[i];
-		uint64_t cut = lblk - e->lblk;
-		em_open_gap(m, i + 1, 1);
-		e = &m->v[i];
-		struct dio_extent tail = *e;
-		tail.lblk = end;
-		tail.pblk = e->pblk + (end - e->lblk);
-		tail.len = (uint32_t)(e->lblk + e->len - end);
-		if (fn)
-			fn(arg, e->pblk + cut, len, e->flags);
-		e->len = (uint32_t)cut;
-		m->v[i + 1] = tail;
-		return 0;
-	}
-	if (i < m->n && m->v[i].lblk < lblk) {
-		struct dio_extent *e = &m->v[i];
-		uint64_t keep = lblk - e->lblk;
-		if (fn)
-			fn(arg, e->pblk + keep, e->len - keep, e->flags);
-		e->len = (uint32_t)keep;
-		i++;
-	}
-	size_t first = i;
-	while (i < m->n && m->v[i].lblk + m->v[i].len <= end) {
-		if (fn)
-			fn(arg, m->v[i].pblk, m->v[i].len, m->v[i].flags);
-		i++;
-	}
-	if (i < m->n && m->v[i].lblk < end) {
-		struct dio_extent *e = &m->v[i];
-		uint64_t cut = end - e->lblk;
-		if (fn)
-			fn(arg, e->pblk, cut, e->flags);
-		e->lblk += cut;
-		e->pblk += cut;
-		e->len -= (uint32_t)cut;
-	}
-	if (i > first)
-		em_close_gap(m, first, i - first);
-	return 0;
+	bt_destroy(&m->t);
+	m->blocks = 0;
 }
 
 static bool em_joins(const struct dio_extent *a, const struct dio_extent *b)
@@ -130,30 +58,184 @@ static bool em_joins(const struct dio_extent *a, const struct dio_extent *b)
 	       a->flags == b->flags && (uint64_t)a->len + b->len <= EXT_MAX_LEN;
 }
 
+/*
+ * [lblk, lblk+len) lies inside the extent at c and keeps its device
+ * blocks; only its state changes (a write's unwritten->written
+ * conversion, blocks marked bad).  The parts that change in place do so
+ * first, then at most two new records go in (and out again if the second
+ * cannot), and the range merges with a neighbour where it now can: one
+ * lookup and two or three tree operations, where a remove and an insert
+ * would cost eight.
+ */
+static int em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len, uint32_t flags)
+{
+	struct dio_extent *x = bt_rec(c), old = *x;
+	uint64_t e = lblk + len, xe = old.lblk + old.len;
+	struct dio_extent mid = { lblk, old.pblk + (lblk - old.lblk), (uint32_t)len, flags };
+	struct dio_extent back = { e, old.pblk + (e - old.lblk), (uint32_t)(xe - e), old.flags };
+	if (old.flags == flags)
+		return 0;
+	struct bt_cur pc = *c, nc = *c;
+	struct dio_extent *prev = lblk == old.lblk && bt_prev(&pc) && em_joins(bt_rec(&pc), &mid) ? bt_rec(&pc) : NULL;
+	struct dio_extent *next = e == xe && bt_next(&nc) && em_joins(&mid, bt_rec(&nc)) ? bt_rec(&nc) : NULL;
+	if (prev && next && (uint64_t)prev->len + len + next->len > EXT_MAX_LEN)
+		next = NULL;
+	struct dio_extent nx = next ? *next : old;
+	int err = 0;
+	if (lblk == old.lblk && e == xe) {
+		/* the whole extent: into its neighbours, or in place */
+		if (prev) {
+			prev->len += (uint32_t)len + (next ? nx.len : 0);
+			bt_delete(&m->t, &old);
+		} else {
+			x->flags = flags;
+			x->len += next ? nx.len : 0;
+		}
+		if (next)
+			bt_delete(&m->t, &nx);
+		return 0;
+	}
+	if (lblk == old.lblk) {
+		/* the front: into the neighbour before, or in place; the back
+		   keeps the old state as a record of its own */
+		if (prev)
+			prev->len += (uint32_t)len;
+		else
+			*x = mid;
+		err = bt_insert(&m->t, &back);
+		if (err) {
+			em_find(m, prev ? lblk - 1 : lblk, c);
+			if (prev)
+				bt_rec(c)->len -= (uint32_t)len;
+			else
+				*bt_rec(c) = old;
+		} else if (prev) {
+			bt_delete(&m->t, &old);
+		}
+		return err;
+	}
+	/* the front keeps the old state in place; the range (with the
+	   neighbour after it, when they join) and the back are new */
+	x->len = (uint32_t)(lblk - old.lblk);
+	if (next)
+		mid.len += nx.len;
+	err = e < xe ? bt_insert(&m->t, &back) : 0;
+	if (!err) {
+		err = bt_insert(&m->t, &mid);
+		if (err && e < xe)
+			bt_delete(&m->t, &back);
+	}
+	if (err) {
+		em_find(m, old.lblk, c);
+		*bt_rec(c) = old;
+	} else if (next) {
+		bt_delete(&m->t, &nx);
+	}
+	return err;
+}
+
+/* Map [lblk, lblk+len) -> pblk with flags, replacing what was there;
+   *had_written: some block of the range was mapped and written. */
+int em_set(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags, bool *had_written)
+{
+	struct bt_cur c;
+	bool found = em_find(m, lblk, &c);
+	const struct dio_extent *x = found ? bt_rec(&c) : NULL;
+	if (x && x->lblk <= lblk && x->lblk + x->len >= lblk + len && x->pblk + (lblk - x->lblk) == pblk) {
+		*had_written = !(x->flags & EXT_UNWRITTEN);
+		return em_restate(m, &c, lblk, len, flags);
+	}
+	*had_written = false;
+	for (bool ok = found; ok && bt_rec(&c)->lblk < lblk + len; ok = bt_next(&c))
+		*had_written |= !(bt_rec(&c)->flags & EXT_UNWRITTEN);
+	int e = em_remove(m, lblk, len, NULL, NULL);
+	return e ? e : em_insert(m, lblk, pblk, len, flags);
+}
+
+/*
+ * Remove every mapping of [lblk, lblk+len), splitting extents that stick
+ * out on either side.  fn (if set) receives each removed physical range.
+ * Fails (-ENOMEM) only when a piece that stays needs a node; what was
+ * removed before stays removed (and was reported to fn).
+ */
+int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg)
+{
+	uint64_t end = lblk + len;
+	struct bt_cur c;
+	if (!len)
+		return 0;
+	for (bool ok = em_find(m, lblk, &c); ok && bt_rec(&c)->lblk < end; ok = em_find(m, lblk, &c)) {
+		struct dio_extent *x = bt_rec(&c), old = *x;
+		uint64_t s = MAX(old.lblk, lblk), t = MIN(old.lblk + old.len, end);
+		if (old.lblk < lblk && old.lblk + old.len > end) {
+			/* a hole in the middle: keep the front, add the back */
+			struct dio_extent back = { end, old.pblk + (end - old.lblk), (uint32_t)(old.lblk + old.len - end),
+						   old.flags };
+			int e = bt_insert(&m->t, &back);
+			if (e)
+				return e;
+			em_find(m, lblk, &c);
+			bt_rec(&c)->len = (uint32_t)(lblk - old.lblk);
+		} else if (old.lblk < lblk) {
+			x->len = (uint32_t)(lblk - old.lblk);          /* keep the front */
+		} else if (old.lblk + old.len > end) {
+			/* keep the back: a record of its own (a key never moves
+			   in place: the next leaf's key in its parent may be
+			   below the next record's), added first as only that
+			   can fail */
+			struct dio_extent back = { end, old.pblk + (end - old.lblk), (uint32_t)(old.lblk + old.len - end),
+						   old.flags };
+			int e = bt_insert(&m->t, &back);
+			if (e)
+				return e;
+			bt_delete(&m->t, &old);
+		} else {
+			bt_delete(&m->t, &old);
+		}
+		m->blocks -= t - s;
+		if (fn)
+			fn(arg, old.pblk + (s - old.lblk), t - s, old.flags);
+		if (t >= end)
+			break;
+		lblk = t;
+	}
+	return 0;
+}
+
+
 /* Map [lblk, lblk+len) -> pblk; the range must hold no mapping. */
 int em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
 {
 	while (len) {
 		uint32_t piece = (uint32_t)MIN(len, (uint64_t)EXT_MAX_LEN);
 		struct dio_extent ne = { lblk, pblk, piece, flags };
-		size_t i = em_search(m, lblk);
-		bool left = i > 0 && em_joins(&m->v[i - 1], &ne);
-		bool right = i < m->n && em_joins(&ne, &m->v[i]);
-		if (left && right && (uint64_t)m->v[i - 1].len + piece + m->v[i].len <= EXT_MAX_LEN) {
-			m->v[i - 1].len += piece + m->v[i].len;
-			em_close_gap(m, i, 1);
+		struct bt_cur r, l;
+		bool has_r = bt_seek_ge(&m->t, &ne, &r);
+		l = r;
+		bool has_l = has_r ? bt_prev(&l) : bt_last(&m->t, &l);
+		bool left = has_l && em_joins(bt_rec(&l), &ne);
+		bool right = has_r && em_joins(&ne, bt_rec(&r));
+		int e = 0;
+		if (left && right && (uint64_t)bt_rec(&l)->len + piece + bt_rec(&r)->len <= EXT_MAX_LEN) {
+			struct dio_extent rx = *bt_rec(&r);
+			bt_rec(&l)->len += piece + rx.len;
+			bt_delete(&m->t, &rx);
 		} else if (left) {
-			m->v[i - 1].len += piece;
+			bt_rec(&l)->len += piece;
 		} else if (right) {
-			m->v[i].lblk = lblk;
-			m->v[i].pblk = pblk;
-			m->v[i].len += piece;
+			/* the key would shrink: a new record, then the old one
+			   goes (insert first: only it can fail) */
+			struct dio_extent rx = *bt_rec(&r);
+			ne.len += rx.len;
+			e = bt_insert(&m->t, &ne);
+			if (!e)
+				bt_delete(&m->t, &rx);
 		} else {
-			if (em_reserve(m, 1) < 0)
-				return -ENOMEM;
-			em_open_gap(m, i, 1);
-			m->v[i] = ne;
+			e = bt_insert(&m->t, &ne);
 		}
+		if (e)
+			return e;
+		m->blocks += piece;
 		lblk += piece;
 		pblk += piece;
 		len -= piece;

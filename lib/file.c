@@ -138,16 +138,26 @@ struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
 	return in;
 }
 
+/* The checkpoint grows or shrinks with the extent count (64-bit on every
+   target: a size_t difference would wrap on 32-bit). */
+static void md_account(struct dio_vol *v, uint64_t before, uint64_t after)
+{
+	if (after >= before)
+		v->md_bytes += (after - before) * MD_EXTENT_BYTES;
+	else
+		v->md_bytes -= (before - after) * MD_EXTENT_BYTES;
+}
+
 /* Blocks a write failed on join the bad list (never reused); the others
    are freed, or deferred until the operation that freed them is durable.
    Replay uses the same rule, so both agree on where bad blocks go. */
 int bad_add(struct dio_vol *v, uint64_t pblk, uint64_t len)
 {
-	size_t before = v->bad.n;
+	uint64_t before = em_count(&v->bad);
 	int e = em_remove(&v->bad, pblk, len, NULL, NULL);
 	if (!e)
 		e = em_insert(&v->bad, pblk, pblk, len, 0);
-	v->md_bytes += (v->bad.n - before) * MD_EXTENT_BYTES;
+	md_account(v, before, em_count(&v->bad));
 	return e;
 }
 
@@ -169,10 +179,11 @@ static void defer_free_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags
 /* Release an inode's blocks (reusable once the unlink is durable). */
 void ino_free_blocks(struct dio_vol *v, struct dio_inode *in)
 {
-	for (size_t i = 0; i < in->map.n; i++)
-		defer_free_cb(v, in->map.v[i].pblk, in->map.v[i].len, in->map.v[i].flags);
-	v->md_bytes -= in->map.n * MD_EXTENT_BYTES;
-	in->map.n = 0;
+	struct bt_cur c;
+	for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c))
+		defer_free_cb(v, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
+	v->md_bytes -= (uint64_t)em_count(&in->map) * MD_EXTENT_BYTES;
+	em_free(&in->map);
 }
 
 /* Replay and mount: only bad blocks need routing; free space is rebuilt. */
@@ -226,30 +237,16 @@ int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
 	return v->md_bytes + add > v->md_cap ? -ENOSPC : 0;
 }
 
-static void md_account(struct dio_vol *v, size_t before, size_t after)
-{
-	v->md_bytes += (after - before) * MD_EXTENT_BYTES;  /* wraps correctly when after < before */
-}
-
-/* Does [lblk, lblk+len) hold a written block?  Changing such a mapping
-   invalidates the handles' extent caches (map lock held). */
-static bool maps_written(const struct dio_inode *in, uint64_t lblk, uint64_t len)
-{
-	for (size_t i = em_search(&in->map, lblk); i < in->map.n && in->map.v[i].lblk < lblk + len; i++)
-		if (!(in->map.v[i].flags & EXT_UNWRITTEN))
-			return true;
-	return false;
-}
-
+/* A mapping that was written and changes invalidates the handles'
+   extent caches (map lock held). */
 int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
 {
-	size_t before = in->map.n;
-	if (maps_written(in, lblk, len))
+	uint64_t before = em_count(&in->map);
+	bool had_written = false;
+	int e = em_set(&in->map, lblk, pblk, len, flags, &had_written);
+	if (had_written)
 		atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
-	int e = em_remove(&in->map, lblk, len, NULL, NULL);
-	if (!e)
-		e = em_insert(&in->map, lblk, pblk, len, flags);
-	md_account(v, before, in->map.n);
+	md_account(v, before, em_count(&in->map));
 	if (e)
 		return e;
 	struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = lblk, .b = pblk, .c = len, .flags = flags };
@@ -258,16 +255,16 @@ int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk
 
 int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len)
 {
-	size_t before = in->map.n;
-	size_t i = em_search(&in->map, lblk);
-	if (i == in->map.n || in->map.v[i].lblk >= lblk + len)
+	uint64_t before = em_count(&in->map);
+	struct dio_extent x;
+	if (!em_get(&in->map, lblk, &x) || x.lblk >= lblk + len)
 		return 0;   /* nothing mapped there: no record needed */
 	atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
 	/* the freed blocks belong to the record appended next */
 	v->last_seq++;
 	int e = em_remove(&in->map, lblk, len, defer_free_cb, v);
 	v->last_seq--;
-	md_account(v, before, in->map.n);
+	md_account(v, before, em_count(&in->map));
 	if (e)
 		return e;
 	struct dio_rec r = { .type = R_UNMAP, .ino = in->ino, .a = lblk, .c = len };
@@ -297,17 +294,23 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 {
 	uint64_t end = lblk + len, need = 0, holes = 0, cur = lblk;
 	bool old_unwritten = false;
-	size_t i = em_search(&in->map, lblk);
-	for (size_t k = i; cur < end; k++) {
-		uint64_t next = (k < in->map.n) ? MIN(in->map.v[k].lblk, end) : end;
+	struct bt_cur c, before;
+	bool more = em_find(&in->map, lblk, &c);
+	/* the extent before the range, for the allocation goal */
+	before = c;
+	bool has_before = more ? bt_prev(&before) : bt_last(&in->map.t, &before);
+	while (cur < end) {
+		const struct dio_extent *x = more ? bt_rec(&c) : NULL;
+		uint64_t next = x ? MIN(x->lblk, end) : end;
 		if (next > cur) {
 			need += next - cur;
 			holes++;
 		}
-		if (k >= in->map.n || in->map.v[k].lblk >= end)
+		if (!x || x->lblk >= end)
 			break;
-		old_unwritten |= (in->map.v[k].flags & EXT_UNWRITTEN) != 0;
-		cur = MAX(cur, in->map.v[k].lblk + in->map.v[k].len);
+		old_unwritten |= (x->flags & EXT_UNWRITTEN) != 0;
+		cur = MAX(cur, x->lblk + x->len);
+		more = bt_next(&c);
 	}
 	bool want_clean = clean && !old_unwritten && need && need * v->bs <= CLEAN_REQ_MAX_BYTES;
 	if (clean)
@@ -328,17 +331,20 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 		*clean = want_clean;
 	/* goal: right after the block mapped before lblk, for contiguity */
 	uint64_t goal = v->alloc.first;
-	if (i > 0)
-		goal = in->map.v[i - 1].pblk + in->map.v[i - 1].len + (lblk - (in->map.v[i - 1].lblk + in->map.v[i - 1].len));
+	if (has_before) {
+		const struct dio_extent *b = bt_rec(&before);
+		goal = b->pblk + b->len + (lblk - (b->lblk + b->len));
+	}
 	cur = lblk;
 	while (cur < end) {
-		size_t k = em_search(&in->map, cur);
-		if (k < in->map.n && in->map.v[k].lblk <= cur) {
-			cur = in->map.v[k].lblk + in->map.v[k].len;
-			goal = in->map.v[k].pblk + in->map.v[k].len;
+		struct dio_extent x;
+		bool found = em_get(&in->map, cur, &x);
+		if (found && x.lblk <= cur) {
+			cur = x.lblk + x.len;
+			goal = x.pblk + x.len;
 			continue;
 		}
-		uint64_t hole_end = (k < in->map.n) ? MIN(in->map.v[k].lblk, end) : end;
+		uint64_t hole_end = found ? MIN(x.lblk, end) : end;
 		while (cur < hole_end) {
 			uint64_t p, got;
 			/* clean_blocks >= need was checked: a clean take cannot fail */
@@ -346,9 +352,9 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 				       : alloc_take(&v->alloc, goal, hole_end - cur, &p, &got);
 			if (e)
 				return e;  /* cannot happen: free_blocks was checked */
-			size_t before = in->map.n;
+			uint64_t n0 = em_count(&in->map);
 			e = em_insert(&in->map, cur, p, got, EXT_UNWRITTEN);
-			md_account(v, before, in->map.n);
+			md_account(v, n0, em_count(&in->map));
 			if (!e && (how & MA_JOURNAL)) {
 				struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = cur, .b = p, .c = got,
 						     .flags = EXT_UNWRITTEN };
@@ -456,6 +462,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		f->ino = in;
 		f->flags = flags;
 		atomic_init(&f->err_seen, atomic_load(&in->err_seq));
+		atomic_init(&f->refs, 1);
 		f->magic = DIO_FILE_MAGIC;
 	}
 	pthread_mutex_unlock(&v->md_lock);
@@ -474,13 +481,17 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 	return f;
 }
 
-DIO_API int dio_close(struct dio_file *f)
+void file_get(struct dio_file *f)
 {
-	if (file_check(f) < 0)
-		return -1;
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void file_put(struct dio_file *f)
+{
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+		return;
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
-	f->magic = 0;
 	pthread_mutex_lock(&v->md_lock);
 	in->nopen--;
 	v->nopen_total--;
@@ -491,6 +502,14 @@ DIO_API int dio_close(struct dio_file *f)
 	}
 	pthread_mutex_unlock(&v->md_lock);
 	free(f);
+}
+
+DIO_API int dio_close(struct dio_file *f)
+{
+	if (file_check(f) < 0)
+		return -1;
+	f->magic = 0;   /* no new call or request on it from here */
+	file_put(f);
 	return 0;
 }
 
@@ -501,7 +520,7 @@ static void fill_stat(const struct dio_vol *v, struct dio_inode *in, struct dio_
 	st->id = in->ino;
 	st->size = in->size;
 	st->allocated = em_blocks(&in->map) * v->bs;
-	st->nextents = in->map.n;
+	st->nextents = em_count(&in->map);
 	st->block_size = v->bs;
 	pthread_rwlock_unlock(&in->map_lock);
 }
@@ -652,17 +671,10 @@ static int writable(struct dio_file *f)
 	return 0;
 }
 
-/* Is block lblk mapped and written? (map lock held) */
-static bool block_written(struct dio_inode *in, uint64_t lblk)
-{
-	size_t i = em_search(&in->map, lblk);
-	return i < in->map.n && in->map.v[i].lblk <= lblk && !(in->map.v[i].flags & EXT_UNWRITTEN);
-}
-
 static bool range_has_written(struct dio_inode *in, uint64_t lblk)
 {
 	pthread_rwlock_rdlock(&in->map_lock);
-	bool w = block_written(in, lblk);
+	bool w = em_written(&in->map, lblk);
 	pthread_rwlock_unlock(&in->map_lock);
 	return w;
 }
@@ -738,9 +750,8 @@ static int do_truncate(struct dio_file *f, off_t length)
 /* Turn written blocks of [b0, b1) back into unwritten ones (zero range). */
 static int md_unwrite(struct dio_vol *v, struct dio_inode *in, uint64_t b0, uint64_t b1)
 {
-	size_t i = em_search(&in->map, b0);
-	while (i < in->map.n && in->map.v[i].lblk < b1) {
-		struct dio_extent x = in->map.v[i];
+	struct dio_extent x;
+	for (uint64_t at = b0; em_get(&in->map, at, &x) && x.lblk < b1;) {
 		uint64_t s = MAX(x.lblk, b0), e2 = MIN(x.lblk + x.len, b1);
 		if (!(x.flags & EXT_UNWRITTEN)) {
 			int e = md_map(v, in, s, x.pblk + (s - x.lblk), e2 - s, EXT_UNWRITTEN);
@@ -749,7 +760,7 @@ static int md_unwrite(struct dio_vol *v, struct dio_inode *in, uint64_t b0, uint
 		}
 		if (e2 >= b1)
 			break;
-		i = em_search(&in->map, e2);
+		at = e2;
 	}
 	return 0;
 }
@@ -826,18 +837,19 @@ DIO_API off_t dio_lseek(struct dio_file *f, off_t offset, int whence)
 		else {
 			/* unwritten blocks read as zeros: they count as holes */
 			uint64_t pos = (uint64_t)offset, found = size;
-			size_t i = em_search(&in->map, pos / bs);
+			struct bt_cur c;
+			bool more = em_find(&in->map, pos / bs, &c);
 			if (whence == SEEK_DATA) {
-				for (; i < in->map.n; i++) {
-					const struct dio_extent *x = &in->map.v[i];
+				for (; more; more = bt_next(&c)) {
+					const struct dio_extent *x = bt_rec(&c);
 					if (x->flags & EXT_UNWRITTEN)
 						continue;
 					found = MAX(x->lblk * bs, pos);
 					break;
 				}
 			} else {
-				for (; i < in->map.n; i++) {
-					const struct dio_extent *x = &in->map.v[i];
+				for (; more; more = bt_next(&c)) {
+					const struct dio_extent *x = bt_rec(&c);
 					if ((x->flags & EXT_UNWRITTEN) || x->lblk * bs > pos)
 						break;    /* pos is in a hole */
 					pos = (x->lblk + x->len) * bs;

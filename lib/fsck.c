@@ -68,8 +68,8 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 {
 	size_t total = 0;
 	for (size_t i = 0; i < v->nnames; i++)
-		total += v->names[i]->map.n;
-	total += v->bad.n;
+		total += em_count(&v->names[i]->map);
+	total += em_count(&v->bad);
 	struct dio_extent *all = malloc((total + 1) * sizeof(*all));
 	if (!all) {
 		problem(k, DIO_FSCK_ERROR, "out of memory checking %zu extents", total);
@@ -81,8 +81,10 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 		uint64_t prev_end = 0, size_blocks = DIV_UP(in->size, v->bs);
 		if (i && strcmp(v->names[i - 1]->name, in->name) >= 0)
 			problem(k, DIO_FSCK_ERROR, "names out of order at \"%s\"", in->name);
-		for (size_t j = 0; j < in->map.n; j++) {
-			const struct dio_extent *x = &in->map.v[j];
+		struct bt_cur c;
+		size_t j = 0;
+		for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c), j++) {
+			const struct dio_extent *x = bt_rec(&c);
 			if (!x->len || x->lblk < prev_end)
 				problem(k, DIO_FSCK_ERROR, "\"%s\": extent %zu overlaps or is empty", in->name, j);
 			if (x->pblk < v->sb.data_start || x->pblk + x->len > v->sb.total_blocks)
@@ -96,8 +98,9 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 			n++;
 		}
 	}
-	for (size_t j = 0; j < v->bad.n; j++) {
-		all[n] = v->bad.v[j];
+	struct bt_cur c;
+	for (bool ok = em_first(&v->bad, &c); ok; ok = bt_next(&c)) {
+		all[n] = *bt_rec(&c);
 		all[n++].lblk = 0;   /* owner 0: the bad-block list */
 	}
 	if (n)

@@ -80,7 +80,7 @@ struct dio_counters_atomic {
 #define CNT_SHARDS 8
 unsigned dio_thread_slot(void);   /* small per-thread number, assigned at first use */
 
-/* ---- extent maps (extent.c) ---- */
+/* ---- extents ---- */
 #define EXT_UNWRITTEN 0x1u
 #define EXT_BAD       0x2u   /* a write to these blocks failed: never free them */
 #define EXT_FLAGS     (EXT_UNWRITTEN | EXT_BAD)
@@ -93,18 +93,57 @@ struct dio_extent {
 };
 #define EXT_MAX_LEN 0x80000000u
 
-struct dio_emap {
-	struct dio_extent *v;
-	size_t n, cap;
+/* ---- in-core B+trees of extent records (btree.c) ---- */
+enum { BT_LBLK = 0, BT_PBLK = 1, BT_SIZE = 2 };   /* ordered by lblk; pblk; (len, pblk) */
+#define BT_LEAF_MAX 32u
+struct bt_leaf {
+	struct bt_leaf *prev, *next;
+	unsigned n;
+	struct dio_extent r[BT_LEAF_MAX];
 };
-/* Index of the first extent ending after lblk (n if none). O(log n). */
-size_t em_search(const struct dio_emap *m, uint64_t lblk);
+struct dio_btree {
+	void *root;                /* a leaf when height is 1; NULL when empty */
+	unsigned height;
+	size_t n;                  /* records */
+	uint8_t kind;              /* BT_*; a zeroed tree is an empty BT_LBLK one */
+};
+/* A position in a tree; invalid (leaf NULL) past either end.  Any
+   insertion or deletion invalidates every cursor of the tree. */
+struct bt_cur {
+	struct bt_leaf *leaf;
+	unsigned i;
+};
+void bt_init(struct dio_btree *t, uint8_t kind);
+void bt_destroy(struct dio_btree *t);
+int  bt_insert(struct dio_btree *t, const struct dio_extent *x);   /* 0 or -ENOMEM; the key is new */
+int  bt_delete(struct dio_btree *t, const struct dio_extent *x);   /* the record with x's key */
+bool bt_seek_ge(const struct dio_btree *t, const struct dio_extent *key, struct bt_cur *c);
+bool bt_first(const struct dio_btree *t, struct bt_cur *c);
+bool bt_last(const struct dio_btree *t, struct bt_cur *c);
+bool bt_next(struct bt_cur *c);
+bool bt_prev(struct bt_cur *c);
+/* The record at c.  Fields other than the tree's key may change in place;
+   the key never (delete and insert). */
+static inline struct dio_extent *bt_rec(const struct bt_cur *c) { return &c->leaf->r[c->i]; }
+
+/* ---- extent maps (extent.c): a file's map, the bad-block list ---- */
+struct dio_emap {
+	struct dio_btree t;        /* by lblk */
+	uint64_t blocks;           /* sum of the lengths */
+};
+/* The first extent ending after lblk; false if none.  O(log n). */
+bool em_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c);
+/* A copy of that extent (for walks that change the map as they go). */
+bool em_get(const struct dio_emap *m, uint64_t lblk, struct dio_extent *x);
+bool em_written(const struct dio_emap *m, uint64_t lblk);   /* block lblk mapped and written */
+static inline bool em_first(const struct dio_emap *m, struct bt_cur *c) { return bt_first(&m->t, c); }
+static inline size_t em_count(const struct dio_emap *m) { return m->t.n; }
+static inline uint64_t em_blocks(const struct dio_emap *m) { return m->blocks; }
 typedef void (*em_free_fn)(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg);
 int  em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
-int  em_reserve(struct dio_emap *m, size_t extra);
+int  em_set(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags, bool *had_written);
 void em_free(struct dio_emap *m);
-uint64_t em_blocks(const struct dio_emap *m);
 
 /* ---- free space (alloc.c) ---- */
 #define ALLOC_CLEAN_SLOTS 16
@@ -210,7 +249,11 @@ struct dio_file {
 	struct dio_inode *ino;
 	int flags;
 	atomic_uint err_seen;      /* err_seq this handle has reported */
-	uint32_t magic;
+	uint32_t magic;            /* 0 once dio_close()d */
+	/* 1 while open, +1 per queue request in flight: a handle closed
+	   under its requests lives until the last completes, as a kernel
+	   file lives while io_uring requests hold it */
+	atomic_uint refs;
 	struct ext_cache xc;
 };
 #define DIO_FILE_MAGIC 0x64696f66u
@@ -457,6 +500,8 @@ int  rw_finish_short(struct dio_vol *v, struct dio_bio *b);
 int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);
 void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1);   /* no md/map locks held */
 int  file_check(struct dio_file *f);
+void file_get(struct dio_file *f);
+void file_put(struct dio_file *f);   /* the last reference closes the handle */
 
 static inline bool backend_has_async(const struct dio_backend_ops *o)
 {
@@ -471,6 +516,11 @@ static inline bool backend_has_fixed(const struct dio_backend_ops *o)
 static inline bool backend_has_owned(const struct dio_backend_ops *o)
 {
 	return o->abi >= 4 && o->open_owned;
+}
+
+static inline bool backend_has_eventfd(const struct dio_backend_ops *o)
+{
+	return o->abi >= 5 && o->set_eventfd;
 }
 
 #define CNT(v) (&(v)->cnt[dio_thread_slot() % CNT_SHARDS])

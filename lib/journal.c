@@ -225,10 +225,8 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r)
 			return -EUCLEAN;
 		if (!(in = ino_lookup(v, r->ino)))
 			return 0;
-		if (em_remove(&in->map, r->a, r->c, NULL, NULL) < 0 ||
-		    em_insert(&in->map, r->a, r->b, r->c, r->flags) < 0)
-			return -ENOMEM;
-		return 0;
+		bool had_written;
+		return em_set(&in->map, r->a, r->b, r->c, r->flags, &had_written) < 0 ? -ENOMEM : 0;
 	case R_UNMAP:
 		if (r->a >= maxblk || r->c > maxblk - r->a)
 			return -EUCLEAN;

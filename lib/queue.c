@@ -16,6 +16,8 @@
  */
 #include "internal.h"
 #include <stdlib.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 
 struct qslot {
 	struct rw_async a;
@@ -43,6 +45,7 @@ struct dio_queue {
 	struct qbuf *bufs;          /* registered buffers, sorted by address */
 	unsigned nbufs;
 	bool fixed;                 /* the backend context has them too */
+	int efd;                    /* dio_queue_fd's eventfd, or -1 */
 	uint32_t magic;
 };
 
@@ -62,6 +65,8 @@ static void q_free(struct dio_queue *q)
 {
 	if (q->ctx)
 		q->vol->ops->close(q->ctx);
+	if (q->efd >= 0)
+		close(q->efd);
 	free(q->slot);
 	free(q->free_slots);
 	free(q->cq);
@@ -89,6 +94,7 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 	}
 	q->vol = v;
 	q->entries = entries;
+	q->efd = -1;
 	q->magic = DIO_QUEUE_MAGIC;
 	q->single = (flags & DIO_QUEUE_SINGLE_THREAD) != 0;
 	q->owner = pthread_self();
@@ -126,12 +132,22 @@ static bool foreign(const struct dio_queue *q)
 	return q->single && !pthread_equal(q->owner, pthread_self());
 }
 
+/* Make dio_queue_fd's descriptor readable (there are completions). */
+static void q_signal(struct dio_queue *q)
+{
+	uint64_t one = 1;
+	if (q->efd >= 0 && write(q->efd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is saturated, so it is readable anyway */
+	}
+}
+
 static void post(struct dio_queue *q, uint64_t user_data, ssize_t res)
 {
 	struct dio_cqe *c = &q->cq[(q->head + q->count) % q->entries];
 	c->user_data = user_data;
 	c->res = res;
 	q->count++;
+	q_signal(q);
 }
 
 static struct qslot *slot_of(struct dio_queue *q, struct dio_bio *b)
@@ -396,6 +412,12 @@ DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr,
 		return fail(EINVAL);
 	if (foreign(q))
 		return fail(EPERM);
+	/* reset the event descriptor: what completed so far is picked up
+	   below, what completes later signals it again */
+	uint64_t events;
+	if (q->efd >= 0 && read(q->efd, &events, sizeof(events)) < 0) {
+		/* EAGAIN: nothing signalled */
+	}
 	/* pick up what is already done without waiting */
 	if (q->inflight)
 		collect(q, 0, 0);
@@ -416,5 +438,33 @@ DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr,
 		q->head = (q->head + 1) % q->entries;
 	}
 	q->count -= n;
+	if (q->count)
+		q_signal(q);   /* completions left for the next reap */
 	return (int)n;
+}
+
+DIO_API int dio_queue_fd(struct dio_queue *q)
+{
+	if (!q || q->magic != DIO_QUEUE_MAGIC)
+		return fail(EINVAL);
+	if (foreign(q))
+		return fail(EPERM);
+	if (q->efd >= 0)
+		return q->efd;
+	if (q->ctx && !backend_has_eventfd(q->vol->ops))
+		return fail(EOPNOTSUPP);
+	if (q->inflight)
+		return fail(EBUSY);   /* the backend takes it with no I/O in flight */
+	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int e = q->ctx ? q->vol->ops->set_eventfd(q->ctx, fd) : 0;
+	if (e) {
+		close(fd);
+		return fail(e);
+	}
+	q->efd = fd;
+	if (q->count)
+		q_signal(q);
+	return fd;
 }

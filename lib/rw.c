@@ -296,9 +296,10 @@ static unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct 
 	unsigned n = 0;
 	pthread_rwlock_rdlock(&in->map_lock);
 	uint64_t gen = atomic_load_explicit(&in->map_gen, memory_order_relaxed);
-	size_t i = em_search(&in->map, b);
+	struct bt_cur c;
+	bool more = em_find(&in->map, b, &c);
 	while (b < end && n < max) {
-		const struct dio_extent *x = i < in->map.n ? &in->map.v[i] : NULL;
+		const struct dio_extent *x = more ? bt_rec(&c) : NULL;
 		if (!x || x->lblk >= end) {
 			p[n++] = (struct piece){ b, PBLK_HOLE, end - b, 0 };
 			break;
@@ -313,7 +314,7 @@ static unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct 
 		uint64_t e = MIN(end, x->lblk + x->len);
 		p[n++] = (struct piece){ b, x->pblk + (b - x->lblk), e - b, x->flags };
 		b = e;
-		i++;
+		more = bt_next(&c);
 	}
 	pthread_rwlock_unlock(&in->map_lock);
 	if (!(cache.flags & EXT_UNWRITTEN))
@@ -330,12 +331,20 @@ static bool pieces_written(const struct piece *p, unsigned n, uint64_t end)
 	return n && p[n - 1].lblk + p[n - 1].len >= end;
 }
 
+/* Do the pieces cover [b, end) with mapped blocks (written or not)? */
+static bool pieces_mapped(const struct piece *p, unsigned n, uint64_t end)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (p[i].pblk == PBLK_HOLE)
+			return false;
+	return n && p[n - 1].lblk + p[n - 1].len >= end;
+}
+
 /* Is block lblk mapped and written?  (Edge blocks of the slow paths.) */
 static bool block_is_written(struct dio_inode *in, uint64_t lblk)
 {
 	pthread_rwlock_rdlock(&in->map_lock);
-	size_t i = em_search(&in->map, lblk);
-	bool w = i < in->map.n && in->map.v[i].lblk <= lblk && !(in->map.v[i].flags & EXT_UNWRITTEN);
+	bool w = em_written(&in->map, lblk);
 	pthread_rwlock_unlock(&in->map_lock);
 	return w;
 }
@@ -363,22 +372,62 @@ static uint64_t xfer_pieces(struct batch *b, int op, unsigned flags, struct curs
 	return next;
 }
 
-/* Move [off, off+len) between the cursor and the device with no copy,
-   mapping as it goes. */
-static int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
+static void batch_init(struct batch *b, struct dio_vol *v)
+{
+	b->v = v;
+	b->nbio = b->niov = 0;
+	b->err = 0;
+}
+
+/* Queue the transfer of [off, off+len) between the cursor and the
+   device with no copy, mapping as it goes. */
+static void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, struct cursor *c,
+		       uint64_t off, uint64_t len)
 {
 	struct dio_vol *v = f->vol;
 	uint64_t end = off + len;
-	struct batch b;
 	struct piece p[NPIECES];
-	b.v = v;
-	b.nbio = b.niov = 0;
-	b.err = 0;
 	uint64_t blk = off >> v->bshift, bend = DIV_UP(end, v->bs);
-	while (blk < bend && !b.err) {
+	while (blk < bend && !b->err) {
 		unsigned n = map_pieces(f, blk, bend, p, NPIECES);
-		blk = xfer_pieces(&b, op, flags, c, off, end, p, n);
+		blk = xfer_pieces(b, op, flags, c, off, end, p, n);
 	}
+}
+
+/* Move [off, off+len) between the cursor and the device with no copy. */
+static int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
+{
+	struct batch b;
+	batch_init(&b, f->vol);
+	xfer_range(&b, f, op, flags, c, off, len);
+	batch_flush(&b);
+	return b.err;
+}
+
+/*
+ * An aligned write whose first or last block is only partly covered and
+ * holds no written data (a hole just allocated, or unwritten blocks):
+ * the rest of such a block must read as zeros once the write converts
+ * it, so zeros from the bounce pool's zero buffer go down beside the
+ * data, in the same batch, and the caller's bytes still move with no
+ * copy.  head/tail: bytes of zeros before off and after off+len (each a
+ * multiple of offset_align, less than a block).  The range lock holds
+ * the whole blocks and they are not readable as written until the
+ * conversion, so the order of the pieces does not matter.
+ */
+static int write_padded(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len,
+			uint64_t head, uint64_t tail)
+{
+	struct dio_vol *v = f->vol;
+	struct batch b;
+	struct iovec zh = { v->bounce.zero, (size_t)head }, zt = { v->bounce.zero, (size_t)tail };
+	struct cursor ch = { &zh, 1, 0 }, ct = { &zt, 1, 0 };
+	batch_init(&b, v);
+	if (head)
+		xfer_range(&b, f, DIO_BIO_WRITE, flags, &ch, off - head, head);
+	xfer_range(&b, f, DIO_BIO_WRITE, flags, c, off, len);
+	if (tail)
+		xfer_range(&b, f, DIO_BIO_WRITE, flags, &ct, off + len, tail);
 	batch_flush(&b);
 	return b.err;
 }
@@ -388,9 +437,7 @@ static int write_mapped(struct dio_file *f, unsigned flags, struct cursor *c, ui
 			const struct piece *p, unsigned n)
 {
 	struct batch b;
-	b.v = f->vol;
-	b.nbio = b.niov = 0;
-	b.err = 0;
+	batch_init(&b, f->vol);
 	xfer_pieces(&b, DIO_BIO_WRITE, flags, c, off, off + len, p, n);
 	batch_flush(&b);
 	return b.err;
@@ -579,18 +626,40 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
 	atomic_fetch_add(&in->err_seq, 1);
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
-	size_t i = em_search(&in->map, b0);
-	while (i < in->map.n && in->map.v[i].lblk < b1 && !md_room(v, 2, 0)) {
-		struct dio_extent x = in->map.v[i];
+	struct dio_extent x;
+	for (uint64_t at = b0; em_get(&in->map, at, &x) && x.lblk < b1 && !md_room(v, 2, 0);) {
 		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
 		if (!(x.flags & EXT_BAD) && md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags | EXT_BAD))
 			break;
 		if (t >= b1)
 			break;
-		i = em_search(&in->map, t);
+		at = t;
 	}
 	pthread_rwlock_unlock(&in->map_lock);
 	pthread_mutex_unlock(&v->md_lock);
+}
+
+/* Blocks for the holes of [b0, b1) (md_alloc_range, without a refill). */
+static int alloc_blocks(struct dio_file *f, uint64_t b0, uint64_t b1, bool *clean)
+{
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	pthread_mutex_lock(&v->md_lock);
+	pthread_rwlock_wrlock(&in->map_lock);
+	int e = md_alloc_range(v, in, b0, b1 - b0, 0, clean);
+	pthread_rwlock_unlock(&in->map_lock);
+	pthread_mutex_unlock(&v->md_lock);
+	return e;
+}
+
+/* A write into blocks all mapped (unwritten): nothing to allocate, but
+   room for the records its conversion adds, as md_alloc_range checks. */
+static int alloc_room(struct dio_vol *v)
+{
+	pthread_mutex_lock(&v->md_lock);
+	int e = md_room(v, 4, 0);
+	pthread_mutex_unlock(&v->md_lock);
+	return e;
 }
 
 /*
@@ -635,9 +704,8 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
 	v->jclean_append = clean;   /* these records expose only clean blocks */
-	size_t i = em_search(&in->map, b0);
-	while (!e && i < in->map.n && in->map.v[i].lblk < b1) {
-		struct dio_extent x = in->map.v[i];
+	struct dio_extent x;
+	for (uint64_t at = b0; !e && em_get(&in->map, at, &x) && x.lblk < b1;) {
 		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
 		if (x.flags & EXT_UNWRITTEN) {
 			/* a block marked bad stays bad until punched */
@@ -646,7 +714,7 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 		}
 		if (t >= b1)
 			break;
-		i = em_search(&in->map, t);
+		at = t;
 	}
 	if (!e && end > in->size) {
 		e = md_set_size(v, in, end);
@@ -705,19 +773,20 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 		bool clean = false;
 		e = alloc_for_write(f, b0, b1, &clean);
 		alloc_failed = e != 0;
-		if (!e) {
-			/* direct only if no partial block needs zeroing or merging */
-			bool head_ok = !(off & (bs - 1)) || block_is_written(in, b0);
-			bool tail_ok = !(end & (bs - 1)) || block_is_written(in, b1 - 1);
-			if (aligned && head_ok && tail_ok) {
-				e = xfer_direct(f, DIO_BIO_WRITE, flags, &c, off, len);
-			} else {
-				e = write_bounce(f, flags, &c, off, len);
-				bounced = true;
-			}
-			if (!e)
-				e = finish_write(f, b0, b1, end, clean, &changed);
+		if (!e && aligned) {
+			/* zero copy: a partial edge block that holds written
+			   data keeps it (the device writes whole offset_align
+			   units); one that does not gets zeros beside the data */
+			uint64_t head = (off & (bs - 1)) && !block_is_written(in, b0) ? off & (bs - 1) : 0;
+			uint64_t tail = (end & (bs - 1)) && !block_is_written(in, b1 - 1) ? bs - (end & (bs - 1)) : 0;
+			e = head || tail ? write_padded(f, flags, &c, off, len, head, tail)
+					 : xfer_direct(f, DIO_BIO_WRITE, flags, &c, off, len);
+		} else if (!e) {
+			e = write_bounce(f, flags, &c, off, len);
+			bounced = true;
 		}
+		if (!e)
+			e = finish_write(f, b0, b1, end, clean, &changed);
 	}
 	if (e && e != -ENOSPC && e != -ENOMEM && !alloc_failed)
 		rw_mark_failed(f, b0, b1);
@@ -780,6 +849,7 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	struct dio_inode *in = f->ino;
 	uint64_t end = off + len, b0 = off >> v->bshift, b1 = DIV_UP(end, bs);
 	bool excl = write && !(f->flags & DIO_O_CONCURRENT);
+relock:
 	if (!may_block) {
 		if (!rl_trylock(in->rl, &a->r, b0, b1, excl))
 			return -EAGAIN;
@@ -803,20 +873,26 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 		if (end <= size)
 			n = map_pieces(f, b0, b1, p, NPIECES);
 		if (!n || !pieces_written(p, n, b1)) {
-			/* an allocating write of whole blocks can go down
-			   asynchronously too: allocate (unwritten) now, convert
-			   when it completes; partial blocks take the inline path */
-			if (!excl || ((off | end) & (bs - 1)))
+			/* a write of whole blocks into holes or unwritten blocks
+			   goes down asynchronously too: allocate (unwritten) now,
+			   convert when it completes; partial blocks take the
+			   inline path (zeros beside the data) */
+			if ((off | end) & (bs - 1))
 				goto inline_path;
-			pthread_mutex_lock(&v->md_lock);
-			pthread_rwlock_wrlock(&in->map_lock);
-			int e = md_alloc_range(v, in, b0, b1 - b0, 0, &a->clean);
-			pthread_rwlock_unlock(&in->map_lock);
-			pthread_mutex_unlock(&v->md_lock);
+			if (!excl) {
+				/* allocation and conversion are exclusive, also
+				   for DIO_O_CONCURRENT handles (as inline) */
+				rl_unlock(in->rl, &a->r);
+				excl = true;
+				goto relock;
+			}
+			a->clean = false;   /* blocks unwritten before: not clean */
+			int e = pieces_mapped(p, n, b1) ? alloc_room(v) : alloc_blocks(f, b0, b1, &a->clean);
 			if (e)
 				goto inline_path;   /* it reports ENOSPC and the rest */
+			if (!pieces_mapped(p, n, b1))
+				n = map_pieces(f, b0, b1, p, NPIECES);
 			a->alloc = true;
-			n = map_pieces(f, b0, b1, p, NPIECES);
 		}
 		a->ret = len;
 	} else {
@@ -857,16 +933,19 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	}
 	if (!a->nbio) {
 		/* all holes: the read is complete already */
+		file_get(f);
 		rw_async_finish(a, 0);
 		return RWA_DONE;
 	}
+	file_get(f);   /* the handle lives until rw_async_finish */
 	return RWA_READY;
 inline_path:
 	rl_unlock(in->rl, &a->r);
 	return RWA_INLINE;
 }
 
-/* The request's I/Os are all back (err: the first error, or 0). */
+/* The request's I/Os are all back (err: the first error, or 0).  Drops
+   the request's reference to its handle. */
 int rw_async_finish(struct rw_async *a, int err)
 {
 	struct dio_vol *v = a->f->vol;
@@ -887,6 +966,7 @@ int rw_async_finish(struct rw_async *a, int err)
 		cnt_add(a->write ? &CNT(v)->writes : &CNT(v)->reads, 1);
 		cnt_add(a->write ? &CNT(v)->bytes_written : &CNT(v)->bytes_read, a->ret);
 	}
+	file_put(a->f);   /* a handle closed meanwhile goes now */
 	return err;
 }
 

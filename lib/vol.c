@@ -14,6 +14,9 @@
 #include <sys/file.h>
 #include <time.h>
 
+DIO_API const char *dio_version(void) { return DIO_VERSION_STRING; }
+DIO_API int dio_version_number(void) { return DIO_VERSION_NUMBER; }
+
 /* ---- logging ---------------------------------------------------------- */
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -272,12 +275,13 @@ DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
 static int build_alloc(struct dio_vol *v)
 {
 	int e = alloc_init(&v->alloc, v->sb.data_start, v->sb.total_blocks);
+	struct bt_cur c;
 	for (size_t h = 0; h < v->ihash_size && !e; h++)
 		for (struct dio_inode *in = v->ihash[h]; in && !e; in = in->hnext)
-			for (size_t i = 0; i < in->map.n && !e; i++)
-				e = alloc_mark_used(&v->alloc, in->map.v[i].pblk, in->map.v[i].len);
-	for (size_t i = 0; i < v->bad.n && !e; i++)
-		e = alloc_mark_used(&v->alloc, v->bad.v[i].pblk, v->bad.v[i].len);
+			for (bool ok = em_first(&in->map, &c); ok && !e; ok = bt_next(&c))
+				e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len);
+	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = bt_next(&c))
+		e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len);
 	if (e)
 		return e;
 	if (alloc_check_overlap(&v->alloc)) {
@@ -295,8 +299,9 @@ static int check_sizes(struct dio_vol *v)
 	for (size_t i = 0; i < v->nnames; i++) {
 		struct dio_inode *in = v->names[i];
 		uint64_t last = DIV_UP(in->size, v->bs);
-		for (size_t j = in->map.n; j-- > 0;) {
-			const struct dio_extent *x = &in->map.v[j];
+		struct bt_cur c;
+		for (bool ok = bt_last(&in->map.t, &c); ok; ok = bt_prev(&c)) {
+			const struct dio_extent *x = bt_rec(&c);
 			if (x->lblk + x->len <= last)
 				break;
 			if (!(x->flags & EXT_UNWRITTEN)) {
@@ -316,8 +321,9 @@ void drop_orphans(struct dio_vol *v)
 		while (in) {
 			struct dio_inode *nx = in->hnext;
 			if (!in->name) {
-				for (size_t i = 0; i < in->map.n; i++)
-					release_blocks_cb(v, in->map.v[i].pblk, in->map.v[i].len, in->map.v[i].flags);
+				struct bt_cur c;
+				for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c))
+					release_blocks_cb(v, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
 				ino_destroy(v, in);
 			}
 			in = nx;
@@ -327,9 +333,9 @@ void drop_orphans(struct dio_vol *v)
 
 void recount_md(struct dio_vol *v)
 {
-	v->md_bytes = v->bad.n * MD_EXTENT_BYTES;
+	v->md_bytes = (uint64_t)em_count(&v->bad) * MD_EXTENT_BYTES;
 	for (size_t i = 0; i < v->nnames; i++)
-		v->md_bytes += md_inode_bytes(v->names[i]->namelen) + v->names[i]->map.n * MD_EXTENT_BYTES;
+		v->md_bytes += md_inode_bytes(v->names[i]->namelen) + (uint64_t)em_count(&v->names[i]->map) * MD_EXTENT_BYTES;
 }
 
 DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts *opts)

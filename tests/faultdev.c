@@ -31,7 +31,16 @@ static struct {
 	pthread_cond_t gate_cv;
 } F = { .mu = PTHREAD_MUTEX_INITIALIZER, .gate_cv = PTHREAD_COND_INITIALIZER };
 
-struct fctx { void *inner; int fd; bool used; pthread_t user; };
+struct fctx {
+	void *inner;
+	int fd;
+	bool used;
+	pthread_t user;
+	unsigned inflight;        /* "fault-async": bios handed to inner, not reaped */
+};
+
+/* "fault-async": the gate's parked asynchronous bio (one at a time) */
+static struct dio_bio *parked;
 
 /* Under F.mu: note which thread uses c; count a second one. */
 static void note_user(struct fctx *c)
@@ -188,6 +197,78 @@ static const struct dio_backend_ops fault_ops_tbl = {
 
 const struct dio_backend_ops *fault_table(void) { return &fault_ops_tbl; }
 
+/*
+ * "fault-async": the same, plus the inner backend's asynchronous pair,
+ * through which the gate parks an I/O without blocking the submitter:
+ * it is handed to the inner backend only once the gate is released, so a
+ * test can see that dio_submit returned while it was still in flight.
+ */
+static int fa_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
+{
+	struct fctx *c = ctx;
+	for (unsigned i = 0; i < n; i++) {
+		pthread_mutex_lock(&F.mu);
+		note_user(c);
+		bool park = F.gate_op == bios[i]->op + 1 && !parked;
+		if (park) {
+			F.gate_op = 0;
+			parked = bios[i];
+			F.gate_parked = 1;
+			pthread_cond_broadcast(&F.gate_cv);
+		}
+		pthread_mutex_unlock(&F.mu);
+		if (park)
+			continue;
+		int e = F.inner->submit_async(c->inner, &bios[i], 1);
+		if (e)
+			return e;
+		c->inflight++;
+	}
+	return 0;
+}
+
+static int fa_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms)
+{
+	struct fctx *c = ctx;
+	pthread_mutex_lock(&F.mu);
+	/* waiting for more than the inner backend has: the parked one */
+	while (parked && !F.gate_released && min_nr > c->inflight && timeout_ms < 0)
+		pthread_cond_wait(&F.gate_cv, &F.mu);
+	struct dio_bio *go = parked && F.gate_released ? parked : NULL;
+	if (go)
+		parked = NULL;
+	pthread_mutex_unlock(&F.mu);
+	if (go) {
+		int e = F.inner->submit_async(c->inner, &go, 1);
+		if (e)
+			return e;
+		c->inflight++;
+	}
+	int r = F.inner->reap(c->inner, done, MIN_SZ(min_nr, c->inflight), max_nr, timeout_ms);
+	if (r > 0)
+		c->inflight -= (unsigned)r;
+	return r;
+}
+
+static const struct dio_backend_ops fault_async_tbl = {
+	.abi = DIO_BACKEND_ABI, .name = "fault-async", .probe = f_probe, .open = f_open,
+	.submit = f_submit, .flush = f_flush, .close = f_close,
+	.submit_async = fa_submit_async, .reap = fa_reap,
+};
+
+bool fault_inner_has_async(void)
+{
+	return F.inner && F.inner->abi >= 2 && F.inner->submit_async && F.inner->reap;
+}
+
+bool fault_gate_is_released(void)
+{
+	pthread_mutex_lock(&F.mu);
+	bool r = F.gate_released;
+	pthread_mutex_unlock(&F.mu);
+	return r;
+}
+
 void fault_setup(const struct fault_cfg *cfg)
 {
 	static int registered;
@@ -210,6 +291,7 @@ void fault_setup(const struct fault_cfg *cfg)
 	pthread_mutex_unlock(&F.mu);
 	if (!registered) {
 		ck_assert(dio_backend_register(&fault_ops_tbl) == 0);
+		ck_assert(dio_backend_register(&fault_async_tbl) == 0);
 		registered = 1;
 	}
 }

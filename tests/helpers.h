@@ -69,5 +69,19 @@ long fault_unflushed(void);
 void fault_gate_arm(int op);
 void fault_gate_wait_parked(void);
 void fault_gate_release(void);
+bool fault_gate_is_released(void);
+/* "fault-async" (registered by fault_setup): the fault backend with the
+   run's asynchronous pair, whose gate parks an asynchronous I/O without
+   blocking the thread that submitted it.  Only when the run's backend
+   has such a pair (not psync). */
+bool fault_inner_has_async(void);
 #define MIN_SZ(a, b) ((a) < (b) ? (a) : (b))
+/* ck_assert for hot loops: Check's own macros mark every passing
+   assertion through a pipe (a system call each); this one costs nothing
+   until it fails. */
+#define T_CHECK(expr, ...)                                                  \
+	do {                                                                \
+		if (!(expr))                                                \
+			ck_abort_msg("check failed: " #expr " " __VA_ARGS__); \
+	} while (0)
 #endif

@@ -5,7 +5,9 @@
  * threads work on one volume at once.
  */
 #include "helpers.h"
+#include <poll.h>
 #include <pthread.h>
+#include <sys/epoll.h>
 
 static struct dio_vol *vol;
 static char *img;
@@ -537,6 +539,209 @@ START_TEST(test_single_thread_queue_works_for_its_owner_and_refuses_others)
 	free(r);
 }
 END_TEST
+/* The gate holds the write in flight 100 ms after it parked; the
+   submitter notes whether dio_submit had returned by then. */
+static void *release_later(void *arg)
+{
+	(void)arg;
+	fault_gate_wait_parked();
+	usleep(100 * 1000);
+	fault_gate_release();
+	return NULL;
+}
+
+START_TEST(test_queued_writes_into_preallocated_blocks_go_down_asynchronously)
+{
+	fault_setup(&(struct fault_cfg){ 0 });
+	if (!fault_inner_has_async()) {
+		fprintf(stderr, "SKIP %s: backend %s has no asynchronous pair, every queue request runs inline\n",
+			__func__, t_backend());
+		return;
+	}
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = dio_mount(img, &(struct dio_mount_opts){ .backend = "fault-async" });
+	ck_assert_ptr_nonnull(vol);
+	uint8_t *buf = t_aligned(8192), *rd = t_aligned(8192);
+	/* a plain handle and a DIO_O_CONCURRENT one, whose conversions need
+	   the exclusive range lock too */
+	int flags[2] = { O_RDWR | O_CREAT, O_RDWR | O_CREAT | DIO_O_CONCURRENT };
+	for (int m = 0; m < 2; m++) {
+		char name[8];
+		snprintf(name, sizeof(name), "pre%d", m);
+		struct dio_file *f = dio_open(vol, name, flags[m]);
+		ck_assert_int_eq(dio_fallocate(f, 0, 0, 1 << 20), 0);
+		ck_assert_int_eq(dio_fsync(f), 0);
+		struct dio_queue *q = dio_queue_create(vol, 8);
+		/* a backend with the asynchronous pair but no set_eventfd */
+		ck_assert_int_eq(dio_queue_fd(q), -1);
+		ck_assert_int_eq(errno, EOPNOTSUPP);
+		t_fill(buf, 8192, 9, (uint32_t)m, 0);
+		fault_gate_arm(DIO_BIO_WRITE);
+		pthread_t th;
+		pthread_create(&th, NULL, release_later, NULL);
+		struct dio_req w = { .op = DIO_OP_WRITE, .file = f, .buf = buf, .len = 8192, .offset = 65536,
+				     .user_data = 5 };
+		ck_assert_int_eq(dio_submit(q, &w, 1), 1);
+		/* returned with the write still parked: it went down asynchronously */
+		ck_assert(!fault_gate_is_released());
+		struct dio_cqe c;
+		ck_assert_int_eq(dio_reap(q, &c, 0, 1, 0), 0);
+		ck_assert_int_eq(dio_reap(q, &c, 1, 1, -1), 1);
+		pthread_join(th, NULL);
+		ck_assert_uint_eq(c.user_data, 5);
+		ck_assert_int_eq(c.res, 8192);
+		/* converted at completion: the data reads back, the rest of the
+		   preallocation still reads as zeros */
+		ck_assert_int_eq(dio_pread(f, rd, 8192, 65536), 8192);
+		ck_assert(!memcmp(rd, buf, 8192));
+		ck_assert_int_eq(dio_pread(f, rd, 8192, 65536 + 8192), 8192);
+		for (int i = 0; i < 8192; i++)
+			T_CHECK(rd[i] == 0);
+		ck_assert_int_eq(dio_lseek(f, 0, SEEK_DATA), 65536);
+		dio_queue_destroy(q);
+		ck_assert_int_eq(dio_fdatasync(f), 0);
+		dio_close(f);
+	}
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = t_mount(img);
+	for (int m = 0; m < 2; m++) {
+		char name[8];
+		snprintf(name, sizeof(name), "pre%d", m);
+		struct dio_file *f = dio_open(vol, name, O_RDONLY);
+		t_fill(buf, 8192, 9, (uint32_t)m, 0);
+		ck_assert_int_eq(dio_pread(f, rd, 8192, 65536), 8192);
+		ck_assert(!memcmp(rd, buf, 8192));
+		dio_close(f);
+	}
+	free(buf);
+	free(rd);
+}
+END_TEST
+
+START_TEST(test_a_file_closed_with_requests_in_flight_lives_until_they_complete)
+{
+	uint8_t *buf = t_aligned(64 * 4096), *rd = t_aligned(64 * 4096);
+	t_fill(buf, 64 * 4096, 6, 1, 0);
+	for (int round = 0; round < 3; round++) {
+		/* round 0: reap after the close; 1: destroy the queue instead
+		   (it drains); 2: the file was unlinked too, its blocks go with
+		   the last request */
+		struct dio_file *f = dio_open(vol, "closing", O_RDWR | O_CREAT);
+		ck_assert_int_eq(dio_pwrite(f, buf, 32 * 4096, 0), 32 * 4096);
+		struct dio_queue *q = dio_queue_create(vol, 64);
+		struct dio_req r[64];
+		for (int i = 0; i < 64; i++) {
+			bool wr = i % 2;
+			r[i] = (struct dio_req){ .op = wr ? DIO_OP_WRITE : DIO_OP_READ, .file = f,
+						 .buf = (wr ? buf : rd) + i * 4096, .len = 4096,
+						 .offset = (off_t)(wr ? (32 + i) * 4096 : i / 2 * 4096), .user_data = (uint64_t)i };
+		}
+		ck_assert_int_eq(dio_submit(q, r, 64), 64);
+		if (round == 2)
+			ck_assert_int_eq(dio_unlink(vol, "closing"), 0);
+		ck_assert_int_eq(dio_close(f), 0);
+		if (round == 1) {
+			dio_queue_destroy(q);
+		} else {
+			struct dio_cqe c[64];
+			int got = 0;
+			while (got < 64) {
+				int n = dio_reap(q, c + got, 1, 64 - (unsigned)got, -1);
+				ck_assert_int_gt(n, 0);
+				got += n;
+			}
+			for (int i = 0; i < 64; i++)
+				ck_assert_int_eq(c[i].res, 4096);
+			for (int i = 0; i < 64; i += 2)
+				ck_assert(!memcmp(rd + i * 4096, buf + i / 2 * 4096, 4096));
+			dio_queue_destroy(q);
+		}
+		struct dio_stat st;
+		if (round == 2) {
+			ck_assert_int_eq(dio_stat(vol, "closing", &st), -1);
+			ck_assert_int_eq(dio_syncfs(vol), 0);
+		} else {
+			ck_assert_int_eq(dio_stat(vol, "closing", &st), 0);
+			ck_assert_uint_eq(st.size, (32 + 64) * 4096);
+			ck_assert_int_eq(dio_unlink(vol, "closing"), 0);
+		}
+	}
+	/* every handle is gone: the volume unmounts (teardown) */
+	struct dio_statvfs sv;
+	dio_statvfs(vol, &sv);
+	ck_assert_uint_eq(sv.nfiles, 0);
+	free(buf);
+	free(rd);
+}
+END_TEST
+
+static bool readable(int fd, int ms)
+{
+	struct pollfd p = { fd, POLLIN, 0 };
+	return poll(&p, 1, ms) == 1 && (p.revents & POLLIN);
+}
+
+START_TEST(test_queue_fd_wakes_an_event_loop_for_every_completion)
+{
+	struct dio_file *f = dio_open(vol, "evt", O_RDWR | O_CREAT);
+	uint8_t *buf = t_aligned(64 * 4096);
+	t_fill(buf, 64 * 4096, 4, 1, 0);
+	ck_assert_int_eq(dio_pwrite(f, buf, 64 * 4096, 0), 64 * 4096);
+	unsigned flags[2] = { 0, DIO_QUEUE_SINGLE_THREAD };
+	for (int m = 0; m < 2; m++) {
+		struct dio_queue *q = dio_queue_create_flags(vol, 64, flags[m]);
+		int fd = dio_queue_fd(q);
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(dio_queue_fd(q), fd);   /* one descriptor per queue */
+		ck_assert(!readable(fd, 0));
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 42 };
+		ck_assert_int_eq(epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), 0);
+		/* an event loop: sleep in epoll, reap without waiting */
+		struct dio_req r[32];
+		for (int i = 0; i < 32; i++)
+			r[i] = (struct dio_req){ .op = DIO_OP_READ, .file = f, .buf = buf + i * 4096, .len = 4096,
+						 .offset = (off_t)(i * 8192), .user_data = (uint64_t)i };
+		ck_assert_int_eq(dio_submit(q, r, 32), 32);
+		int got = 0, wakeups = 0;
+		while (got < 32) {
+			struct epoll_event out;
+			ck_assert_msg(epoll_wait(ep, &out, 1, 5000) == 1, "no wakeup with %d of 32 reaped", got);
+			ck_assert_uint_eq(out.data.u64, 42);
+			wakeups++;
+			struct dio_cqe c[32];
+			int n = dio_reap(q, c, 0, 32, 0);
+			ck_assert_int_ge(n, 0);
+			for (int i = 0; i < n; i++)
+				ck_assert_int_eq(c[i].res, 4096);
+			got += n;
+		}
+		ck_assert_int_le(wakeups, 64);
+		/* the last completions may have signalled after the reap that
+		   took them (a wakeup with nothing to reap, as with any eventfd);
+		   a reap with nothing in flight leaves it quiet */
+		struct dio_cqe none[1];
+		ck_assert_int_eq(dio_reap(q, none, 0, 1, 0), 0);
+		ck_assert(!readable(fd, 0));
+		/* a request that completes inside dio_submit (an fsync) */
+		struct dio_req s1 = { .op = DIO_OP_FSYNC, .file = f, .user_data = 99 };
+		ck_assert_int_eq(dio_submit(q, &s1, 1), 1);
+		ck_assert(readable(fd, 0));
+		/* reaping part of what waits leaves it readable */
+		ck_assert_int_eq(dio_submit(q, &s1, 1), 1);
+		struct dio_cqe c;
+		ck_assert_int_eq(dio_reap(q, &c, 0, 1, 0), 1);
+		ck_assert(readable(fd, 0));
+		ck_assert_int_eq(dio_reap(q, &c, 0, 1, 0), 1);
+		ck_assert(!readable(fd, 0));
+		close(ep);
+		dio_queue_destroy(q);
+		ck_assert_int_eq(fcntl(fd, F_GETFD), -1);   /* closed with its queue */
+	}
+	dio_close(f);
+	free(buf);
+}
+END_TEST
 
 int main(void)
 {
@@ -553,6 +758,9 @@ int main(void)
 	tcase_add_test(tc, test_registered_buffers_carry_reads_and_writes);
 	tcase_add_test(tc, test_queue_handed_to_another_thread_with_requests_in_flight);
 	tcase_add_test(tc, test_single_thread_queue_works_for_its_owner_and_refuses_others);
+	tcase_add_test(tc, test_queued_writes_into_preallocated_blocks_go_down_asynchronously);
+	tcase_add_test(tc, test_queue_fd_wakes_an_event_loop_for_every_completion);
+	tcase_add_test(tc, test_a_file_closed_with_requests_in_flight_lives_until_they_complete);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -19,8 +19,9 @@
 extern "C" {
 #endif
 
-#define DIO_BACKEND_ABI 4   /* 4 adds open_owned, 3 registered buffers, 2 the
-				asynchronous pair; 1 to 3 are still accepted */
+#define DIO_BACKEND_ABI 5   /* 5 adds set_eventfd, 4 open_owned, 3 registered
+				buffers, 2 the asynchronous pair; 1 to 4 are
+				still accepted */
 
 #define DIO_BIO_READ  0
 #define DIO_BIO_WRITE 1
@@ -73,6 +74,13 @@ struct dio_backend_ops {
 	   may bind it to that thread (io_uring: SINGLE_ISSUER|DEFER_TASKRUN).
 	   close may still come from another thread, at unmount. */
 	void *(*open_owned)(int fd, unsigned depth, int *err);
+	/* Optional (ABI 5; NULL: dio_queue_fd fails with EOPNOTSUPP on a
+	   queue of this backend that has the asynchronous pair).  From now
+	   on, add to the eventfd `fd` (write(2) of a count) whenever an I/O
+	   started by submit_async completes, as io_uring_register_eventfd
+	   and IOCB_FLAG_RESFD do.  Called with no I/O in flight.  0 or
+	   -errno. */
+	int   (*set_eventfd)(void *ctx, int fd);
 };
 
 /* Make `ops` selectable by name.  The table must outlive every mount

@@ -17,8 +17,29 @@
 extern "C" {
 #endif
 
+/* off_t crosses this interface (offsets, struct dio_req): a 32-bit
+   program built without -D_FILE_OFFSET_BITS=64 would hand the library
+   offsets of the wrong width.  pkg-config --cflags libdio gives it. */
+#if defined(__cplusplus) && __cplusplus >= 201103L
+static_assert(sizeof(off_t) == 8, "libdio needs a 64-bit off_t: compile with -D_FILE_OFFSET_BITS=64 "
+			      "(pkg-config --cflags libdio)");
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+_Static_assert(sizeof(off_t) == 8, "libdio needs a 64-bit off_t: compile with -D_FILE_OFFSET_BITS=64 "
+			      "(pkg-config --cflags libdio)");
+#else
+typedef char dio_needs_a_64_bit_off_t__compile_with_D_FILE_OFFSET_BITS_64[sizeof(off_t) == 8 ? 1 : -1];
+#endif
+
 #define DIO_VERSION_MAJOR 0
 #define DIO_VERSION_MINOR 1
+#define DIO_VERSION_PATCH 0
+#define DIO_VERSION_STRING "0.1.0"
+#define DIO_VERSION_NUMBER (DIO_VERSION_MAJOR * 10000 + DIO_VERSION_MINOR * 100 + DIO_VERSION_PATCH)
+
+/* The library a program runs against, which may be newer than the header
+   it was built with: "MAJOR.MINOR.PATCH", and as DIO_VERSION_NUMBER. */
+const char *dio_version(void);
+int dio_version_number(void);
 
 /* ---- volumes ---------------------------------------------------------- */
 
@@ -185,6 +206,10 @@ int  dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr, unsign
 /* Optional: buffers requests of this queue will use (io_uring
    READ_FIXED/WRITE_FIXED); nr 0 drops them.  0, or -1/errno. */
 int  dio_queue_register_buffers(struct dio_queue *q, const struct iovec *iov, unsigned nr);
+/* A file descriptor (an eventfd, owned by the queue) that polls readable
+   whenever the queue may have completions to reap: for epoll and other
+   event loops.  dio_reap resets it.  The descriptor, or -1/errno. */
+int  dio_queue_fd(struct dio_queue *q);
 
 #ifdef __cplusplus
 }

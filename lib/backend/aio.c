@@ -69,6 +69,7 @@ struct aio_ctx {
 	struct iocb *acb;          /* iocbs of asynchronous I/Os in flight */
 	struct iocb **afree;       /* stack of free ones */
 	unsigned nfree;
+	int efd;                   /* signalled by asynchronous completions, or -1 */
 };
 
 static int aio_probe(void)
@@ -102,6 +103,7 @@ static void *aio_open(int fd, unsigned depth, int *err)
 		return NULL;
 	}
 	c->fd = fd;
+	c->efd = -1;
 	c->depth = depth;
 	c->cbs = calloc(depth, sizeof(*c->cbs));
 	c->cbp = calloc(depth, sizeof(*c->cbp));
@@ -194,6 +196,8 @@ static int aio_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 			}
 			struct iocb *cb = c->afree[--c->nfree];
 			prep_iocb(cb, c->fd, b);
+			if (c->efd >= 0)
+				io_set_eventfd(cb, c->efd);
 			cbs[i] = cb;
 		}
 		unsigned sub = 0;
@@ -233,6 +237,13 @@ static int aio_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned 
 	return r;
 }
 
+static int aio_set_eventfd(void *ctx, int fd)
+{
+	struct aio_ctx *c = ctx;
+	c->efd = fd;
+	return 0;
+}
+
 static int aio_flush(void *ctx)
 {
 	struct aio_ctx *c = ctx;
@@ -242,5 +253,5 @@ static int aio_flush(void *ctx)
 const struct dio_backend_ops dio_aio_ops = {
 	.abi = DIO_BACKEND_ABI, .name = "aio", .probe = aio_probe, .open = aio_open,
 	.submit = aio_submit, .flush = aio_flush, .close = aio_close,
-	.submit_async = aio_submit_async, .reap = aio_reap,
+	.submit_async = aio_submit_async, .reap = aio_reap, .set_eventfd = aio_set_eventfd,
 };

@@ -235,6 +235,13 @@ static int uring_register_buffers(void *ctx, const struct iovec *iov, unsigned n
 	return 0;
 }
 
+static int uring_set_eventfd(void *ctx, int fd)
+{
+	struct uring_ctx *c = ctx;
+	int e = io_uring_register_eventfd(&c->ring, fd);
+	return e < 0 ? e : 0;
+}
+
 static void uring_close(void *ctx)
 {
 	struct uring_ctx *c = ctx;
@@ -252,4 +259,5 @@ const struct dio_backend_ops dio_uring_ops = {
 	.submit = uring_submit, .flush = uring_flush, .close = uring_close,
 	.submit_async = uring_submit_async, .reap = uring_reap,
 	.register_buffers = uring_register_buffers, .open_owned = uring_open_owned,
+	.set_eventfd = uring_set_eventfd,
 };

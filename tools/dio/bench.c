@@ -6,11 +6,12 @@
  *             [--bs 4k] [--iodepth 1] [--numjobs 1] [--size 256m]
  *             [--runtime 10] [--backend auto|uring|aio|psync] [--fsync N]
  *             [--append] [--fixedbufs] [--spin] [--norandommap]
- *             [--iodepth_batch_submit N] [--raw] [--json]
+ *             [--iodepth_batch_submit N] [--fallocate] [--raw] [--json]
  *
  * libdio mode: PATH is formatted if it is not a volume (an image file is
  * created of the needed size), each job gets its own file of --size bytes,
- * written first for reads and overwrites.  iodepth 1 uses the synchronous
+ * written first for reads and overwrites (--fallocate: preallocated
+ * afresh instead, so writes land on unwritten blocks).  iodepth 1 uses the synchronous
  * calls; more uses a dio_queue per job.  --append: each job appends bs
  * blocks to its own new file (with --fsync 1: fdatasync after each).
  * --fixedbufs (fio's io_uring option): register the job's buffers
@@ -52,9 +53,10 @@ static struct {
 	unsigned iodepth, numjobs, fsync_every;
 	uint64_t size;
 	double runtime;
-	bool raw, json, append, fixedbufs, spin, norandommap;
+	bool raw, json, append, fixedbufs, spin, norandommap, prealloc;
 	unsigned batch;            /* --iodepth_batch_submit */
-} O = { NULL, "randread", "auto", 4096, 1, 1, 0, 256 << 20, 10, false, false, false, false, false, false, 1 };
+} O = { .rw = "randread", .backend = "auto", .bs = 4096, .iodepth = 1, .numjobs = 1, .size = 256 << 20,
+	.runtime = 10, .batch = 1 };
 
 #define now now_sec
 
@@ -284,7 +286,8 @@ static void prepare_volume(void)
 		perror("dio_mount");
 		exit(1);
 	}
-	/* lay the files down so reads and overwrites hit written blocks */
+	/* lay the files down so reads and overwrites hit written blocks, or
+	   with --fallocate preallocate them afresh (every block unwritten) */
 	void *buf;
 	if (posix_memalign(&buf, 4096, 1 << 20))
 		abort();
@@ -294,6 +297,10 @@ static void prepare_volume(void)
 		snprintf(name, sizeof(name), "job-%u", i);
 		struct dio_file *f = dio_open(v, name, O_RDWR | O_CREAT);
 		struct dio_stat fs;
+		if (O.prealloc && (dio_ftruncate(f, 0) || dio_fsync(f) || dio_fallocate(f, 0, 0, (off_t)O.size))) {
+			perror("dio_fallocate");
+			exit(1);
+		}
 		dio_fstat(f, &fs);
 		for (uint64_t off = fs.size; off < O.size; off += 1 << 20)
 			dio_pwrite(f, buf, 1 << 20, (off_t)off);
@@ -486,7 +493,7 @@ int cmd_bench(int argc, char **argv)
 {
 	G.usage = "dio bench TARGET [--rw MODE] [--bs N] [--iodepth N] [--numjobs N] [--size N] [--runtime S]\n"
 		  "       [--backend B] [--fsync N] [--append] [--fixedbufs] [--spin] [--norandommap]\n"
-		  "       [--iodepth_batch_submit N] [--raw] [--json]";
+		  "       [--iodepth_batch_submit N] [--fallocate] [--raw] [--json]";
 	if (G.backend)
 		O.backend = G.backend;
 	O.json = G.json;
@@ -505,7 +512,8 @@ int cmd_bench(int argc, char **argv)
 		} else {
 			snprintf(key, sizeof(key), "%s", a);
 			if (strcmp(a, "--raw") && strcmp(a, "--json") && strcmp(a, "--append") && strcmp(a, "--fixedbufs") &&
-			    strcmp(a, "--spin") && strcmp(a, "--norandommap") && strcmp(a, "-q") && strcmp(a, "--help"))
+			    strcmp(a, "--spin") && strcmp(a, "--norandommap") && strcmp(a, "-q") && strcmp(a, "--help") &&
+			    strcmp(a, "--fallocate"))
 				v = ++i < argc ? argv[i] : NULL;
 		}
 		if (!strcmp(key, "--raw")) O.raw = true;
@@ -516,6 +524,7 @@ int cmd_bench(int argc, char **argv)
 		else if (!strcmp(key, "--fixedbufs")) O.fixedbufs = true;
 		else if (!strcmp(key, "--spin")) O.spin = true;
 		else if (!strcmp(key, "--norandommap")) O.norandommap = true;
+		else if (!strcmp(key, "--fallocate")) O.prealloc = true;
 		else if (!v) return usage();
 		else if (!strcmp(key, "--target")) O.target = v;
 		else if (!strcmp(key, "--rw")) O.rw = v;

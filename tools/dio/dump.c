@@ -169,11 +169,11 @@ static void dump_files(struct dio_vol *v)
 			json_strn("name", in->name, in->namelen);
 			json_u64("id", in->ino);
 			json_u64("size", in->size);
-			json_u64("extents", in->map.n);
+			json_u64("extents", em_count(&in->map));
 			json_obj_end();
 		} else {
 			printf("  id %-8llu size %-14llu extents %-6zu %s\n", (unsigned long long)in->ino,
-			       (unsigned long long)in->size, in->map.n, in->name);
+			       (unsigned long long)in->size, em_count(&in->map), in->name);
 		}
 	}
 	if (G.json)
@@ -206,7 +206,7 @@ static bool dump_ckpt(struct dio_vol *v)
 		else {
 			json_u64("nfiles", v->nnames);
 			json_u64("next_id", v->next_ino);
-			json_u64("bad_extents", v->bad.n);
+			json_u64("bad_extents", em_count(&v->bad));
 			dump_files(v);
 		}
 		json_obj_end();
@@ -214,7 +214,7 @@ static bool dump_ckpt(struct dio_vol *v)
 		printf("  does not load: %s\n", tool_last_log()[0] ? tool_last_log() : strerror(-e));
 	} else {
 		printf("  %zu files, next id %llu, %zu bad-block extents\n", v->nnames,
-		       (unsigned long long)v->next_ino, v->bad.n);
+		       (unsigned long long)v->next_ino, em_count(&v->bad));
 		dump_files(v);
 	}
 	return e == 0;
@@ -365,15 +365,17 @@ static void dump_bad(struct dio_vol *v)
 	if (G.json)
 		json_arr("list");
 	else
-		printf("bad-block list: %zu extent%s\n", v->bad.n, v->bad.n == 1 ? "" : "s");
-	for (size_t i = 0; i < v->bad.n; i++) {
+		printf("bad-block list: %zu extent%s\n", em_count(&v->bad), em_count(&v->bad) == 1 ? "" : "s");
+	struct bt_cur c;
+	for (bool ok = em_first(&v->bad, &c); ok; ok = bt_next(&c)) {
+		const struct dio_extent *x = bt_rec(&c);
 		if (G.json) {
 			json_obj(NULL);
-			json_u64("block", v->bad.v[i].pblk);
-			json_u64("len", v->bad.v[i].len);
+			json_u64("block", x->pblk);
+			json_u64("len", x->len);
 			json_obj_end();
 		} else {
-			printf("  device blocks %llu+%u\n", (unsigned long long)v->bad.v[i].pblk, v->bad.v[i].len);
+			printf("  device blocks %llu+%u\n", (unsigned long long)x->pblk, x->len);
 		}
 	}
 	if (G.json) {
@@ -384,8 +386,8 @@ static void dump_bad(struct dio_vol *v)
 	}
 	for (size_t i = 0; i < v->nnames; i++) {
 		const struct dio_inode *in = v->names[i];
-		for (size_t k = 0; k < in->map.n; k++) {
-			const struct dio_extent *x = &in->map.v[k];
+		for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c)) {
+			const struct dio_extent *x = bt_rec(&c);
 			if (!(x->flags & EXT_BAD))
 				continue;
 			if (G.json) {

@@ -1,0 +1,428 @@
+/*
+ * An in-core B+tree of extent records, after XFS's in-core extent tree
+ * (xfs_iext_tree.c): every record lives in a leaf, leaves are linked both
+ * ways for walking in order, inner nodes hold keys and child pointers.
+ * One file's extent map, the bad-block list and free space (by block and
+ * by size) are all such trees; what orders a tree is its kind:
+ *
+ *   BT_LBLK  by lblk        (file maps, the bad list keyed by block)
+ *   BT_PBLK  by pblk        (free space by block number)
+ *   BT_SIZE  by (len, pblk) (free space by size: best fit)
+ *
+ * Why these node sizes: a leaf holds 32 records of 24 bytes (768 bytes,
+ * 12 cache lines, one binary search), an inner node 32 keys and children.
+ * A million extents are four levels deep.  Records appended past the
+ * last one (a checkpoint loaded in order, a file written in order) fill
+ * their leaf before starting the next, so a loaded map costs about 25
+ * bytes per extent; a leaf split elsewhere leaves two half-full leaves.
+ *
+ * The invariant of inner nodes: for i > 0 the key held for child i is <=
+ * every key below child i and > every key below child i-1 (the key of
+ * child 0 is never looked at: whatever is below child 1's key goes to
+ * child 0).  Deleting leaves keys as they are, still lower bounds; so a
+ * key may be lower than anything under its child, and a record's key must
+ * never change in place: raised, it could pass the next child's key and
+ * be routed to the wrong leaf.
+ *
+ * Insertion allocates every node it may need before changing anything,
+ * so it fails with -ENOMEM with the tree untouched.
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define LEAF_MAX BT_LEAF_MAX
+#define NODE_MAX 32u
+#define MAX_HEIGHT 16
+
+struct bt_key {
+	uint64_t a, b;
+};
+
+struct bt_node {
+	unsigned n;
+	struct bt_key k[NODE_MAX];
+	void *c[NODE_MAX];
+};
+
+static struct bt_key key_of(uint8_t kind, const struct dio_extent *x)
+{
+	switch (kind) {
+	case BT_PBLK: return (struct bt_key){ x->pblk, 0 };
+	case BT_SIZE: return (struct bt_key){ x->len, x->pblk };
+	default: return (struct bt_key){ x->lblk, 0 };
+	}
+}
+
+static int kcmp(struct bt_key x, struct bt_key y)
+{
+	if (x.a != y.a)
+		return x.a < y.a ? -1 : 1;
+	return x.b < y.b ? -1 : x.b > y.b;
+}
+
+void bt_init(struct dio_btree *t, uint8_t kind)
+{
+	memset(t, 0, sizeof(*t));
+	t->kind = kind;
+}
+
+static void free_sub(void *p, unsigned level)
+{
+	if (level > 1) {
+		struct bt_node *nd = p;
+		for (unsigned i = 0; i < nd->n; i++)
+			free_sub(nd->c[i], level - 1);
+	}
+	free(p);
+}
+
+void bt_destroy(struct dio_btree *t)
+{
+	if (t->root)
+		free_sub(t->root, t->height);
+	bt_init(t, t->kind);
+}
+
+/* Largest child whose key is <= k (0 if none). */
+static unsigned child_index(const struct bt_node *nd, struct bt_key k)
+{
+	unsigned lo = 1, hi = nd->n;   /* answer in [0, n) */
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (kcmp(nd->k[mid], k) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo - 1;
+}
+
+/* First record of the leaf whose key is >= k (n if none). */
+static unsigned leaf_lower(uint8_t kind, const struct bt_leaf *l, struct bt_key k)
+{
+	unsigned lo = 0, hi = l->n;
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (kcmp(key_of(kind, &l->r[mid]), k) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct path {
+	struct bt_node *nd[MAX_HEIGHT];
+	unsigned i[MAX_HEIGHT];
+	unsigned depth;            /* inner levels walked */
+};
+
+/* Walk from the root to the leaf where k belongs. */
+static struct bt_leaf *descend(const struct dio_btree *t, struct bt_key k, struct path *p)
+{
+	void *node = t->root;
+	p->depth = 0;
+	for (unsigned lvl = t->height; lvl > 1; lvl--) {
+		struct bt_node *nd = node;
+		unsigned i = child_index(nd, k);
+		p->nd[p->depth] = nd;
+		p->i[p->depth++] = i;
+		node = nd->c[i];
+	}
+	return node;
+}
+
+bool bt_seek_ge(const struct dio_btree *t, const struct dio_extent *key, struct bt_cur *c)
+{
+	c->leaf = NULL;
+	if (!t->root)
+		return false;
+	struct path p;
+	struct bt_key k = key_of(t->kind, key);
+	struct bt_leaf *l = descend(t, k, &p);
+	unsigned i = leaf_lower(t->kind, l, k);
+	if (i == l->n) {
+		l = l->next;
+		i = 0;
+	}
+	c->leaf = l;
+	c->i = i;
+	return l != NULL;
+}
+
+bool bt_first(const struct dio_btree *t, struct bt_cur *c)
+{
+	void *node = t->root;
+	for (unsigned lvl = t->height; lvl > 1; lvl--)
+		node = ((struct bt_node *)node)->c[0];
+	c->leaf = node;
+	c->i = 0;
+	return node != NULL;
+}
+
+bool bt_last(const struct dio_btree *t, struct bt_cur *c)
+{
+	void *node = t->root;
+	for (unsigned lvl = t->height; lvl > 1; lvl--) {
+		struct bt_node *nd = node;
+		node = nd->c[nd->n - 1];
+	}
+	c->leaf = node;
+	c->i = node ? ((struct bt_leaf *)node)->n - 1 : 0;
+	return node != NULL;
+}
+
+bool bt_next(struct bt_cur *c)
+{
+	if (!c->leaf)
+		return false;
+	if (++c->i < c->leaf->n)
+		return true;
+	c->leaf = c->leaf->next;
+	c->i = 0;
+	return c->leaf != NULL;
+}
+
+bool bt_prev(struct bt_cur *c)
+{
+	if (!c->leaf)
+		return false;
+	if (c->i > 0) {
+		c->i--;
+		return true;
+	}
+	c->leaf = c->leaf->prev;
+	c->i = c->leaf ? c->leaf->n - 1 : 0;
+	return c->leaf != NULL;
+}
+
+/* ---- insertion --------------------------------------------------------------- */
+
+/* Put (k, child) at position at of nd (not full). */
+static void node_put(struct bt_node *nd, unsigned at, struct bt_key k, void *child)
+{
+	memmove(&nd->k[at + 1], &nd->k[at], (nd->n - at) * sizeof(nd->k[0]));
+	memmove(&nd->c[at + 1], &nd->c[at], (nd->n - at) * sizeof(nd->c[0]));
+	nd->k[at] = k;
+	nd->c[at] = child;
+	nd->n++;
+}
+
+int bt_insert(struct dio_btree *t, const struct dio_extent *x)
+{
+	struct bt_key k = key_of(t->kind, x);
+	if (!t->root) {
+		struct bt_leaf *l = calloc(1, sizeof(*l));
+		if (!l)
+			return -ENOMEM;
+		l->r[0] = *x;
+		l->n = 1;
+		t->root = l;
+		t->height = 1;
+		t->n = 1;
+		return 0;
+	}
+	struct path p;
+	struct bt_leaf *l = descend(t, k, &p);
+	/* every node a split may need, before anything changes: one per
+	   full level on the path, one more for a new root */
+	unsigned need = l->n == LEAF_MAX;
+	for (unsigned d = p.depth; need && d-- > 0;) {
+		if (p.nd[d]->n < NODE_MAX)
+			break;
+		need++;
+	}
+	if (need == p.depth + 1 && need)
+		need++;   /* every level is full: the root splits */
+	void *spare[MAX_HEIGHT + 1];
+	for (unsigned s = 0; s < need; s++) {
+		spare[s] = calloc(1, s == 0 ? sizeof(struct bt_leaf) : sizeof(struct bt_node));
+		if (!spare[s]) {
+			while (s-- > 0)
+				free(spare[s]);
+			return -ENOMEM;
+		}
+	}
+	/* is the path the tree's right edge from depth d down? */
+	bool edge[MAX_HEIGHT];
+	for (unsigned d = 0; d < p.depth; d++)
+		edge[d] = p.i[d] + 1 == p.nd[d]->n && (d == 0 || edge[d - 1]);
+	unsigned used = 0;
+	unsigned pos = leaf_lower(t->kind, l, k);
+	t->n++;
+	if (l->n < LEAF_MAX) {
+		memmove(&l->r[pos + 1], &l->r[pos], (l->n - pos) * sizeof(l->r[0]));
+		l->r[pos] = *x;
+		l->n++;
+		return 0;
+	}
+	/* split the leaf: at the right edge start a new one (an append keeps
+	   the leaves full), else share the records half and half */
+	struct bt_leaf *r = spare[used++];
+	if (pos == LEAF_MAX && !l->next) {
+		r->r[0] = *x;
+		r->n = 1;
+	} else {
+		unsigned keep = LEAF_MAX / 2;
+		memcpy(r->r, &l->r[keep], (LEAF_MAX - keep) * sizeof(l->r[0]));
+		r->n = LEAF_MAX - keep;
+		l->n = keep;
+		struct bt_leaf *into = pos <= keep ? l : r;
+		unsigned at = pos <= keep ? pos : pos - keep;
+		memmove(&into->r[at + 1], &into->r[at], (into->n - at) * sizeof(into->r[0]));
+		into->r[at] = *x;
+		into->n++;
+	}
+	r->next = l->next;
+	r->prev = l;
+	if (l->next)
+		l->next->prev = r;
+	l->next = r;
+	/* hand (first key of the new right sibling, sibling) upwards */
+	struct bt_key sep = key_of(t->kind, &r->r[0]);
+	void *child = r;
+	for (unsigned d = p.depth; d-- > 0;) {
+		struct bt_node *nd = p.nd[d];
+		unsigned at = p.i[d] + 1;
+		if (nd->n < NODE_MAX) {
+			node_put(nd, at, sep, child);
+			return 0;
+		}
+		struct bt_node *rn = spare[used++];
+		if (at == NODE_MAX && edge[d]) {
+			/* appending at the tree's right edge: a fresh node */
+			rn->k[0] = sep;
+			rn->c[0] = child;
+			rn->n = 1;
+		} else {
+			unsigned keep = NODE_MAX / 2;
+			memcpy(rn->k, &nd->k[keep], (NODE_MAX - keep) * sizeof(nd->k[0]));
+			memcpy(rn->c, &nd->c[keep], (NODE_MAX - keep) * sizeof(nd->c[0]));
+			rn->n = NODE_MAX - keep;
+			nd->n = keep;
+			if (at <= keep)
+				node_put(nd, at, sep, child);
+			else
+				node_put(rn, at - keep, sep, child);
+		}
+		sep = rn->k[0];
+		child = rn;
+	}
+	/* the root split: a new root above the two halves */
+	struct bt_node *root = spare[used++];
+	root->k[0] = (struct bt_key){ 0, 0 };   /* never looked at */
+	root->c[0] = t->root;
+	root->k[1] = sep;
+	root->c[1] = child;
+	root->n = 2;
+	t->root = root;
+	t->height++;
+	return 0;
+}
+
+/* ---- deletion ------------------------------------------------------------------ */
+
+/* Remove child i of nd. */
+static void node_drop(struct bt_node *nd, unsigned i)
+{
+	memmove(&nd->k[i], &nd->k[i + 1], (nd->n - i - 1) * sizeof(nd->k[0]));
+	memmove(&nd->c[i], &nd->c[i + 1], (nd->n - i - 1) * sizeof(nd->c[0]));
+	nd->n--;
+}
+
+static void unlink_leaf(struct bt_leaf *l)
+{
+	if (l->prev)
+		l->prev->next = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+}
+
+/*
+ * Child ci of nd (at depth d) lost something.  If it is empty it goes;
+ * if it is under a quarter full and fits in a neighbour with it, the two
+ * become one.  Either way nd loses a child, and the question moves up.
+ */
+static void rebalance(struct path *p, unsigned d)
+{
+	while (d-- > 0) {
+		struct bt_node *nd = p->nd[d];
+		unsigned ci = p->i[d];
+		bool leaves = d + 1 == p->depth;   /* nd's children are leaves */
+		void *c = nd->c[ci];
+		unsigned cn = leaves ? ((struct bt_leaf *)c)->n : ((struct bt_node *)c)->n;
+		unsigned cap = leaves ? LEAF_MAX : NODE_MAX;
+		if (cn == 0) {
+			if (leaves)
+				unlink_leaf(c);
+			free(c);
+			node_drop(nd, ci);
+		} else if (cn < cap / 4) {
+			/* merge the right one of a neighbouring pair into the left */
+			unsigned li = ci + 1 < nd->n ? ci : ci > 0 ? ci - 1 : ci;
+			if (li + 1 >= nd->n)
+				return;
+			void *a = nd->c[li], *b = nd->c[li + 1];
+			if (leaves) {
+				struct bt_leaf *la = a, *lb = b;
+				if (la->n + lb->n > LEAF_MAX)
+					return;
+				memcpy(&la->r[la->n], lb->r, lb->n * sizeof(lb->r[0]));
+				la->n += lb->n;
+				unlink_leaf(lb);
+			} else {
+				struct bt_node *na = a, *nb = b;
+				if (na->n + nb->n > NODE_MAX)
+					return;
+				memcpy(&na->k[na->n], nb->k, nb->n * sizeof(nb->k[0]));
+				/* nb's first child is now routed by the key nd held
+				   for nb: nb's own first key was never looked at */
+				na->k[na->n] = nd->k[li + 1];
+				memcpy(&na->c[na->n], nb->c, nb->n * sizeof(nb->c[0]));
+				na->n += nb->n;
+			}
+			free(b);
+			node_drop(nd, li + 1);
+		} else {
+			return;
+		}
+	}
+}
+
+int bt_delete(struct dio_btree *t, const struct dio_extent *x)
+{
+	if (!t->root)
+		return -ENOENT;
+	struct bt_key k = key_of(t->kind, x);
+	struct path p;
+	struct bt_leaf *l = descend(t, k, &p);
+	unsigned i = leaf_lower(t->kind, l, k);
+	if (i == l->n || kcmp(key_of(t->kind, &l->r[i]), k))
+		return -ENOENT;
+	memmove(&l->r[i], &l->r[i + 1], (l->n - i - 1) * sizeof(l->r[0]));
+	l->n--;
+	t->n--;
+	if (!p.depth) {
+		if (!l->n) {
+			free(l);
+			t->root = NULL;
+			t->height = 0;
+		}
+		return 0;
+	}
+	rebalance(&p, p.depth);
+	/* a root with one child hands the tree to it */
+	while (t->height > 1 && ((struct bt_node *)t->root)->n == 1) {
+		struct bt_node *old = t->root;
+		t->root = old->c[0];
+		free(old);
+		t->height--;
+	}
+	if (t->height > 1 && ((struct bt_node *)t->root)->n == 0) {
+		free(t->root);
+		t->root = NULL;
+		t->height = 0;
+	}
+	return 0;
+}

@@ -1,0 +1,297 @@
+/*
+ * The in-core B+tree (lib/btree.c) and the extent maps on it
+ * (lib/extent.c), against reference models: random insertions and
+ * deletions in the three orders, deep enough to split and merge at
+ * several levels and to grow and shrink the root; in-order walks both
+ * ways, seeks, keys grown in place; and extent maps checked block by
+ * block after random maps, unmaps and merges.
+ */
+#include "helpers.h"
+#include "../lib/internal.h"
+
+/* ---- the tree against a sorted array of keys --------------------------------- */
+
+static int kind_cmp(int kind, const struct dio_extent *a, const struct dio_extent *b)
+{
+	uint64_t x1 = kind == BT_PBLK ? a->pblk : kind == BT_SIZE ? a->len : a->lblk;
+	uint64_t x2 = kind == BT_PBLK ? b->pblk : kind == BT_SIZE ? b->len : b->lblk;
+	uint64_t y1 = kind == BT_SIZE ? a->pblk : 0, y2 = kind == BT_SIZE ? b->pblk : 0;
+	if (x1 != x2)
+		return x1 < x2 ? -1 : 1;
+	return y1 < y2 ? -1 : y1 > y2;
+}
+
+static int g_kind;
+static int qcmp(const void *a, const void *b) { return kind_cmp(g_kind, a, b); }
+
+struct model {
+	struct dio_extent *v;
+	size_t n;
+};
+
+static void check_tree(const struct dio_btree *t, struct model *m, int kind)
+{
+	g_kind = kind;
+	qsort(m->v, m->n, sizeof(m->v[0]), qcmp);
+	T_CHECK((t->n) == (m->n));
+	struct bt_cur c;
+	size_t i = 0;
+	for (bool ok = bt_first(t, &c); ok; ok = bt_next(&c), i++) {
+		T_CHECK((i) < (m->n));
+		T_CHECK(kind_cmp(kind, bt_rec(&c), &m->v[i]) == 0);
+		T_CHECK((bt_rec(&c)->flags) == (m->v[i].flags));
+	}
+	T_CHECK((i) == (m->n));
+	for (bool ok = bt_last(t, &c); ok; ok = bt_prev(&c))
+		T_CHECK(kind_cmp(kind, bt_rec(&c), &m->v[--i]) == 0);
+	T_CHECK((i) == (0));
+	/* seeks: the first record not below a random key */
+	for (int k = 0; k < 50 && m->n; k++) {
+		struct dio_extent key = m->v[t_rand() % m->n];
+		key.lblk += t_rand() % 3;
+		key.pblk += t_rand() % 3;
+		size_t want = 0;
+		while (want < m->n && kind_cmp(kind, &m->v[want], &key) < 0)
+			want++;
+		bool ok = bt_seek_ge(t, &key, &c);
+		T_CHECK((ok) == (want < m->n));
+		if (ok)
+			T_CHECK(kind_cmp(kind, bt_rec(&c), &m->v[want]) == 0);
+	}
+}
+
+static void tree_round(int kind, size_t target, uint64_t seed)
+{
+	struct dio_btree t;
+	struct model m = { calloc(target * 2 + 16, sizeof(struct dio_extent)), 0 };
+	/* every record's lblk and pblk are one number k, unique: so are the
+	   keys of all three orders */
+	size_t kmax = 16 * target + 1024;
+	bool *used = calloc(kmax, 1);
+	bt_init(&t, (uint8_t)kind);
+	t_seed(seed);
+	/* grow to target (a third of the time appending at the right edge),
+	   shrink to a tenth, grow again, empty */
+	size_t phases[4] = { target, target / 10, target, 0 };
+	uint64_t next = 1;
+	for (int ph = 0; ph < 4; ph++) {
+		while (m.n != phases[ph]) {
+			if (m.n < phases[ph]) {
+				struct dio_extent x = { 0, 0, 0, 0 };
+				uint64_t k = t_rand() % 3 == 0 ? (next += 1 + t_rand() % 4) : t_rand() % (4 * target + 64);
+				if (k >= kmax || used[k])
+					continue;
+				x.lblk = x.pblk = k;
+				x.len = (uint32_t)(1 + t_rand() % 64);
+				x.flags = (uint32_t)(t_rand() % 4);
+				used[k] = true;
+				T_CHECK(bt_insert(&t, &x) == 0);
+				m.v[m.n++] = x;
+			} else {
+				size_t i = t_rand() % m.n;
+				T_CHECK(bt_delete(&t, &m.v[i]) == 0);
+				T_CHECK(bt_delete(&t, &m.v[i]) == -ENOENT);
+				used[m.v[i].lblk] = false;
+				m.v[i] = m.v[--m.n];
+			}
+			if (m.n % 4999 == 0)
+				check_tree(&t, &m, kind);
+		}
+		check_tree(&t, &m, kind);
+		if (ph == 0 && target >= 100000)
+			T_CHECK(t.height >= 4, "height %u", t.height);
+		if (ph == 1) {
+			/* leaves left near empty by the deletions were merged */
+			struct bt_cur c;
+			size_t leaves = 0;
+			bt_first(&t, &c);
+			for (struct bt_leaf *l = c.leaf; l; l = l->next)
+				leaves++;
+			T_CHECK(leaves <= m.n / 4 + 2, "%zu leaves for %zu records", leaves, m.n);
+		}
+	}
+	ck_assert_ptr_null(t.root);
+	T_CHECK((t.height) == (0));
+	bt_destroy(&t);
+	free(m.v);
+	free(used);
+}
+
+START_TEST(test_tree_matches_a_sorted_array_in_every_order)
+{
+	for (int kind = BT_LBLK; kind <= BT_SIZE; kind++) {
+		tree_round(kind, 10, 1 + (uint64_t)kind);
+		tree_round(kind, 3000, 11 + (uint64_t)kind);
+		tree_round(kind, 100000, 21 + (uint64_t)kind);   /* four levels */
+	}
+}
+END_TEST
+
+START_TEST(test_appending_in_order_fills_leaves)
+{
+	struct dio_btree t;
+	bt_init(&t, BT_LBLK);
+	size_t n = 1000000;
+	for (size_t i = 0; i < n; i++) {
+		struct dio_extent x = { 2 * i, 3 * i, 1, 0 };
+		T_CHECK(bt_insert(&t, &x) == 0);
+	}
+	ck_assert_uint_eq(t.n, n);
+	ck_assert_uint_le(t.height, 5);
+	size_t leaves = 0;
+	struct bt_cur c;
+	bt_first(&t, &c);
+	for (struct bt_leaf *l = c.leaf; l; l = l->next)
+		leaves++;
+	/* every leaf but the last full: the memory target of a loaded map */
+	ck_assert_uint_eq(leaves, DIV_UP(n, BT_LEAF_MAX));
+	struct dio_extent key = { 2 * 777777 + 1, 0, 0, 0 };
+	ck_assert(bt_seek_ge(&t, &key, &c));
+	ck_assert_uint_eq(bt_rec(&c)->lblk, 2 * 777778);
+	bt_destroy(&t);
+}
+END_TEST
+
+START_TEST(test_fields_other_than_the_key_change_in_place)
+{
+	struct dio_btree t;
+	bt_init(&t, BT_LBLK);
+	for (uint64_t i = 0; i < 5000; i++) {
+		struct dio_extent x = { i * 10, i, 5, 0 };
+		T_CHECK(bt_insert(&t, &x) == 0);
+	}
+	/* delete the first record of every other leaf, leaving its key in
+	   the parent lower than the leaf's new first record */
+	for (uint64_t i = 0; i < 5000; i += 64) {
+		struct dio_extent key = { i * 10, 0, 0, 0 };
+		T_CHECK(bt_delete(&t, &key) == 0);
+	}
+	struct bt_cur c;
+	for (bool ok = bt_first(&t, &c); ok; ok = bt_next(&c)) {
+		bt_rec(&c)->len = 9;
+		bt_rec(&c)->pblk += 1000;
+		bt_rec(&c)->flags = EXT_UNWRITTEN;
+	}
+	for (uint64_t i = 0; i < 5000; i++) {
+		struct dio_extent key = { i * 10, 0, 0, 0 };
+		bool ok = bt_seek_ge(&t, &key, &c);
+		if (i % 64 == 0) {
+			T_CHECK(ok && bt_rec(&c)->lblk == i * 10 + 10);
+			continue;
+		}
+		T_CHECK(ok && bt_rec(&c)->lblk == i * 10 && bt_rec(&c)->pblk == i + 1000 && bt_rec(&c)->len == 9);
+	}
+	bt_destroy(&t);
+}
+END_TEST
+
+/* ---- extent maps against a block array ---------------------------------------- */
+
+#define NB 4096
+struct blk { uint64_t pblk; uint32_t flags; bool mapped; };
+
+static void check_map(const struct dio_emap *m, const struct blk *b)
+{
+	uint64_t blocks = 0;
+	struct bt_cur c;
+	uint64_t prev_end = 0;
+	const struct dio_extent *prev = NULL;
+	for (bool ok = em_first(m, &c); ok; ok = bt_next(&c)) {
+		const struct dio_extent *x = bt_rec(&c);
+		T_CHECK((x->lblk) >= (prev_end));
+		T_CHECK((x->len) > (0));
+		/* neighbours that could merge have been merged */
+		if (prev)
+			T_CHECK(!(prev->lblk + prev->len == x->lblk && prev->pblk + prev->len == x->pblk &&
+				    prev->flags == x->flags));
+		for (uint64_t i = 0; i < x->len; i++) {
+			T_CHECK(b[x->lblk + i].mapped);
+			T_CHECK((b[x->lblk + i].pblk) == (x->pblk + i));
+			T_CHECK((b[x->lblk + i].flags) == (x->flags));
+		}
+		blocks += x->len;
+		prev_end = x->lblk + x->len;
+		prev = x;
+	}
+	uint64_t want = 0;
+	for (uint64_t i = 0; i < NB; i++) {
+		want += b[i].mapped;
+		struct dio_extent x;
+		bool got = em_get(m, i, &x) && x.lblk <= i;
+		T_CHECK((got) == (b[i].mapped));
+		T_CHECK(em_written(m, i) == (b[i].mapped && !(b[i].flags & EXT_UNWRITTEN)));
+	}
+	T_CHECK((blocks) == (want));
+	T_CHECK((em_blocks(m)) == (want));
+}
+
+static uint64_t removed_blocks;
+static void count_removed(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
+{
+	(void)arg, (void)pblk, (void)flags;
+	removed_blocks += len;
+}
+
+START_TEST(test_extent_map_matches_a_block_array)
+{
+	static struct blk b[NB];
+	memset(b, 0, sizeof(b));
+	struct dio_emap m = { 0 };
+	t_seed(99);
+	for (int op = 0; op < 60000; op++) {
+		uint64_t l = t_rand() % NB, n = 1 + t_rand() % (t_rand() % 4 ? 8 : 200);
+		if (l + n > NB)
+			n = NB - l;
+		bool contiguous = b[l].mapped;
+		for (uint64_t i = l + 1; i < l + n && contiguous; i++)
+			contiguous = b[i].mapped && b[i].pblk == b[l].pblk + (i - l);
+		if (contiguous && t_rand() % 2) {
+			/* the same blocks in another state: em_set's in-place path
+			   when one extent holds them, else remove and insert */
+			uint32_t fl = (uint32_t)(t_rand() % 4);
+			bool had = false, want = false;
+			for (uint64_t i = l; i < l + n; i++)
+				want |= !(b[i].flags & EXT_UNWRITTEN);
+			T_CHECK(em_set(&m, l, b[l].pblk, n, fl, &had) == 0);
+			T_CHECK(had == want);
+			for (uint64_t i = l; i < l + n; i++)
+				b[i].flags = fl;
+		} else if (t_rand() % 2) {
+			uint64_t before = 0;
+			for (uint64_t i = l; i < l + n; i++)
+				before += b[i].mapped;
+			removed_blocks = 0;
+			T_CHECK(em_remove(&m, l, n, count_removed, NULL) == 0);
+			T_CHECK((removed_blocks) == (before));
+			for (uint64_t i = l; i < l + n; i++)
+				b[i].mapped = false;
+		} else {
+			/* map onto device blocks that continue the left neighbour's
+			   half the time, so merges happen */
+			uint64_t p = (l > 0 && b[l - 1].mapped && t_rand() % 2) ? b[l - 1].pblk + 1 : 100000 + t_rand() % 100000;
+			uint32_t fl = (uint32_t)(t_rand() % 2);
+			T_CHECK(em_remove(&m, l, n, NULL, NULL) == 0);
+			T_CHECK(em_insert(&m, l, p, n, fl) == 0);
+			for (uint64_t i = 0; i < n; i++)
+				b[l + i] = (struct blk){ p + i, fl, true };
+		}
+		if (op % 500 == 0 || getenv("EVERY"))
+			check_map(&m, b);
+	}
+	check_map(&m, b);
+	em_free(&m);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("btree");
+	TCase *tc = tcase_create("btree");
+	tcase_set_timeout(tc, 300);
+	tcase_add_test(tc, test_tree_matches_a_sorted_array_in_every_order);
+	tcase_add_test(tc, test_appending_in_order_fills_leaves);
+	tcase_add_test(tc, test_fields_other_than_the_key_change_in_place);
+	tcase_add_test(tc, test_extent_map_matches_a_block_array);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

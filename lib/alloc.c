@@ -1,7 +1,9 @@
 /*
- * Free space: a sorted array of free ranges, rebuilt at mount from the
+ * Free space: the free ranges in two B+trees (btree.c), by block and by
+ * size, as XFS keeps its free-space B+trees; rebuilt at mount from the
  * extent maps (the maps are the only record of what is in use, so free
- * space can never disagree with them after a crash).
+ * space can never disagree with them after a crash).  Taking and giving
+ * back blocks costs a few tree operations whatever the fragmentation.
  *
  * Blocks freed by an operation go to a pending list tagged with the
  * journal sequence of that operation and return to the free ranges only
@@ -12,19 +14,47 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int alloc_grow(struct dio_alloc *a, size_t extra)
+/* ---- the free ranges: two trees of the same records ------------------------- */
+
+/* Every free range is in both trees: by block (where is free space near
+   a goal, who are a range's neighbours) and by (length, block) (a range
+   of at least n blocks, best fit).  Both change together. */
+static int free_insert(struct dio_alloc *a, uint64_t pblk, uint32_t len)
 {
-	if (a->n + extra <= a->cap)
-		return 0;
-	size_t cap = a->cap ? a->cap * 2 : 64;
-	while (cap < a->n + extra)
-		cap *= 2;
-	struct dio_extent *v = realloc(a->v, cap * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	a->v = v;
-	a->cap = cap;
-	return 0;
+	struct dio_extent x = { 0, pblk, len, 0 };
+	int e = bt_insert(&a->by_blk, &x);
+	if (!e && (e = bt_insert(&a->by_size, &x)))
+		bt_delete(&a->by_blk, &x);
+	return e;
+}
+
+static void free_delete(struct dio_alloc *a, const struct dio_extent *x)
+{
+	struct dio_extent k = *x;   /* x may point into a tree */
+	bt_delete(&a->by_blk, &k);
+	bt_delete(&a->by_size, &k);
+}
+
+/* The free range holding pblk, else the first after it; false if none. */
+static bool free_at(const struct dio_alloc *a, uint64_t pblk, struct dio_extent *out)
+{
+	struct dio_extent key = { 0, pblk, 0, 0 };
+	struct bt_cur c, p;
+	bool ge = bt_seek_ge(&a->by_blk, &key, &c);
+	p = c;
+	bool prev = ge ? bt_prev(&p) : bt_last(&a->by_blk, &p);
+	if (prev && bt_rec(&p)->pblk + bt_rec(&p)->len > pblk) {
+		*out = *bt_rec(&p);
+		return true;
+	}
+	if (ge)
+		*out = *bt_rec(&c);
+	return ge;
+}
+
+static size_t free_count(const struct dio_alloc *a)
+{
+	return a->by_blk.n;
 }
 
 int alloc_init(struct dio_alloc *a, uint64_t first, uint64_t end)
@@ -32,22 +62,33 @@ int alloc_init(struct dio_alloc *a, uint64_t first, uint64_t end)
 	memset(a, 0, sizeof(*a));
 	a->first = first;
 	a->end = end;
-	/* While building, v holds used ranges; alloc_finish_build inverts. */
+	bt_init(&a->by_blk, BT_PBLK);
+	bt_init(&a->by_size, BT_SIZE);
 	return 0;
 }
 
 void alloc_destroy(struct dio_alloc *a)
 {
-	free(a->v);
+	bt_destroy(&a->by_blk);
+	bt_destroy(&a->by_size);
+	free(a->used);
 	free(a->pend);
 	memset(a, 0, sizeof(*a));
 }
 
-int alloc_mark_used(struct dio_alloc *a, uint64_t pblk, uint64_t len)
+/* While building: blocks [pblk, pblk+len) belong to owner (a file id,
+   0 for the bad-block list), kept for naming both owners of a block. */
+int alloc_mark_used(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t owner)
 {
-	if (alloc_grow(a, 1) < 0)
-		return -ENOMEM;
-	a->v[a->n++] = (struct dio_extent){ 0, pblk, (uint32_t)len, 0 };
+	if (a->nused == a->ucap) {
+		size_t cap = a->ucap ? a->ucap * 2 : 64;
+		struct dio_extent *u = realloc(a->used, cap * sizeof(*u));
+		if (!u)
+			return -ENOMEM;
+		a->used = u;
+		a->ucap = cap;
+	}
+	a->used[a->nused++] = (struct dio_extent){ owner, pblk, (uint32_t)len, 0 };
 	return 0;
 }
 
@@ -57,99 +98,59 @@ static int cmp_pblk(const void *x, const void *y)
 	return a->pblk < b->pblk ? -1 : a->pblk > b->pblk;
 }
 
-/* Turn the used list into the free list.  Used ranges were checked for
-   overlap and bounds by the checkpoint loader. */
+/* Turn the used list into the free trees.  Used ranges were checked for
+   overlap and bounds (alloc_check_overlap sorted them).  Ranges go into
+   the block tree in order (each at its right edge: full leaves). */
 void alloc_finish_build(struct dio_alloc *a)
 {
-	if (a->n)
-		qsort(a->v, a->n, sizeof(a->v[0]), cmp_pblk);
-	size_t used = a->n;
 	uint64_t cur = a->first;
-	/* the gaps between the sorted used ranges become the free list */
-	struct dio_extent *u = a->v;
-	a->v = NULL;
-	a->cap = a->n = 0;
 	a->free_blocks = 0;
-	for (size_t i = 0; i <= used; i++) {
-		uint64_t s = i < used ? u[i].pblk : a->end;
-		if (s > cur) {
-			uint64_t len = s - cur, p = cur;
-			while (len) {
-				uint32_t piece = (uint32_t)MIN(len, (uint64_t)EXT_MAX_LEN);
-				if (alloc_grow(a, 1) == 0) {
-					a->v[a->n++] = (struct dio_extent){ 0, p, piece, 0 };
-					a->free_blocks += piece;
-				}
-				p += piece;
-				len -= piece;
-			}
+	for (size_t i = 0; i <= a->nused; i++) {
+		uint64_t s = i < a->nused ? a->used[i].pblk : a->end;
+		while (s > cur) {
+			uint32_t piece = (uint32_t)MIN(s - cur, (uint64_t)EXT_MAX_LEN);
+			/* out of memory: those blocks stay unused until the next
+			   mount rebuilds free space; never corrupt */
+			if (!free_insert(a, cur, piece))
+				a->free_blocks += piece;
+			cur += piece;
 		}
-		if (i < used && u[i].pblk + u[i].len > cur)
-			cur = u[i].pblk + u[i].len;
+		if (i < a->nused && a->used[i].pblk + a->used[i].len > cur)
+			cur = a->used[i].pblk + a->used[i].len;
 	}
-	free(u);
-}
-
-static size_t alloc_search(const struct dio_alloc *a, uint64_t pblk)
-{
-	size_t lo = 0, hi = a->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (a->v[mid].pblk + a->v[mid].len <= pblk)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	free(a->used);
+	a->used = NULL;
+	a->nused = a->ucap = 0;
 }
 
 /*
  * Take up to `want` contiguous blocks, preferring the free range at or
  * after `goal` (the block after the file's previous extent), so files
  * written in order stay contiguous.  -ENOSPC only when nothing is free;
- * callers check free_blocks first so a request is all or nothing.
+ * callers check free_blocks first so a request is all or nothing.  Two
+ * tree lookups and a few updates whatever the fragmentation.
  */
 int alloc_take(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t *pblk, uint64_t *got)
 {
-	if (!a->n)
+	struct dio_extent f;
+	if (!free_count(a))
 		return alloc_take_clean(a, goal, want, pblk, got);
-	size_t i = alloc_search(a, goal);
-	if (i == a->n)
-		i = 0;
-	struct dio_extent *f = &a->v[i];
-	uint64_t start = f->pblk;
-	if (goal > f->pblk && goal < f->pblk + f->len)
-		start = goal;
-	uint64_t avail = f->pblk + f->len - start;
-	uint64_t n = MIN(avail, want);
+	if (!free_at(a, goal, &f))
+		free_at(a, 0, &f);   /* nothing at or after the goal: wrap */
+	uint64_t start = goal > f.pblk && goal < f.pblk + f.len ? goal : f.pblk;
+	uint64_t n = MIN(f.pblk + f.len - start, want);
+	uint64_t head = start - f.pblk, tail = f.pblk + f.len - (start + n);
+	free_delete(a, &f);
+	/* the parts left on either side go back; with no memory for one, its
+	   blocks stay out of free space until the next mount rebuilds it (a
+	   leak, never a corruption) */
+	if (head && free_insert(a, f.pblk, (uint32_t)head))
+		a->free_blocks -= head;
+	if (tail && free_insert(a, start + n, (uint32_t)tail))
+		a->free_blocks -= tail;
 	*pblk = start;
 	*got = n;
 	a->free_blocks -= n;
-	if (start == f->pblk) {
-		f->pblk += n;
-		f->len -= (uint32_t)n;
-		if (!f->len) {
-			memmove(&a->v[i], &a->v[i + 1], (a->n - i - 1) * sizeof(a->v[0]));
-			a->n--;
-		}
-	} else if (start + n == f->pblk + f->len) {
-		f->len -= (uint32_t)n;
-	} else {
-		/* carve from the middle: split into two free ranges */
-		if (alloc_grow(a, 1) < 0) {
-			/* no memory to split: take from the front instead */
-			*pblk = f->pblk;
-			f->pblk += n;
-			f->len -= (uint32_t)n;
-			return 0;
-		}
-		f = &a->v[i];
-		struct dio_extent tail = { 0, start + n, (uint32_t)(f->pblk + f->len - start - n), 0 };
-		f->len = (uint32_t)(start - f->pblk);
-		memmove(&a->v[i + 2], &a->v[i + 1], (a->n - i - 1) * sizeof(a->v[0]));
-		a->v[i + 1] = tail;
-		a->n++;
-	}
 	return 0;
 }
 
@@ -158,32 +159,22 @@ void alloc_give(struct dio_alloc *a, uint64_t pblk, uint64_t len)
 {
 	while (len) {
 		uint32_t piece = (uint32_t)MIN(len, (uint64_t)EXT_MAX_LEN);
-		size_t i = alloc_search(a, pblk);
-		bool left = i > 0 && a->v[i - 1].pblk + a->v[i - 1].len == pblk &&
-			    (uint64_t)a->v[i - 1].len + piece <= EXT_MAX_LEN;
-		bool right = i < a->n && pblk + piece == a->v[i].pblk &&
-			     (uint64_t)a->v[i].len + piece <= EXT_MAX_LEN;
-		if (left && right && (uint64_t)a->v[i - 1].len + piece + a->v[i].len <= EXT_MAX_LEN) {
-			a->v[i - 1].len += piece + a->v[i].len;
-			memmove(&a->v[i], &a->v[i + 1], (a->n - i - 1) * sizeof(a->v[0]));
-			a->n--;
-		} else if (left) {
-			a->v[i - 1].len += piece;
-		} else if (right) {
-			a->v[i].pblk = pblk;
-			a->v[i].len += piece;
-		} else if (alloc_grow(a, 1) == 0) {
-			memmove(&a->v[i + 1], &a->v[i], (a->n - i) * sizeof(a->v[0]));
-			a->v[i] = (struct dio_extent){ 0, pblk, piece, 0 };
-			a->n++;
-		} else {
-			/* Out of memory: the blocks leak until the next mount
-			   rebuilds free space from the maps.  Never corrupt. */
-			pblk += piece;
-			len -= piece;
-			continue;
+		uint64_t s = pblk, n = piece;
+		struct dio_extent l, r;
+		/* the range ending at pblk, and the one starting after it */
+		if (pblk && free_at(a, pblk - 1, &l) && l.pblk + l.len == pblk && (uint64_t)l.len + n <= EXT_MAX_LEN) {
+			free_delete(a, &l);
+			s = l.pblk;
+			n += l.len;
 		}
-		a->free_blocks += piece;
+		if (free_at(a, pblk + piece, &r) && r.pblk == pblk + piece && n + r.len <= EXT_MAX_LEN) {
+			free_delete(a, &r);
+			n += r.len;
+		}
+		/* Out of memory: the blocks leak until the next mount rebuilds
+		   free space from the maps.  Never corrupt. */
+		if (!free_insert(a, s, (uint32_t)n))
+			a->free_blocks += piece;
 		pblk += piece;
 		len -= piece;
 	}
@@ -218,17 +209,26 @@ void alloc_release_durable(struct dio_alloc *a, uint64_t durable_seq)
 	a->npend = keep;
 }
 
-/* While building (v holds used ranges): sort and report any overlap or
-   range outside the data area. */
-int alloc_check_overlap(struct dio_alloc *a)
+/* While building: sort the used ranges and report the first overlap
+   (*o1, *o2: the two owners, *pblk: the first block both claim) or range
+   outside the data area (*o2 = *o1). */
+int alloc_check_overlap(struct dio_alloc *a, uint64_t *o1, uint64_t *o2, uint64_t *pblk)
 {
-	if (a->n)
-		qsort(a->v, a->n, sizeof(a->v[0]), cmp_pblk);
-	for (size_t i = 0; i < a->n; i++) {
-		if (a->v[i].pblk < a->first || a->v[i].pblk + a->v[i].len > a->end)
+	const struct dio_extent *u = a->used;
+	if (a->nused)
+		qsort(a->used, a->nused, sizeof(a->used[0]), cmp_pblk);
+	for (size_t i = 0; i < a->nused; i++) {
+		if (u[i].pblk < a->first || u[i].pblk + u[i].len > a->end) {
+			*o1 = *o2 = u[i].lblk;
+			*pblk = u[i].pblk;
 			return -1;
-		if (i && a->v[i - 1].pblk + a->v[i - 1].len > a->v[i].pblk)
+		}
+		if (i && u[i - 1].pblk + u[i - 1].len > u[i].pblk) {
+			*o1 = u[i - 1].lblk;
+			*o2 = u[i].lblk;
+			*pblk = u[i].pblk;
 			return -1;
+		}
 	}
 	return 0;
 }
@@ -255,7 +255,7 @@ bool clean_can_refill(const struct dio_vol *v, uint64_t need)
 {
 	const struct dio_alloc *a = &v->alloc;
 	uint64_t chunk = clean_chunk(a, v->bs);
-	return !v->clean_off && a->n && a->nclean < ALLOC_CLEAN_SLOTS && chunk >= 16 && chunk >= need * 4;
+	return !v->clean_off && free_count(a) && a->nclean < ALLOC_CLEAN_SLOTS && chunk >= 16 && chunk >= need * 4;
 }
 
 static void clean_drop_empty(struct dio_alloc *a, unsigned i)
@@ -317,18 +317,16 @@ int alloc_take_clean(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t
 	return 0;
 }
 
-/* Dirty free space for a refill: the first of the leading free ranges
-   long enough for a chunk, else the longest of them. */
+/* Dirty free space for a refill: the smallest free range that holds a
+   chunk (best fit, so large ranges stay whole for large writes), else the
+   largest there is. */
 static uint64_t refill_goal(const struct dio_alloc *a, uint64_t chunk)
 {
-	size_t best = 0, scan = MIN(a->n, (size_t)64);
-	for (size_t i = 0; i < scan; i++) {
-		if (a->v[i].len >= chunk)
-			return a->v[i].pblk;
-		if (a->v[i].len > a->v[best].len)
-			best = i;
-	}
-	return a->v[best].pblk;
+	struct dio_extent key = { 0, 0, (uint32_t)MIN(chunk, (uint64_t)EXT_MAX_LEN), 0 };
+	struct bt_cur c;
+	if (bt_seek_ge(&a->by_size, &key, &c) || bt_last(&a->by_size, &c))
+		return bt_rec(&c)->pblk;
+	return a->first;
 }
 
 static int write_zeros(struct dio_vol *v, uint64_t pblk, uint64_t n)

@@ -58,9 +58,10 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 	if (need > v->sb.ckpt_blocks)
 		need = v->sb.ckpt_blocks;
 	struct sink s = { NULL, bs, bs - MBLK_HDR, 0, 0, need };
-	if (posix_memalign((void **)&s.img, MAX(v->geom.mem_align, 4096u), need * bs))
+	size_t bytes;
+	if (!size_mul(need, bs, &bytes) || posix_memalign((void **)&s.img, MAX(v->geom.mem_align, 4096u), bytes))
 		return -ENOMEM;
-	memset(s.img, 0, need * bs);
+	memset(s.img, 0, bytes);
 	int e = put64(&s, v->nnames);
 	e = e ? e : put64(&s, v->next_ino);
 	e = e ? e : put64(&s, v->last_seq);
@@ -98,7 +99,7 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 	sink_close_block(&s);
 	*nblocks_out = s.blk + 1;
 	*image = s.img;
-	*image_len = (s.blk + 1) * bs;
+	*image_len = (size_t)(s.blk + 1) * bs;   /* <= bytes */
 	return 0;
 }
 
@@ -171,20 +172,22 @@ int ckpt_load(struct dio_vol *v)
 	uint32_t bs = v->bs;
 	uint64_t nb = v->sb.ckpt_nblocks;
 	uint8_t *img, *pay;
-	if (posix_memalign((void **)&img, MAX(v->geom.mem_align, 4096u), nb * bs))
+	size_t bytes, pbytes;
+	if (!size_mul(nb, bs, &bytes) || !size_mul(nb, bs - MBLK_HDR, &pbytes) ||
+	    posix_memalign((void **)&img, MAX(v->geom.mem_align, 4096u), bytes))
 		return -ENOMEM;
-	pay = malloc(nb * (bs - MBLK_HDR));
-	int e = pay ? dev_rw(v, DIO_BIO_READ, 0, v->sb.ckpt_start[v->sb.ckpt_slot] * bs, img, nb * bs) : -ENOMEM;
+	pay = malloc(pbytes);
+	int e = pay ? dev_rw(v, DIO_BIO_READ, 0, v->sb.ckpt_start[v->sb.ckpt_slot] * bs, img, bytes) : -ENOMEM;
 	size_t plen = 0;
 	for (uint64_t i = 0; i < nb && !e; i++) {
 		struct dio_mblk_hdr h;
-		if (mblk_check(img + i * bs, bs, DIO_MAGIC_CKPT, v->sb.uuid, &h) || h.seq != v->sb.gen ||
+		if (mblk_check(img + (size_t)i * bs, bs, DIO_MAGIC_CKPT, v->sb.uuid, &h) || h.seq != v->sb.gen ||
 		    h.aux != i || h.count != nb) {
 			dio_log(DIO_LOG_ERR, "checkpoint block %llu is damaged", (unsigned long long)i);
 			e = -EUCLEAN;
 			break;
 		}
-		memcpy(pay + plen, img + i * bs + MBLK_HDR, h.used);
+		memcpy(pay + plen, img + (size_t)i * bs + MBLK_HDR, h.used);
 		plen += h.used;
 	}
 	free(img);

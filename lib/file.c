@@ -828,7 +828,12 @@ DIO_API off_t dio_lseek(struct dio_file *f, off_t offset, int whence)
 	if (whence == SEEK_SET) {
 		res = offset;
 	} else if (whence == SEEK_END) {
-		res = (off_t)size + offset;
+		/* size <= DIO_MAX_FILE_SIZE: only a large positive offset can
+		   overflow, and off_t overflow is undefined: check first */
+		if (offset > 0 && (uint64_t)offset > (uint64_t)INT64_MAX - size)
+			e = EOVERFLOW;
+		else
+			res = (off_t)size + offset;
 	} else if (whence == SEEK_DATA || whence == SEEK_HOLE) {
 		if (offset < 0)
 			e = EINVAL;

@@ -105,11 +105,16 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 	}
 	if (n)
 		qsort(all, n, sizeof(*all), cmp_ext);
-	for (size_t i = 1; i < n; i++)
-		if (all[i - 1].pblk + all[i - 1].len > all[i].pblk)
-			problem(k, DIO_FSCK_ERROR, "block %llu owned twice (files %llu and %llu)",
-				(unsigned long long)all[i].pblk, (unsigned long long)all[i - 1].lblk,
-				(unsigned long long)all[i].lblk);
+	for (size_t i = 1; i < n; i++) {
+		if (all[i - 1].pblk + all[i - 1].len <= all[i].pblk)
+			continue;
+		struct dio_inode *a = all[i - 1].lblk ? ino_lookup(v, all[i - 1].lblk) : NULL;
+		struct dio_inode *b = all[i].lblk ? ino_lookup(v, all[i].lblk) : NULL;
+		problem(k, DIO_FSCK_ERROR, "block %llu owned twice: by \"%s\" (id %llu) and \"%s\" (id %llu)",
+			(unsigned long long)all[i].pblk, a ? a->name : "the bad-block list",
+			(unsigned long long)all[i - 1].lblk, b ? b->name : "the bad-block list",
+			(unsigned long long)all[i].lblk);
+	}
 	free(all);
 }
 

@@ -23,12 +23,25 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <errno.h>
+#include <stddef.h>
 #include "dio/dio.h"
 #include "dio/backend.h"
+#include "platform.h"
 
 #define DIO_API __attribute__((visibility("default")))
 
 #define DIV_UP(a, b) (((a) + (b) - 1) / (b))
+
+/* a * b in a size_t, or false if it does not fit: metadata areas are
+   sized in 64 bits and can exceed a 32-bit target's memory (a damaged
+   or huge journal then fails to load instead of overflowing a buffer). */
+static inline bool size_mul(uint64_t a, uint64_t b, size_t *out)
+{
+	if (b && a > (uint64_t)SIZE_MAX / b)
+		return false;
+	*out = (size_t)(a * b);
+	return true;
+}
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -38,21 +51,7 @@ uint32_t dio_crc32c(uint32_t crc, const void *buf, size_t len);
 /* ---- log (vol.c) ---- */
 void dio_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- device and geometry (info.c) ---- */
-struct dio_geom {
-	uint64_t size;           /* bytes usable */
-	uint32_t logical_bs;     /* offset_align */
-	uint32_t physical_bs;
-	uint32_t mem_align;
-	uint32_t opt_io;
-	uint64_t max_io;
-	uint32_t atomic_min, atomic_max;
-	bool volatile_cache;
-	bool is_blockdev;
-};
-/* Open path with O_DIRECT, exclusively (EBUSY if already open so). */
-int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_size, int *fdp);
-int dio_dev_probe(int fd, struct dio_geom *g);
+/* ---- the platform (platform.h, platform_linux.c) ---- */
 struct dio_vol;
 void vol_info(const struct dio_vol *v, bool strict, struct dio_info *info);
 
@@ -152,8 +151,10 @@ void em_free(struct dio_emap *m);
 #define CLEAN_REQ_MAX_BYTES (256u << 10) /* larger writes amortize the ordered flush */
 #define CLEAN_FRESH       1u     /* nothing taken from this clean range yet */
 struct dio_alloc {
-	struct dio_extent *v;      /* free ranges sorted by pblk (lblk unused) */
-	size_t n, cap;
+	struct dio_btree by_blk;   /* free ranges by pblk (lblk unused) */
+	struct dio_btree by_size;  /* the same, by (len, pblk) */
+	struct dio_extent *used;   /* while building at mount: used ranges (lblk: owner) */
+	size_t nused, ucap;
 	uint64_t free_blocks;
 	uint64_t first, end;       /* data area [first, end) in blocks */
 	/* freed but not yet durable: reusable once durable_seq >= seq */
@@ -172,9 +173,9 @@ struct dio_alloc {
 };
 int  alloc_init(struct dio_alloc *a, uint64_t first, uint64_t end);
 void alloc_destroy(struct dio_alloc *a);
-int  alloc_mark_used(struct dio_alloc *a, uint64_t pblk, uint64_t len);
+int  alloc_mark_used(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t owner);
 void alloc_finish_build(struct dio_alloc *a);
-int  alloc_check_overlap(struct dio_alloc *a);   /* before finish_build */
+int  alloc_check_overlap(struct dio_alloc *a, uint64_t *o1, uint64_t *o2, uint64_t *pblk);   /* before finish_build */
 int  alloc_take(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t *pblk, uint64_t *got);
 void alloc_give(struct dio_alloc *a, uint64_t pblk, uint64_t len);
 int  alloc_defer(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t seq);
@@ -348,6 +349,7 @@ struct j_replay_tap {
 struct dio_vol {
 	int fd;
 	bool rdonly;
+	bool created;              /* dio_mkfs made the image file */
 	char *path;
 	struct dio_geom geom;
 	struct dio_sb sb;

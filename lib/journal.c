@@ -299,12 +299,15 @@ static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len, unsign
 {
 	uint32_t pl = jpayload(v), bs = v->bs;
 	uint64_t n = DIV_UP(len, pl), J = v->sb.journal_blocks;
-	int e = jio_reserve(v, n * bs);
+	size_t bytes;
+	if (!size_mul(n, bs, &bytes))
+		return -ENOMEM;
+	int e = jio_reserve(v, bytes);
 	if (e)
 		return e;
 	for (uint64_t i = 0; i < n; i++) {
 		uint8_t *blk = v->jio + i * bs;
-		size_t used = MIN((size_t)pl, len - i * pl);
+		size_t used = MIN((size_t)pl, len - (size_t)i * pl);   /* i < n: i * pl < len */
 		memset(blk, 0, bs);
 		memcpy(blk + MBLK_HDR, buf + i * pl, used);
 		struct dio_mblk_hdr h = { DIO_MAGIC_JRNL, 0, v->sb.uuid, v->jhead_bseq + i,
@@ -313,10 +316,10 @@ static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len, unsign
 	}
 	uint64_t first = MIN(n, J - v->jhead_pos);
 	e = dev_rw(v, DIO_BIO_WRITE, flags, (v->sb.journal_start + v->jhead_pos) * bs,
-		   v->jio, first * bs);
+		   v->jio, (size_t)first * bs);
 	if (!e && n > first)
 		e = dev_rw(v, DIO_BIO_WRITE, flags, v->sb.journal_start * bs,
-			   v->jio + first * bs, (n - first) * bs);
+			   v->jio + (size_t)first * bs, (size_t)(n - first) * bs);
 	if (e)
 		return e;
 	v->jhead_pos = (v->jhead_pos + n) % J;
@@ -542,9 +545,10 @@ int j_replay(struct dio_vol *v)
 	const struct j_replay_tap *tap = v->replay_tap;
 	uint64_t J = v->sb.journal_blocks, bs = v->bs;
 	uint8_t *area;
-	if (posix_memalign((void **)&area, MAX(v->geom.mem_align, 4096u), J * bs))
+	size_t jbytes;
+	if (!size_mul(J, bs, &jbytes) || posix_memalign((void **)&area, MAX(v->geom.mem_align, 4096u), jbytes))
 		return -ENOMEM;
-	int e = dev_rw(v, DIO_BIO_READ, 0, v->sb.journal_start * bs, area, J * bs);
+	int e = dev_rw(v, DIO_BIO_READ, 0, v->sb.journal_start * bs, area, jbytes);
 	if (e) {
 		free(area);
 		return e;
@@ -570,9 +574,9 @@ int j_replay(struct dio_vol *v)
 			break;
 		uint32_t n = h.count;
 		size_t tlen = 0;
-		if (tcap < (size_t)n * bs) {
+		if (tcap < (size_t)n * (size_t)bs) {   /* n <= J, and J * bs fits */
 			free(txn);
-			tcap = (size_t)n * bs;
+			tcap = (size_t)n * (size_t)bs;
 			txn = malloc(tcap);
 			if (!txn) {
 				e = -ENOMEM;

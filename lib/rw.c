@@ -364,9 +364,9 @@ static uint64_t xfer_pieces(struct batch *b, int op, unsigned flags, struct curs
 		if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE)
 			b->err = -EIO;   /* cannot happen: allocated before */
 		else if (op == DIO_BIO_READ && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN)))
-			cur_zero(c, t - s);
+			cur_zero(c, (size_t)(t - s));   /* within the request: fits a size_t */
 		else
-			batch_add(b, op, flags, p[i].pblk * bs + (s - p[i].lblk * bs), c, t - s);
+			batch_add(b, op, flags, p[i].pblk * bs + (s - p[i].lblk * bs), c, (size_t)(t - s));
 		next = p[i].lblk + p[i].len;
 	}
 	return next;
@@ -449,7 +449,7 @@ static int write_mapped(struct dio_file *f, unsigned flags, struct cursor *c, ui
    only; reads zero-fill holes and unwritten pieces). */
 static int blocks_io(struct dio_file *f, int op, unsigned flags, uint8_t *buf, uint64_t b, uint64_t n)
 {
-	struct iovec one = { buf, n << f->vol->bshift };
+	struct iovec one = { buf, (size_t)(n << f->vol->bshift) };   /* <= BOUNCE_SIZE */
 	struct cursor c = { &one, 1, 0 };
 	return xfer_direct(f, op, flags, &c, b << f->vol->bshift, one.iov_len);
 }
@@ -483,12 +483,12 @@ static int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, ui
 				e = blocks_io(f, DIO_BIO_READ, 0, at, edge[k], 1);
 				cnt_add(&CNT(v)->rmw_blocks, 1);
 			} else {
-				memset(at, 0, bs);
+				memset(at, 0, (size_t)bs);
 			}
 		}
 		if (e)
 			break;
-		cur_copy(c, buf + (us - cs), ue - us, 0);
+		cur_copy(c, buf + (us - cs), (size_t)(ue - us), 0);   /* <= BOUNCE_SIZE */
 		e = blocks_io(f, DIO_BIO_WRITE, flags, buf, b, n);
 	}
 	bounce_put(&v->bounce, buf);
@@ -508,7 +508,7 @@ static int read_bounce(struct dio_file *f, struct cursor *c, uint64_t off, uint6
 		uint64_t cs = b * bs, us = MAX(off, cs), ue = MIN(end, (b + n) * bs);
 		e = blocks_io(f, DIO_BIO_READ, 0, buf, b, n);
 		if (!e)
-			cur_copy(c, buf + (us - cs), ue - us, 1);
+			cur_copy(c, buf + (us - cs), (size_t)(ue - us), 1);
 	}
 	bounce_put(&v->bounce, buf);
 	return e;
@@ -522,7 +522,7 @@ int rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
 	uint8_t *buf = bounce_get(&v->bounce);
 	int e = blocks_io(f, DIO_BIO_READ, 0, buf, blk, 1);
 	if (!e) {
-		memset(buf + (off - blk * bs), 0, len);
+		memset(buf + (off - blk * bs), 0, (size_t)len);   /* < one block */
 		e = blocks_io(f, DIO_BIO_WRITE, 0, buf, blk, 1);
 		cnt_add(&CNT(v)->rmw_blocks, 1);
 	}
@@ -610,6 +610,18 @@ static ssize_t do_read(struct dio_file *f, const struct iovec *iov, int iovcnt, 
 	cnt_add(&cnt->reads, 1);
 	cnt_add(&cnt->bytes_read, (uint64_t)got);
 	return got;
+}
+
+/*
+ * A device that says ENOSPC or EDQUOT (an image file on a full host file
+ * system, a thin device out of space) is not broken: the write fails with
+ * that error, having changed nothing readable, and its blocks are not
+ * marked bad (they would be lost to the volume for good).  Nothing the
+ * caller was told had succeeded is lost, so no handle's fsync hears of it.
+ */
+static bool host_full(int e)
+{
+	return e == -ENOSPC || e == -EDQUOT;
 }
 
 /*
@@ -788,7 +800,7 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 		if (!e)
 			e = finish_write(f, b0, b1, end, clean, &changed);
 	}
-	if (e && e != -ENOSPC && e != -ENOMEM && !alloc_failed)
+	if (e && !host_full(e) && e != -ENOMEM && !alloc_failed)
 		rw_mark_failed(f, b0, b1);
 	if (!e && !atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
@@ -912,12 +924,12 @@ relock:
 		if (write && p[i].pblk == PBLK_HOLE)
 			goto inline_path;
 		if (!write && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN))) {
-			cur_zero(&c, t - s);
+			cur_zero(&c, (size_t)(t - s));   /* within the request */
 			continue;
 		}
 		uint64_t dev = p[i].pblk * bs + (s - p[i].lblk * bs);
 		while (s < t) {
-			size_t piece = MIN(t - s, (uint64_t)v->geom.max_io);
+			size_t piece = (size_t)MIN(t - s, (uint64_t)v->geom.max_io);
 			if (a->nbio == RW_ASYNC_BIOS)
 				goto inline_path;
 			int k = cur_slices(&c, piece, a->iov + niov, RW_ASYNC_IOVS - (int)niov);
@@ -954,7 +966,7 @@ int rw_async_finish(struct rw_async *a, int err)
 	if (a->write) {
 		if (!err && a->alloc)
 			err = finish_write(a->f, a->b0, a->b1, a->end, a->clean, &changed);
-		if (err)
+		if (err && !host_full(err))
 			rw_mark_failed(a->f, a->b0, a->b1);
 		else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 			atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);

@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/random.h>
-#include <sys/file.h>
 #include <time.h>
 
 DIO_API const char *dio_version(void) { return DIO_VERSION_STRING; }
@@ -150,7 +148,7 @@ void vol_release(struct dio_vol *v)
 	if (v->fd >= 0) {
 		/* Unlock explicitly: a backend may still hold a reference to
 		   the open file for a moment after its context is gone. */
-		flock(v->fd, LOCK_UN);
+		dio_dev_release(v->fd);
 		close(v->fd);
 	}
 	pthread_mutex_destroy(&v->md_lock);
@@ -196,7 +194,7 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 		v->ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
 	int e = !v->path ? -ENOMEM : !v->ops ? -bes : 0;
 	if (!e)
-		e = dio_dev_open(path, rdonly, create, create_size, &v->fd);
+		e = dio_dev_open(path, rdonly, create, create_size, &v->fd, &v->created);
 	if (!e)
 		e = dio_dev_probe(v->fd, &v->geom);
 	if (!e) {
@@ -208,7 +206,10 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 	if (!e)
 		e = bounce_init(&v->bounce, v->geom.mem_align);
 	if (e) {
+		bool created = v->created;
 		vol_release(v);
+		if (created)
+			unlink(path);   /* a failed mkfs leaves no file it made */
 		*err = e;
 		return NULL;
 	}
@@ -244,8 +245,7 @@ DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
 		e = layout(&sb, size, bs, opts->journal_size);
 	if (!e) {
 		sb.version = DIO_FORMAT_VERSION;
-		if (getrandom(&sb.uuid, sizeof(sb.uuid), 0) != sizeof(sb.uuid))
-			sb.uuid = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+		dio_random(&sb.uuid, sizeof(sb.uuid));
 		if (opts->label)
 			strncpy(sb.label, opts->label, sizeof(sb.label) - 1);
 		/* an empty checkpoint in slot 0 under generation 1 */
@@ -267,11 +267,22 @@ DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
 			e = j_checkpoint_locked(v);    /* gen 2: sb slot 0, both slots valid */
 		pthread_mutex_unlock(&v->commit_lock);
 	}
+	bool created = v->created;
 	vol_release(v);
+	if (e && created)
+		unlink(path);   /* a failed mkfs leaves no file it made */
 	return e ? fail(e) : 0;
 }
 
-/* Build free space from the maps; a block owned twice is damage. */
+static const char *owner_name(struct dio_vol *v, uint64_t ino)
+{
+	struct dio_inode *in = ino ? ino_lookup(v, ino) : NULL;
+	return !ino ? "the bad-block list" : in && in->name ? in->name : "an unlinked file";
+}
+
+/* Build free space from the maps; a block owned twice (a forged or
+   damaged map: two files would show each other's bytes) is damage, and
+   the message names both owners. */
 static int build_alloc(struct dio_vol *v)
 {
 	int e = alloc_init(&v->alloc, v->sb.data_start, v->sb.total_blocks);
@@ -279,13 +290,19 @@ static int build_alloc(struct dio_vol *v)
 	for (size_t h = 0; h < v->ihash_size && !e; h++)
 		for (struct dio_inode *in = v->ihash[h]; in && !e; in = in->hnext)
 			for (bool ok = em_first(&in->map, &c); ok && !e; ok = bt_next(&c))
-				e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len);
+				e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len, in->ino);
 	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = bt_next(&c))
-		e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len);
+		e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len, 0);
 	if (e)
 		return e;
-	if (alloc_check_overlap(&v->alloc)) {
-		dio_log(DIO_LOG_ERR, "a block is owned by two extents");
+	uint64_t o1, o2, pblk;
+	if (alloc_check_overlap(&v->alloc, &o1, &o2, &pblk)) {
+		if (o1 == o2)
+			dio_log(DIO_LOG_ERR, "\"%s\" maps block %llu outside the data area", owner_name(v, o1),
+				(unsigned long long)pblk);
+		else
+			dio_log(DIO_LOG_ERR, "block %llu is owned by both \"%s\" and \"%s\"", (unsigned long long)pblk,
+				owner_name(v, o1), owner_name(v, o2));
 		return -EUCLEAN;
 	}
 	alloc_finish_build(&v->alloc);

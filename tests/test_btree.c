@@ -283,6 +283,120 @@ START_TEST(test_extent_map_matches_a_block_array)
 }
 END_TEST
 
+/* ---- free space against a bitmap ------------------------------------------------ */
+
+/* Both trees hold the same ranges, disjoint, not touching (they merge),
+   matching the bitmap; free_blocks counts them. */
+static void check_free(struct dio_alloc *a, const uint8_t *freeb, uint64_t first, uint64_t end)
+{
+	struct bt_cur c;
+	uint64_t prev_end = 0, total = 0;
+	bool have_prev = false;
+	for (bool ok = bt_first(&a->by_blk, &c); ok; ok = bt_next(&c)) {
+		const struct dio_extent *x = bt_rec(&c);
+		T_CHECK(x->len > 0 && x->pblk >= first && x->pblk + x->len <= end);
+		T_CHECK(!have_prev || x->pblk > prev_end, "ranges touch or overlap at %llu", (unsigned long long)x->pblk);
+		struct dio_extent key = *x;
+		struct bt_cur s;
+		T_CHECK(bt_seek_ge(&a->by_size, &key, &s) && bt_rec(&s)->pblk == x->pblk && bt_rec(&s)->len == x->len);
+		for (uint64_t b = x->pblk; b < x->pblk + x->len; b++)
+			T_CHECK(freeb[b], "block %llu listed free", (unsigned long long)b);
+		total += x->len;
+		prev_end = x->pblk + x->len;
+		have_prev = true;
+	}
+	uint64_t want = 0;
+	for (uint64_t b = first; b < end; b++)
+		want += freeb[b];
+	T_CHECK(total == want && a->free_blocks == want && a->by_size.n == a->by_blk.n,
+		"free %llu, bitmap %llu, counted %llu", (unsigned long long)total, (unsigned long long)want,
+		(unsigned long long)a->free_blocks);
+}
+
+START_TEST(test_free_space_matches_a_bitmap)
+{
+	enum { FIRST = 100, END = 20100 };
+	static uint8_t freeb[END];
+	struct dio_alloc a;
+	alloc_init(&a, FIRST, END);
+	/* start fragmented: every third block in use */
+	memset(freeb, 0, sizeof(freeb));
+	for (uint64_t b = FIRST; b < END; b++) {
+		if (b % 3 == 0)
+			ck_assert_int_eq(alloc_mark_used(&a, b, 1, 7), 0);
+		else
+			freeb[b] = 1;
+	}
+	uint64_t o1, o2, pb;
+	ck_assert_int_eq(alloc_check_overlap(&a, &o1, &o2, &pb), 0);
+	alloc_finish_build(&a);
+	check_free(&a, freeb, FIRST, END);
+	t_seed(5);
+	struct { uint64_t p, n; } held[4000];
+	int nh = 0;
+	for (int op = 0; op < 40000; op++) {
+		if (nh < 4000 && (t_rand() % 2 || !nh) && a.free_blocks) {
+			uint64_t goal = FIRST + t_rand() % (END - FIRST), want = 1 + t_rand() % 8, p, got;
+			T_CHECK(alloc_take(&a, goal, want, &p, &got) == 0);
+			T_CHECK(got >= 1 && got <= want);
+			for (uint64_t b = p; b < p + got; b++) {
+				T_CHECK(freeb[b], "block %llu handed out twice", (unsigned long long)b);
+				freeb[b] = 0;
+			}
+			/* the goal is honoured where it is free */
+			held[nh].p = p;
+			held[nh++].n = got;
+		} else if (nh) {
+			int i = (int)(t_rand() % (uint64_t)nh);
+			alloc_give(&a, held[i].p, held[i].n);
+			for (uint64_t b = held[i].p; b < held[i].p + held[i].n; b++)
+				freeb[b] = 1;
+			held[i] = held[--nh];
+		}
+		if (op % 2000 == 0)
+			check_free(&a, freeb, FIRST, END);
+	}
+	check_free(&a, freeb, FIRST, END);
+	/* everything back: the free space it started with, merged as before */
+	uint64_t initial = 0;
+	for (uint64_t b = FIRST; b < END; b++)
+		initial += b % 3 != 0;
+	while (nh) {
+		nh--;
+		alloc_give(&a, held[nh].p, held[nh].n);
+		for (uint64_t b = held[nh].p; b < held[nh].p + held[nh].n; b++)
+			freeb[b] = 1;
+	}
+	check_free(&a, freeb, FIRST, END);
+	ck_assert_uint_eq(a.free_blocks, initial);
+	alloc_destroy(&a);
+}
+END_TEST
+
+START_TEST(test_a_take_at_a_free_goal_starts_there)
+{
+	struct dio_alloc a;
+	alloc_init(&a, 10, 1010);
+	alloc_finish_build(&a);   /* all free: one range */
+	uint64_t p, got;
+	ck_assert_int_eq(alloc_take(&a, 500, 4, &p, &got), 0);
+	ck_assert_uint_eq(p, 500);
+	ck_assert_uint_eq(got, 4);
+	ck_assert_uint_eq(a.by_blk.n, 2);   /* split around it */
+	ck_assert_int_eq(alloc_take(&a, 504, 1000, &p, &got), 0);
+	ck_assert_uint_eq(p, 504);
+	ck_assert_uint_eq(got, 1010 - 504);
+	ck_assert_int_eq(alloc_take(&a, 1005, 1, &p, &got), 0);   /* nothing after the goal: wraps */
+	ck_assert_uint_eq(p, 10);
+	alloc_give(&a, 500, 4);
+	alloc_give(&a, 504, 1010 - 504);
+	alloc_give(&a, 10, 1);
+	ck_assert_uint_eq(a.by_blk.n, 1);   /* merged back into one */
+	ck_assert_uint_eq(a.free_blocks, 1000);
+	alloc_destroy(&a);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("btree");
@@ -292,6 +406,8 @@ int main(void)
 	tcase_add_test(tc, test_appending_in_order_fills_leaves);
 	tcase_add_test(tc, test_fields_other_than_the_key_change_in_place);
 	tcase_add_test(tc, test_extent_map_matches_a_block_array);
+	tcase_add_test(tc, test_free_space_matches_a_bitmap);
+	tcase_add_test(tc, test_a_take_at_a_free_goal_starts_there);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -13,11 +13,14 @@
 static char *img, *pristine;
 static char lastlog[512];
 
+static char alllog[4096];   /* every message since the last reset */
 static void log_cb(int level, const char *msg, void *arg)
 {
 	(void)level;
 	(void)arg;
 	snprintf(lastlog, sizeof(lastlog), "%s", msg);
+	size_t n = strlen(alllog);
+	snprintf(alllog + n, sizeof(alllog) - n, "%s\n", msg);
 }
 
 static void teardown_img(void)
@@ -358,7 +361,12 @@ START_TEST(test_fsck_finds_a_block_owned_twice_which_mount_refuses)
 	struct fsck_log l = { 0 };
 	ck_assert_int_eq(dio_fsck(img, 0, fsck_cb, &l), 1);
 	ck_assert(strstr(l.last, "owned twice") != NULL);
+	ck_assert(strstr(l.last, "\"dir/file-4\"") && strstr(l.last, "\"dir/file-5\""));
+	alllog[0] = 0;
 	ck_assert_int_eq(try_mount(), EUCLEAN);
+	/* the mount says which files claim the block */
+	ck_assert_msg(strstr(alllog, "owned by both") && strstr(alllog, "\"dir/file-4\"") &&
+		      strstr(alllog, "\"dir/file-5\""), "%s", alllog);
 }
 END_TEST
 

@@ -6,6 +6,7 @@
  * killed at random moments loses nothing it fsynced.
  */
 #include "crashmodel.h"
+#include "../lib/platform.h"
 #include <signal.h>
 #include <time.h>
 
@@ -320,6 +321,69 @@ START_TEST(test_a_transaction_is_never_replayed_without_the_one_before)
 }
 END_TEST
 
+/* A system without pwritev2 RWF_DSYNC (old kernels, qemu-user, some file
+   systems): durable writes fall back to a write and fdatasync. */
+static int refuse_errno;
+static long refused, datasyncs;
+static ssize_t no_dsync(int fd, const struct iovec *iov, int iovcnt, off_t off, int flags)
+{
+	(void)fd, (void)iov, (void)iovcnt, (void)off, (void)flags;
+	refused++;
+	errno = refuse_errno;
+	return -1;
+}
+static int (*real_fdatasync)(int);
+extern const struct dio_backend_ops dio_psync_ops;
+static int counted_fdatasync(int fd)
+{
+	datasyncs++;
+	return real_fdatasync(fd);
+}
+
+START_TEST(test_durable_writes_work_without_rwf_dsync)
+{
+	int errs[2] = { ENOSYS, EOPNOTSUPP };
+	for (int k = 0; k < 2; k++) {
+		fresh_image("nodsync");
+		dio_platform_reset();
+		refuse_errno = errs[k];
+		refused = datasyncs = 0;
+		struct dio_syscalls saved = dio_sys;
+		real_fdatasync = dio_sys.fdatasync;
+		dio_sys.pwritev2 = no_dsync;
+		dio_sys.fdatasync = counted_fdatasync;
+		/* psync: the backend whose FUA writes are the platform's */
+		struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .ops = &dio_psync_ops });
+		ck_assert_ptr_nonnull(v);   /* the mount's checkpoint wrote with FUA */
+		struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT | O_DSYNC);
+		uint8_t *b = t_aligned(8192);
+		t_fill(b, 8192, 1, 1, 0);
+		ck_assert_int_eq(dio_pwrite(f, b, 8192, 0), 8192);   /* O_DSYNC: a FUA data write */
+		ck_assert_int_eq(dio_fsync(f), 0);                  /* a journal commit */
+		ck_assert_int_eq(dio_rename(v, "f", "g"), 0);
+		ck_assert_int_eq(dio_syncfs(v), 0);
+		/* asked once, then never again: every later FUA write is a write
+		   and a data sync */
+		ck_assert_int_eq(refused, 1);
+		ck_assert_int_gt(datasyncs, 2);
+		dio_close(f);
+		ck_assert_int_eq(dio_umount(v), 0);
+		dio_sys = saved;
+		dio_platform_reset();
+		v = t_mount(t_img);
+		f = dio_open(v, "g", O_RDONLY);
+		ck_assert_ptr_nonnull(f);
+		uint8_t *r = t_aligned(8192);
+		ck_assert_int_eq(dio_pread(f, r, 8192, 0), 8192);
+		ck_assert(!memcmp(r, b, 8192));
+		dio_close(f);
+		ck_assert_int_eq(dio_umount(v), 0);
+		free(b);
+		free(r);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("durability");
@@ -331,6 +395,7 @@ int main(void)
 	tcase_add_test(tc, test_killed_writer_loses_nothing_it_fsynced);
 	tcase_add_test(tc, test_small_appends_commit_with_one_flush_and_prealloc_stays_ordered);
 	tcase_add_test(tc, test_a_transaction_is_never_replayed_without_the_one_before);
+	tcase_add_test(tc, test_durable_writes_work_without_rwf_dsync);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -237,6 +237,19 @@ START_TEST(test_seek_data_and_hole)
 	ck_assert_int_eq(errno, ENXIO);
 	ck_assert_int_eq(dio_lseek(f, -1, SEEK_DATA), -1);
 	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_lseek(f, -1, SEEK_HOLE), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_lseek(f, 0, SEEK_CUR), -1);   /* no position */
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_lseek(f, -1, SEEK_SET), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	/* SEEK_END: a result past off_t is EOVERFLOW (and no signed overflow:
+	   UBSan fails this test otherwise), one below 0 EINVAL */
+	ck_assert_int_eq(dio_lseek(f, INT64_MAX, SEEK_END), -1);
+	ck_assert_int_eq(errno, EOVERFLOW);
+	ck_assert_int_eq(dio_lseek(f, INT64_MIN, SEEK_END), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_lseek(f, -10, SEEK_END), 73728 - 10);
 	ck_assert_int_eq(dio_lseek(f, 0, 12345), -1);
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_int_eq(dio_lseek(f, 0, SEEK_END), 73728);

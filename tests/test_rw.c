@@ -224,6 +224,38 @@ START_TEST(test_files_appended_in_turn_each_stay_contiguous)
 }
 END_TEST
 
+/* A write that joins two extents into one shrinks the metadata a
+   checkpoint holds; on 32-bit targets that shrink was once computed in a
+   size_t and wrapped into 4 GiB of phantom metadata, and the next
+   allocation failed with ENOSPC on an empty volume. */
+START_TEST(test_a_write_that_joins_extents_leaves_room_for_more)
+{
+	struct dio_file *f = dio_open(vol, "join", O_RDWR | O_CREAT);
+	uint8_t *b = t_aligned(4096);
+	t_fill(b, 4096, 7, 1, 0);
+	for (int round = 0; round < 20; round++) {
+		off_t base = (off_t)round * 5 * 4096;
+		/* three preallocated blocks (contiguous), the outer two written:
+		   written, unwritten, written; then the middle one joins them */
+		ck_assert_int_eq(dio_fallocate(f, 0, base, 3 * 4096), 0);
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, base), 4096);
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, base + 2 * 4096), 4096);
+		struct dio_stat st;
+		dio_fstat(f, &st);
+		uint64_t before = st.nextents;
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, base + 4096), 4096);
+		dio_fstat(f, &st);
+		ck_assert_uint_eq(st.nextents, before - 2);
+		/* and the volume still allocates */
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, base + 4 * 4096), 4096);
+	}
+	ck_assert_int_eq(dio_fsync(f), 0);
+	ck_assert_int_eq(dio_fallocate(f, 0, 1 << 20, 1 << 20), 0);
+	dio_close(f);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rw");
@@ -237,6 +269,7 @@ int main(void)
 	tcase_add_test(tc, test_reads_stop_at_eof);
 	tcase_add_test(tc, test_files_appended_in_turn_each_stay_contiguous);
 	tcase_add_test(tc, test_large_write_larger_than_bounce_buffer);
+	tcase_add_test(tc, test_a_write_that_joins_extents_leaves_room_for_more);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

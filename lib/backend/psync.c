@@ -1,7 +1,8 @@
 /*
- * psync: the portable backend.  preadv/pwritev2 one I/O at a time,
- * fdatasync for the flush; RWF_DSYNC makes a FUA write where the kernel
- * has it (it does since 4.7).
+ * psync: the portable backend.  preadv/pwritev one I/O at a time,
+ * fdatasync for the flush; a FUA write is the platform's durable write
+ * (pwritev2 RWF_DSYNC where the system has it, else a write and a data
+ * sync: platform_linux.c).
  */
 #include "../internal.h"
 #include <stdlib.h>
@@ -32,9 +33,10 @@ static int psync_submit(void *ctx, struct dio_bio *bios, unsigned n)
 		ssize_t r;
 		if (b->op == DIO_BIO_READ)
 			r = preadv(c->fd, b->iov, b->iovcnt, (off_t)b->offset);
+		else if (b->flags & DIO_BIO_FUA)
+			r = dio_dev_pwritev_fua(c->fd, b->iov, b->iovcnt, (off_t)b->offset);
 		else
-			r = pwritev2(c->fd, b->iov, b->iovcnt, (off_t)b->offset,
-				     (b->flags & DIO_BIO_FUA) ? RWF_DSYNC : 0);
+			r = pwritev(c->fd, b->iov, b->iovcnt, (off_t)b->offset);
 		b->res = r < 0 ? -errno : r;
 	}
 	return 0;

@@ -634,7 +634,7 @@ int cmd_bench(int argc, char **argv)
 		printf("%s %s bs=%zu qd=%u jobs=%u backend=%s%s: %.0f IOPS, %.1f MB/s, %.2f us CPU/IO, lat p50 %.1f us, "
 		       "p99 %.1f us, p99.9 %.1f us%s%s\n", O.raw ? "raw" : "libdio", O.rw, O.bs, O.iodepth, O.numjobs,
 		       backend, O.spin ? " spin" : "", iops, mbs, cpu_us, p50, p99, p999, err ? ", error: " : "",
-		       err ? strerror(err) : "");
+		       err ? errstr(err) : "");
 	free(jobs);
 	free(th);
 	return err ? 1 : 0;

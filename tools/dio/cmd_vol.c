@@ -43,10 +43,10 @@ int cmd_mkfs(int argc, char **argv)
 	progress_end(p);
 	if (r) {
 		if (e == EEXIST)
-			return failmsg(target, NULL, "%s (a libdio volume is there: --force overwrites it)", strerror(e));
+			return failmsg(target, NULL, "%s (a libdio volume is there: --force overwrites it)", errstr(e));
 		if (e == EINVAL && tool_last_log()[0] == 0)
 			return failmsg(target, NULL, "%s (too small, or a size or block size the device cannot take)",
-				       strerror(e));
+				       errstr(e));
 		return fail(target, NULL, e);
 	}
 	struct dio_vol *v = tool_mount(target, true);
@@ -245,7 +245,7 @@ int cmd_fsck(int argc, char **argv)
 	progress_end(p);
 	if (r < 0) {
 		if (e == EBUSY)
-			failmsg(target, NULL, "%s (the volume is mounted by another process)", strerror(e));
+			failmsg(target, NULL, "%s (the volume is mounted by another process)", errstr(e));
 		else
 			fail(target, NULL, e);
 		return FSCK_CANNOT;

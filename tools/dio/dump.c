@@ -202,7 +202,7 @@ static bool dump_ckpt(struct dio_vol *v)
 	if (G.json) {
 		json_bool("loads", e == 0);
 		if (e)
-			json_str("error", tool_last_log()[0] ? tool_last_log() : strerror(-e));
+			json_str("error", tool_last_log()[0] ? tool_last_log() : errstr(-e));
 		else {
 			json_u64("nfiles", v->nnames);
 			json_u64("next_id", v->next_ino);
@@ -211,7 +211,7 @@ static bool dump_ckpt(struct dio_vol *v)
 		}
 		json_obj_end();
 	} else if (e) {
-		printf("  does not load: %s\n", tool_last_log()[0] ? tool_last_log() : strerror(-e));
+		printf("  does not load: %s\n", tool_last_log()[0] ? tool_last_log() : errstr(-e));
 	} else {
 		printf("  %zu files, next id %llu, %zu bad-block extents\n", v->nnames,
 		       (unsigned long long)v->next_ino, em_count(&v->bad));
@@ -346,9 +346,9 @@ static void dump_journal(struct dio_vol *v, bool ckpt_ok)
 	v->replay_tap = NULL;
 	if (e == -ENOMEM || e == -EIO) {
 		if (G.json)
-			json_str("error", strerror(-e));
+			json_str("error", errstr(-e));
 		else
-			printf("  cannot read the journal: %s\n", strerror(-e));
+			printf("  cannot read the journal: %s\n", errstr(-e));
 	}
 	if (G.json)
 		json_obj_end();
@@ -434,7 +434,7 @@ int cmd_dump(int argc, char **argv)
 	struct dio_vol *v = vol_new_ops(target, true, "psync", NULL, 4, false, 0, &e);
 	if (!v) {
 		if (e == -EBUSY)
-			return failmsg(target, NULL, "%s (the volume is mounted by another process)", strerror(-e));
+			return failmsg(target, NULL, "%s (the volume is mounted by another process)", errstr(-e));
 		return fail(target, NULL, -e);
 	}
 	struct dio_sb best;

@@ -198,7 +198,7 @@ static int io_run(struct dio_file *f, const struct iocmd *c)
 	}
 	if (G.json) {
 		if (e)
-			json_str("error", strerror(-e));
+			json_str("error", errstr(-e));
 		json_obj_end();
 	}
 	return e;
@@ -240,7 +240,7 @@ int cmd_io(int argc, char **argv)
 	for (int i = 0; i < a.nrep && f && !r; i++) {
 		int e = io_run(f, &cmds[i]);
 		if (e)
-			r = failmsg(target, name, "%s: %s", cmds[i].argv[0], strerror(-e));
+			r = failmsg(target, name, "%s: %s", cmds[i].argv[0], errstr(-e));
 	}
 	if (f && G.json) {
 		json_arr_end();

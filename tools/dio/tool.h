@@ -55,6 +55,7 @@ int parse_size(const char *s, uint64_t *out);
 const char *human(uint64_t bytes, char *buf, size_t len);   /* "1.5 GiB" */
 
 /* ---- errors: "dio: TARGET: NAME: what" on stderr; returns 1 ---------- */
+const char *errstr(int e);   /* strerror, worded alike on every C library */
 int fail(const char *target, const char *name, int err);
 int failmsg(const char *target, const char *name, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -174,6 +174,17 @@ const char *human(uint64_t b, char *buf, size_t len)
 
 /* ---- errors and mounting ------------------------------------------------ */
 
+/* strerror, the same on every C library for the errors dio reports
+   (musl has no text for EUCLEAN, and words EBUSY differently) */
+const char *errstr(int e)
+{
+	switch (e) {
+	case EUCLEAN: return "Structure needs cleaning";
+	case EBUSY: return "Device or resource busy";
+	default: return strerror(e);
+	}
+}
+
 int failmsg(const char *target, const char *name, const char *fmt, ...)
 {
 	va_list ap;
@@ -191,7 +202,7 @@ int failmsg(const char *target, const char *name, const char *fmt, ...)
 
 int fail(const char *target, const char *name, int err)
 {
-	return failmsg(target, name, "%s", strerror(err));
+	return failmsg(target, name, "%s", errstr(err));
 }
 
 static char last_log[512];
@@ -226,13 +237,13 @@ struct dio_vol *tool_mount(const char *target, bool rdonly)
 		return v;
 	int e = errno;
 	if (e == EBUSY)
-		failmsg(target, NULL, "%s (the volume is mounted by another process)", strerror(e));
+		failmsg(target, NULL, "%s (the volume is mounted by another process)", errstr(e));
 	else if (last_log[0] && e != ENOENT) {
 		/* the library names the path itself; once is enough */
 		size_t n = strlen(target);
 		const char *why = !strncmp(last_log, target, n) && !strncmp(last_log + n, ": ", 2) ? last_log + n + 2
 											: last_log;
-		failmsg(target, NULL, "%s (%s)", strerror(e), why);
+		failmsg(target, NULL, "%s (%s)", errstr(e), why);
 	}
 	else
 		fail(target, NULL, e);

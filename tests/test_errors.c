@@ -5,6 +5,7 @@
  * then the next fsync of every handle open at the time, once each).
  */
 #include "helpers.h"
+#include <sys/stat.h>
 
 
 START_TEST(test_einval_on_bad_arguments)
@@ -357,6 +358,31 @@ START_TEST(test_mount_with_a_backend_table_given_directly)
 }
 END_TEST
 
+START_TEST(test_a_failed_mkfs_leaves_no_file_it_made)
+{
+	char p[512];
+	snprintf(p, sizeof(p), "%s.new", t_image_path("mkfsfail"));
+	unlink(p);
+	struct stat st;
+	/* too small to hold a volume, a block size the device cannot take:
+	   refused after the file was made; it goes again */
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 64 << 10 }), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(stat(p, &st), -1);
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 16 << 20, .block_size = 3000 }), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(stat(p, &st), -1);
+	/* a file that was there before stays, whatever mkfs thought of it */
+	int fd = open(p, O_RDWR | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 64 << 10 }), -1);
+	ck_assert_int_eq(stat(p, &st), 0);
+	unlink(p);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("errors");
@@ -372,6 +398,7 @@ int main(void)
 	tcase_add_test(tc, test_eio_reaches_write_and_each_handles_next_fsync_once);
 	tcase_add_test(tc, test_short_device_transfers_are_completed);
 	tcase_add_test(tc, test_mount_with_a_backend_table_given_directly);
+	tcase_add_test(tc, test_a_failed_mkfs_leaves_no_file_it_made);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -387,7 +387,7 @@ int clean_refill(struct dio_vol *v, uint64_t need)
 		got = 0;
 	}
 	__atomic_store_n(&a->zeroing, got, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	if (!got) {
 		pthread_mutex_unlock(&v->clean_lock);
 		return 0;
@@ -409,7 +409,7 @@ int clean_refill(struct dio_vol *v, uint64_t need)
 		__atomic_store_n(&a->clean_blocks, a->clean_blocks + got, __ATOMIC_RELAXED);
 	}
 	__atomic_store_n(&a->zeroing, 0, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	pthread_mutex_unlock(&v->clean_lock);
 	return e;
 }

@@ -465,7 +465,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		atomic_init(&f->refs, 1);
 		f->magic = DIO_FILE_MAGIC;
 	}
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	rl_free(spare);
 	if (e) {
 		free(f);
@@ -500,7 +500,7 @@ void file_put(struct dio_file *f)
 		ino_free_blocks(v, in);
 		ino_destroy(v, in);
 	}
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	free(f);
 }
 
@@ -545,7 +545,7 @@ DIO_API int dio_stat(struct dio_vol *v, const char *name, struct dio_stat *st)
 	struct dio_inode *in = ns_lookup(v, name, len, NULL);
 	if (in)
 		fill_stat(v, in, st);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	return in ? 0 : fail(ENOENT);
 }
 
@@ -574,7 +574,7 @@ DIO_API int dio_unlink(struct dio_vol *v, const char *name)
 			ino_destroy(v, in);
 		}
 	}
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	return e ? fail(e) : 0;
 }
 
@@ -616,7 +616,7 @@ DIO_API int dio_rename(struct dio_vol *v, const char *oldname, const char *newna
 			}
 		}
 	}
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	return e ? fail(e) : 0;
 }
 
@@ -648,7 +648,7 @@ DIO_API int dio_list(struct dio_vol *v, const char *prefix,
 			last[lastlen] = 0;
 			fill_stat(v, in, &st);
 		}
-		pthread_mutex_unlock(&v->md_lock);
+		md_unlock(v);
 		if (!in)
 			return 0;
 		first = false;
@@ -696,17 +696,18 @@ static void md_begin(struct dio_vol *v, struct dio_inode *in)
 static void md_end(struct dio_vol *v, struct dio_inode *in)
 {
 	pthread_rwlock_unlock(&in->map_lock);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 }
 
 /* Keep the pending journal small: commit when it holds a quarter of the
-   journal, so it never has to be checkpointed in one huge piece. */
+   journal, so it never has to be checkpointed in one huge piece, or half
+   of the process-death log, so that it never overflows. */
 void j_maybe_commit(struct dio_vol *v)
 {
 	pthread_mutex_lock(&v->md_lock);
-	bool big = v->jlen > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4;
+	bool big = v->jlen > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
 	uint64_t seq = v->last_seq;
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	if (big)
 		j_commit(v, seq, false, false);
 }
@@ -890,7 +891,7 @@ static int file_sync(struct dio_file *f)
 		int dirty = atomic_exchange(&in->data_dirty, 0);
 		pthread_mutex_lock(&v->md_lock);
 		uint64_t seq = v->last_seq;
-		pthread_mutex_unlock(&v->md_lock);
+		md_unlock(v);
 		e = j_commit(v, seq, dirty != 0, false);
 		if (e && dirty)
 			atomic_store(&in->data_dirty, 1);

@@ -409,6 +409,7 @@ struct dio_vol {
 
 	struct dio_bounce bounce;
 	const struct j_replay_tap *replay_tap;   /* NULL but in dio dump */
+	struct dio_plog *plog;     /* the process-death log (plog.c), or NULL */
 	struct dio_counters_atomic cnt[CNT_SHARDS];
 };
 
@@ -447,6 +448,27 @@ void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
 int  rec_apply(struct dio_vol *v, const struct dio_rec *r);   /* replay only */
 int  rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used);
+
+/* plog.c: the process-death log (contract rule 8) */
+struct dio_plog;
+int  plog_recover(struct dio_vol *v);          /* mount, after j_replay */
+int  plog_start(struct dio_vol *v);            /* read-write mount, after its checkpoint */
+void plog_close(struct dio_vol *v, bool remove);
+void plog_append(struct dio_vol *v, const uint8_t *rec, size_t len, uint64_t seq);   /* md_lock */
+void plog_publish(struct dio_vol *v);                                               /* md_lock */
+void plog_trim(struct dio_vol *v, uint64_t seq);                                    /* md_lock */
+void plog_checkpoint(struct dio_vol *v, uint64_t gen, uint64_t seq, bool done);     /* md_lock */
+unsigned plog_fill(const struct dio_vol *v);   /* percent */
+
+/* Every md_lock section ends here: what it appended to the journal buffer
+   becomes visible in the process-death log at once, so that the records
+   of one call survive the process together or not at all. */
+static inline void md_unlock(struct dio_vol *v)
+{
+	if (v->plog)
+		plog_publish(v);
+	pthread_mutex_unlock(&v->md_lock);
+}
 
 /* ckpt.c */
 int  ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t *image_len);

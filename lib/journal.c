@@ -98,6 +98,7 @@ int j_append(struct dio_vol *v, const struct dio_rec *r)
 	}
 	v->jlen += need;
 	v->last_seq++;
+	plog_append(v, v->jbuf + v->jlen - need, need, v->last_seq);
 	if (!v->jclean_append)
 		v->jneed_order = true;
 	return 0;
@@ -334,7 +335,7 @@ static void mark_durable(struct dio_vol *v, uint64_t seq)
 	if (seq > v->durable_seq)
 		v->durable_seq = seq;
 	alloc_release_durable(&v->alloc, v->durable_seq);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 }
 
 /* Checkpoint; called with commit_lock and md_lock held, returns with
@@ -349,7 +350,7 @@ static int checkpoint_locked(struct dio_vol *v)
 		v->jlen = 0;   /* the checkpoint holds every pending record */
 		v->jneed_order = false;   /* and is written after a flush */
 	}
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	if (e)
 		return e;
 	struct dio_sb nsb = v->sb;
@@ -366,6 +367,9 @@ static int checkpoint_locked(struct dio_vol *v)
 					  (uint32_t)nblocks, get_le32(blk + 36) };
 		mblk_seal(blk, v->bs, &h);
 	}
+	pthread_mutex_lock(&v->md_lock);
+	plog_checkpoint(v, nsb.gen, seq, false);
+	md_unlock(v);
 	e = j_flush(v);
 	if (!e)
 		e = dev_rw(v, DIO_BIO_WRITE, 0, nsb.ckpt_start[nsb.ckpt_slot] * v->bs, img, img_len);
@@ -387,11 +391,12 @@ static int checkpoint_locked(struct dio_vol *v)
 	/* readers of the superblock's fields hold md_lock (writers hold both) */
 	pthread_mutex_lock(&v->md_lock);
 	v->sb = nsb;
+	plog_checkpoint(v, nsb.gen, seq, true);
 	if (seq > v->written_seq) {
 		v->written_seq = seq;
 		v->written_mark = atomic_load(&v->flush_started);
 	}
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	cnt_add(&CNT(v)->journal_commits, 1);
 	mark_durable(v, seq);
 	return 0;
@@ -401,7 +406,7 @@ static void set_broken(struct dio_vol *v, int e)
 {
 	pthread_mutex_lock(&v->md_lock);
 	v->jbroken = true;
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	dio_log(DIO_LOG_ERR, "journal commit failed (%s): volume refuses further metadata changes",
 		strerror(-e));
 }
@@ -447,14 +452,14 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 	pthread_mutex_lock(&v->commit_lock);
 	pthread_mutex_lock(&v->md_lock);
 	if (v->jbroken) {
-		pthread_mutex_unlock(&v->md_lock);
+		md_unlock(v);
 		pthread_mutex_unlock(&v->commit_lock);
 		return -EIO;
 	}
 	bool recs_done = v->durable_seq >= target_seq;
 	bool flush_done = !need_flush || atomic_load(&v->flush_done) > flush_mark;
 	if (!force_ckpt && recs_done && flush_done) {
-		pthread_mutex_unlock(&v->md_lock);
+		md_unlock(v);
 		pthread_mutex_unlock(&v->commit_lock);
 		return 0;
 	}
@@ -463,7 +468,7 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 		   started now covers the records and the caller's data */
 		uint64_t seq = v->written_seq, mark = MAX(flush_mark, v->written_mark);
 		bool at_stake = seq > v->durable_seq;
-		pthread_mutex_unlock(&v->md_lock);
+		md_unlock(v);
 		pthread_mutex_unlock(&v->commit_lock);
 		return at_stake ? flush_written(v, seq, mark) : flush_after(v, mark);
 	}
@@ -484,7 +489,7 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 	v->jbuf = NULL;
 	v->jlen = v->jcap = 0;
 	v->jneed_order = false;
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	if (ordered) {
 		e = j_flush(v);
 		if (!e)
@@ -498,7 +503,8 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 		pthread_mutex_lock(&v->md_lock);
 		v->written_seq = seq;
 		v->written_mark = mark;
-		pthread_mutex_unlock(&v->md_lock);
+		plog_trim(v, seq);   /* on the device: a killed process loses none of it */
+		md_unlock(v);
 		if (ordered)
 			mark_durable(v, seq);
 	}

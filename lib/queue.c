@@ -122,7 +122,7 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 	}
 	pthread_mutex_lock(&v->md_lock);
 	v->nqueues++;
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	return q;
 }
 
@@ -233,7 +233,7 @@ DIO_API void dio_queue_destroy(struct dio_queue *q)
 		drain(q);
 	pthread_mutex_lock(&q->vol->md_lock);
 	q->vol->nqueues--;
-	pthread_mutex_unlock(&q->vol->md_lock);
+	md_unlock(q->vol);
 	q->magic = 0;
 	q_free(q);
 }

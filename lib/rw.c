@@ -648,7 +648,7 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
 		at = t;
 	}
 	pthread_rwlock_unlock(&in->map_lock);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 }
 
 /* Blocks for the holes of [b0, b1) (md_alloc_range, without a refill). */
@@ -660,7 +660,7 @@ static int alloc_blocks(struct dio_file *f, uint64_t b0, uint64_t b1, bool *clea
 	pthread_rwlock_wrlock(&in->map_lock);
 	int e = md_alloc_range(v, in, b0, b1 - b0, 0, clean);
 	pthread_rwlock_unlock(&in->map_lock);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	return e;
 }
 
@@ -670,7 +670,7 @@ static int alloc_room(struct dio_vol *v)
 {
 	pthread_mutex_lock(&v->md_lock);
 	int e = md_room(v, 4, 0);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	return e;
 }
 
@@ -690,7 +690,7 @@ static int alloc_for_write(struct dio_file *f, uint64_t b0, uint64_t b1, bool *c
 		pthread_rwlock_wrlock(&in->map_lock);
 		int e = md_alloc_range(v, in, b0, b1 - b0, how, clean);
 		pthread_rwlock_unlock(&in->map_lock);
-		pthread_mutex_unlock(&v->md_lock);
+		md_unlock(v);
 		if (e == -EAGAIN && (how & MA_REFILL)) {
 			e = clean_refill(v, b1 - b0);
 			if (e) {
@@ -734,7 +734,7 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 	}
 	v->jclean_append = false;
 	pthread_rwlock_unlock(&in->map_lock);
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	return e;
 }
 
@@ -817,7 +817,7 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 		pthread_mutex_lock(&v->md_lock);
 		uint64_t seq = v->last_seq;
 		bool pending = v->durable_seq < seq;
-		pthread_mutex_unlock(&v->md_lock);
+		md_unlock(v);
 		if (pending || changed) {
 			e = j_commit(v, seq, false, false);
 			if (e)

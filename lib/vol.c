@@ -135,6 +135,7 @@ int read_sb(struct dio_vol *v, struct dio_sb *out)
 
 void vol_release(struct dio_vol *v)
 {
+	plog_close(v, false);
 	devctx_release(v);
 	vol_free_inodes(v);
 	em_free(&v->bad);
@@ -389,6 +390,8 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 	}
 	if (!e)
 		e = j_replay(v);
+	if (!e)
+		e = plog_recover(v);   /* what a killed process left after its last commit */
 	if (!e) {
 		drop_orphans(v);
 		recount_md(v);
@@ -403,6 +406,8 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 		v->jhead_bseq = v->sb.jstart_bseq + v->sb.journal_blocks + 1;
 		e = j_checkpoint_locked(v);
 		pthread_mutex_unlock(&v->commit_lock);
+		if (!e)
+			e = plog_start(v);   /* everything recovered is in that checkpoint */
 	}
 	if (e) {
 		if (e == -EUCLEAN)
@@ -421,7 +426,7 @@ DIO_API int dio_umount(struct dio_vol *v)
 	pthread_mutex_lock(&v->md_lock);
 	bool busy = v->nopen_total > 0 || v->nqueues > 0;
 	bool broken = v->jbroken;
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	if (busy)
 		return fail(EBUSY);
 	int e = 0;
@@ -433,7 +438,9 @@ DIO_API int dio_umount(struct dio_vol *v)
 		e = -EIO;
 	}
 	/* the volume is released even if the last checkpoint failed: the
-	   journal still holds every committed change */
+	   journal still holds every committed change, and the process-death
+	   log what came after (kept for the next mount then) */
+	plog_close(v, !e && !broken);
 	vol_release(v);
 	return e ? fail(e) : 0;
 }
@@ -446,7 +453,7 @@ DIO_API int dio_syncfs(struct dio_vol *v)
 		return 0;
 	pthread_mutex_lock(&v->md_lock);
 	uint64_t seq = v->last_seq;
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	int e = j_commit(v, seq, true, false);
 	return e ? fail(e) : 0;
 }
@@ -462,7 +469,7 @@ DIO_API int dio_statvfs(struct dio_vol *v, struct dio_statvfs *st)
 	st->total_blocks = v->sb.total_blocks - v->sb.data_start;
 	st->free_blocks = v->alloc.free_blocks;
 	st->nfiles = v->nnames;
-	pthread_mutex_unlock(&v->md_lock);
+	md_unlock(v);
 	snprintf(st->backend, sizeof(st->backend), "%s", v->ops->name);
 	return 0;
 }

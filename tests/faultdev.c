@@ -320,6 +320,7 @@ long fault_unflushed(void)
 
 void fault_crash(const char *path, long keep)
 {
+	t_forget_plog(path);   /* power loss is a reboot: the log is gone too */
 	int fd = open(path, O_RDWR);
 	ck_assert(fd >= 0);
 	for (long i = (long)F.nlog - 1; i >= keep && i >= 0; i--)

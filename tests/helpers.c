@@ -1,4 +1,5 @@
 #include "helpers.h"
+#include <dirent.h>
 #include <sys/stat.h>
 
 static char pathbuf[4096];
@@ -31,6 +32,7 @@ struct dio_vol *t_mount(const char *path)
 struct dio_vol *t_fresh(const char *tag, unsigned mib, char **path_out)
 {
 	const char *p = t_image_path(tag);
+	t_forget_plog(p);
 	unlink(p);
 	struct dio_mkfs_opts o = { .size = (uint64_t)mib << 20 };
 	ck_assert_msg(dio_mkfs(p, &o) == 0, "mkfs %s: %s", p, strerror(errno));
@@ -84,9 +86,34 @@ int t_run(Suite *s)
 
 char *t_img;
 
+/* What a reboot does to the volume's process-death log (lib/plog.c): it
+   is gone.  Power loss simulated without a reboot must do the same, or
+   the next mount would apply changes whose data the "power loss" took. */
+void t_forget_plog(const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return;
+	char suffix[64];
+	snprintf(suffix, sizeof(suffix), "-%llx-%llx", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t n = strlen(e->d_name), k = strlen(suffix);
+		if (!strncmp(e->d_name, "libdio-", 7) && n > k && !strcmp(e->d_name + n - k, suffix)) {
+			char full[512];
+			snprintf(full, sizeof(full), "/dev/shm/%s", e->d_name);
+			unlink(full);
+		}
+	}
+	closedir(d);
+}
+
 void t_img_cleanup(void)
 {
 	if (t_img) {
+		t_forget_plog(t_img);
 		unlink(t_img);
 		free(t_img);
 		t_img = NULL;

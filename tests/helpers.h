@@ -38,6 +38,8 @@ const char *t_backend(void);
 /* A test's image path (NULL until set) and a checked fixture that removes it. */
 extern char *t_img;
 void t_img_cleanup(void);
+/* Drop the process-death log of the volume at path, as a reboot would. */
+void t_forget_plog(const char *path);
 /* Run a suite, return the exit status. */
 int t_run(Suite *s);
 

@@ -26,11 +26,13 @@ static void log_cb(int level, const char *msg, void *arg)
 static void teardown_img(void)
 {
 	if (img) {
+		t_forget_plog(img);
 		unlink(img);
 		free(img);
 		img = NULL;
 	}
 	if (pristine) {
+		t_forget_plog(pristine);   /* its writer died mounted */
 		unlink(pristine);
 		free(pristine);
 		pristine = NULL;

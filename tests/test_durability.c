@@ -17,6 +17,7 @@ static void fresh_image(const char *tag)
 {
 	if (!t_img)
 		t_img = strdup(t_image_path(tag));
+	t_forget_plog(t_img);
 	unlink(t_img);
 	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 64 << 10 }), 0);
 }
@@ -179,6 +180,292 @@ START_TEST(test_killed_writer_loses_nothing_it_fsynced)
 		ck_assert_msg(v != NULL, "mount after kill: %s", strerror(errno));
 		cm_check(v, &m);
 		ck_assert_int_eq(dio_umount(v), 0);
+	}
+}
+END_TEST
+
+/*
+ * Rule 8: the death of the process is not a power loss.  A child runs
+ * the workload without waiting for any sync and reports each call as it
+ * returns; it is killed at a random moment.  Every call it reported must
+ * show after the next mount, as if a syncfs had followed it: the model
+ * takes a sync point right after the last reported op.  (The workload has
+ * syncs of its own too; what matters here is what came after them.)
+ */
+START_TEST(test_a_killed_process_keeps_every_call_that_returned)
+{
+	static struct cm_op ops[400];
+	static struct cm_model m;
+	int rounds = getenv("DIO_KILL_ROUNDS") ? atoi(getenv("DIO_KILL_ROUNDS")) : 16;
+	for (int round = 0; round < rounds; round++) {
+		uint64_t seed = 5000 + (uint64_t)round;
+		cm_gen(ops, 400, seed);
+		fresh_image("rule8");
+		int pfd[2];
+		ck_assert_int_eq(pipe(pfd), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(pfd[0]);
+			struct dio_vol *v = t_mount(t_img);
+			if (!v)
+				_exit(2);
+			struct dio_file *h[CM_FILES], *hs[CM_FILES];
+			cm_open(v, h, hs);
+			for (int i = 0; i < 400; i++) {
+				if (cm_exec(v, h, hs, &ops[i]) < 0)
+					_exit(3);
+				if (write(pfd[1], &i, sizeof(i)) != sizeof(i))
+					_exit(4);
+			}
+			pause();   /* wait to be killed, volume mounted */
+			_exit(0);
+		}
+		close(pfd[1]);
+		struct timespec ts = { 0, (long)((t_rand() % 60) + 1) * 1000000L };
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		int last = -1, idx;
+		while (read(pfd[0], &idx, sizeof(idx)) == sizeof(idx))
+			last = idx;
+		close(pfd[0]);
+		int status;
+		waitpid(pid, &status, 0);
+		ck_assert_msg(WIFSIGNALED(status), "child ended by itself: %d", WEXITSTATUS(status));
+		memset(&m, 0, sizeof(m));
+		struct cm_op sync_all = { .type = OP_SYNCFS };
+		for (int i = 0; i < 400; i++) {
+			cm_apply(&m, &ops[i]);
+			if (i <= last)
+				cm_synced(&m, &ops[i]);
+			if (i == last) {
+				cm_apply(&m, &sync_all);   /* everything that returned */
+				cm_synced(&m, &sync_all);
+			}
+		}
+		struct dio_vol *v = NULL;
+		for (int tries = 0; !(v = t_mount(t_img)) && errno == EBUSY && tries < 100; tries++)
+			usleep(10000);
+		ck_assert_msg(v != NULL, "mount after kill: %s", strerror(errno));
+		cm_check(v, &m);
+		ck_assert_int_eq(dio_umount(v), 0);
+		ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+	}
+}
+END_TEST
+
+/*
+ * Rule 8, one metadata call at a time.  The child makes "f" (12,388
+ * bytes) and "h" durable, makes one call, checks that the call committed
+ * nothing (else the test would prove nothing), reports, and waits to be
+ * killed with the volume mounted.  The next mount must show the call.
+ */
+#define R8_SIZE 12388u
+#define R8_BIG  (1u << 20)
+
+static uint8_t r8_byte(uint64_t off, unsigned seed) { return (uint8_t)(off * 7 + seed * 31 + 1); }
+
+static void r8_pattern(uint8_t *p, size_t n, uint64_t off, unsigned seed)
+{
+	for (size_t i = 0; i < n; i++)
+		p[i] = r8_byte(off + i, seed);
+}
+
+/* A whole file, or NULL if it is missing; its size in *size. */
+static uint8_t *r8_read(struct dio_vol *v, const char *name, uint64_t *size)
+{
+	struct dio_file *f = dio_open(v, name, O_RDONLY);
+	if (!f)
+		return NULL;
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	uint8_t *b = calloc(1, st.size + 1);
+	ck_assert_int_eq(dio_pread(f, b, st.size, 0), (ssize_t)st.size);
+	dio_close(f);
+	*size = st.size;
+	return b;
+}
+
+/* The file holds `size` bytes: the setup's pattern (seed 1) where
+   [z0, z1) is not, zeros there, and `seed`'s pattern over [w0, w1). */
+static void r8_expect(struct dio_vol *v, const char *name, uint64_t size, uint64_t z0, uint64_t z1,
+		      uint64_t w0, uint64_t w1, unsigned seed)
+{
+	uint64_t got;
+	uint8_t *b = r8_read(v, name, &got);
+	ck_assert_msg(b != NULL, "\"%s\" is missing after the kill", name);
+	ck_assert_uint_eq(got, size);
+	for (uint64_t i = 0; i < size; i++) {
+		uint8_t want = i >= w0 && i < w1 ? r8_byte(i, seed) : i >= z0 && i < z1 ? 0 :
+			       i < R8_SIZE ? r8_byte(i, 1) : 0;
+		T_CHECK(b[i] == want, "\"%s\" byte %llu: %u, wanted %u", name, (unsigned long long)i, b[i], want);
+	}
+	free(b);
+}
+
+static void r8_missing(struct dio_vol *v, const char *name)
+{
+	struct dio_stat st;
+	ck_assert_int_eq(dio_stat(v, name, &st), -1);
+	ck_assert_int_eq(errno, ENOENT);
+}
+
+static uint8_t *r8_buf(size_t n, uint64_t off, unsigned seed)
+{
+	uint8_t *b = aligned_alloc(4096, (n + 4095) & ~(size_t)4095);
+	r8_pattern(b, n, off, seed);
+	return b;
+}
+
+enum { R8_CREATE, R8_APPEND, R8_WRITE_PAST_EOF, R8_FALLOC_KEEP, R8_FALLOC_EXTEND, R8_PUNCH, R8_ZERO_RANGE,
+       R8_SHRINK, R8_GROW, R8_RENAME, R8_RENAME_OVER, R8_UNLINK, R8_UNLINK_OPEN, R8_QUEUED_APPEND, R8_NCALLS };
+static const char *const r8_names[] = { "create", "misaligned append", "write past the end", "fallocate keep-size",
+	"fallocate extend", "punch hole", "zero range", "truncate down", "truncate up", "rename",
+	"rename over a file", "unlink", "unlink of an open file", "queued append" };
+
+/* In the child: the call. 0 on success. */
+static int r8_call(struct dio_vol *v, struct dio_file *f, int call)
+{
+	uint8_t *b = r8_buf(8192, 0, 2), *a = r8_buf(5000, R8_SIZE, 2);   /* a: as the file's bytes */
+	int r = 0;
+	switch (call) {
+	case R8_CREATE: r = dio_open(v, "new", O_CREAT | O_RDWR) ? 0 : -1; break;
+	case R8_APPEND: r = dio_pwrite(f, a, 5000, R8_SIZE) == 5000 ? 0 : -1; break;
+	case R8_WRITE_PAST_EOF: r = dio_pwrite(f, b, 8192, 65536) == 8192 ? 0 : -1; break;
+	case R8_FALLOC_KEEP: r = dio_fallocate(f, DIO_FALLOC_KEEP_SIZE, R8_SIZE, R8_BIG); break;
+	case R8_FALLOC_EXTEND: r = dio_fallocate(f, 0, R8_SIZE, R8_BIG); break;
+	case R8_PUNCH: r = dio_fallocate(f, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 4096, 4096); break;
+	case R8_ZERO_RANGE: r = dio_fallocate(f, DIO_FALLOC_ZERO_RANGE, 4096, 8192); break;
+	case R8_SHRINK: r = dio_ftruncate(f, 100); break;
+	case R8_GROW: r = dio_ftruncate(f, R8_BIG); break;
+	case R8_RENAME: r = dio_rename(v, "f", "g"); break;
+	case R8_RENAME_OVER: r = dio_rename(v, "f", "h"); break;
+	case R8_UNLINK: dio_close(f); r = dio_unlink(v, "f"); break;
+	case R8_UNLINK_OPEN: r = dio_unlink(v, "f"); break;   /* f stays open */
+	case R8_QUEUED_APPEND: {
+		struct dio_queue *q = dio_queue_create(v, 4);
+		struct dio_req rq = { .op = DIO_OP_WRITE, .file = f, .buf = a, .len = 5000, .offset = R8_SIZE };
+		struct dio_cqe c;
+		r = q && dio_submit(q, &rq, 1) == 1 && dio_reap(q, &c, 1, 1, -1) == 1 && c.res == 5000 ? 0 : -1;
+		break;   /* the queue stays: the process dies with it */
+	}
+	}
+	free(b);
+	free(a);
+	return r;
+}
+
+/* In the parent, after the kill: the call shows. */
+static void r8_check(struct dio_vol *v, int call)
+{
+	struct dio_stat st;
+	switch (call) {
+	case R8_CREATE:
+		ck_assert_int_eq(dio_stat(v, "new", &st), 0);
+		ck_assert_uint_eq(st.size, 0);
+		break;
+	case R8_APPEND:
+	case R8_QUEUED_APPEND:
+		r8_expect(v, "f", R8_SIZE + 5000, 0, 0, R8_SIZE, R8_SIZE + 5000, 2);
+		break;
+	case R8_WRITE_PAST_EOF: {
+		/* the buffer's pattern starts at its own offset 0 */
+		uint64_t got;
+		uint8_t *b = r8_read(v, "f", &got);
+		ck_assert_ptr_nonnull(b);
+		ck_assert_uint_eq(got, 65536 + 8192);
+		for (uint64_t i = R8_SIZE; i < 65536; i++)
+			T_CHECK(b[i] == 0, "gap byte %llu is %u", (unsigned long long)i, b[i]);
+		for (uint64_t i = 0; i < 8192; i++)
+			T_CHECK(b[65536 + i] == r8_byte(i, 2), "new byte %llu", (unsigned long long)i);
+		free(b);
+		break;
+	}
+	case R8_FALLOC_KEEP:
+		ck_assert_int_eq(dio_stat(v, "f", &st), 0);
+		ck_assert_uint_eq(st.size, R8_SIZE);
+		ck_assert_uint_ge(st.allocated, (uint64_t)R8_SIZE + R8_BIG);
+		break;
+	case R8_FALLOC_EXTEND:
+		r8_expect(v, "f", R8_SIZE + R8_BIG, 0, 0, 0, 0, 1);
+		break;
+	case R8_PUNCH:
+		r8_expect(v, "f", R8_SIZE, 4096, 8192, 0, 0, 1);
+		break;
+	case R8_ZERO_RANGE:
+		r8_expect(v, "f", R8_SIZE, 4096, 12288, 0, 0, 1);
+		break;
+	case R8_SHRINK:
+		r8_expect(v, "f", 100, 0, 0, 0, 0, 1);
+		break;
+	case R8_GROW:
+		r8_expect(v, "f", R8_BIG, 0, 0, 0, 0, 1);
+		break;
+	case R8_RENAME:
+		r8_missing(v, "f");
+		r8_expect(v, "g", R8_SIZE, 0, 0, 0, 0, 1);
+		break;
+	case R8_RENAME_OVER:
+		r8_missing(v, "f");
+		r8_expect(v, "h", R8_SIZE, 0, 0, 0, 0, 1);
+		break;
+	case R8_UNLINK:
+	case R8_UNLINK_OPEN:
+		r8_missing(v, "f");
+		r8_expect(v, "h", 10, 0, 10, 0, 0, 1);
+		break;
+	}
+}
+
+/* In the child: "f" and "h" durable, then the call; exits on failure. */
+static void r8_child(int call, int report)
+{
+	struct dio_vol *v = t_mount(t_img);
+	if (!v)
+		_exit(2);
+	struct dio_file *f = dio_open(v, "f", O_CREAT | O_RDWR), *h = dio_open(v, "h", O_CREAT | O_RDWR);
+	uint8_t *b = r8_buf(R8_SIZE, 0, 1), zero[10] = { 0 };
+	if (!f || !h || dio_pwrite(f, b, R8_SIZE, 0) != R8_SIZE || dio_pwrite(h, zero, 10, 0) != 10 || dio_syncfs(v))
+		_exit(3);
+	struct dio_counters c0, c1;
+	dio_counters(v, &c0);
+	if (r8_call(v, f, call))
+		_exit(4);
+	dio_counters(v, &c1);
+	char ok = c1.journal_commits == c0.journal_commits ? 'y' : 'c';   /* 'c': the call committed */
+	if (write(report, &ok, 1) != 1)
+		_exit(5);
+	pause();
+	_exit(0);
+}
+
+START_TEST(test_each_metadata_call_survives_kill_9)
+{
+	for (int call = 0; call < R8_NCALLS; call++) {
+		fresh_image("rule8-call");
+		int pfd[2];
+		ck_assert_int_eq(pipe(pfd), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(pfd[0]);
+			r8_child(call, pfd[1]);
+		}
+		close(pfd[1]);
+		char ok = 0;
+		ssize_t n = read(pfd[0], &ok, 1);
+		close(pfd[0]);
+		kill(pid, SIGKILL);
+		int status;
+		waitpid(pid, &status, 0);
+		ck_assert_msg(n == 1, "%s: the child failed before the call returned (exit %d)", r8_names[call],
+			      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		ck_assert_msg(ok == 'y', "%s: the call committed the journal: the test proves nothing", r8_names[call]);
+		struct dio_vol *v = NULL;
+		for (int tries = 0; !(v = t_mount(t_img)) && errno == EBUSY && tries < 100; tries++)
+			usleep(10000);
+		ck_assert_msg(v != NULL, "%s: mount after kill: %s", r8_names[call], strerror(errno));
+		r8_check(v, call);
+		ck_assert_int_eq(dio_umount(v), 0);
+		ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
 	}
 }
 END_TEST
@@ -396,6 +683,8 @@ int main(void)
 	tcase_add_test(tc, test_small_appends_commit_with_one_flush_and_prealloc_stays_ordered);
 	tcase_add_test(tc, test_a_transaction_is_never_replayed_without_the_one_before);
 	tcase_add_test(tc, test_durable_writes_work_without_rwf_dsync);
+	tcase_add_test(tc, test_a_killed_process_keeps_every_call_that_returned);
+	tcase_add_test(tc, test_each_metadata_call_survives_kill_9);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

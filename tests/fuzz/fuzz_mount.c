@@ -38,7 +38,9 @@ static int m_submit(void *ctx, struct dio_bio *bios, unsigned n)
 		for (int k = 0; k < bios[i].iovcnt; k++) {
 			size_t len = bios[i].iov[k].iov_len;
 			if (off + len > VOL_SIZE) {
-				bios[i].res = -EIO;   /* libdio must never ask for this */
+				/* libdio must never ask for this */
+				fprintf(stderr, "fuzz_mount: I/O at %llu+%zu past the device's end\n",
+					(unsigned long long)off, len);
 				abort();
 			}
 			if (bios[i].op == DIO_BIO_READ)
@@ -58,7 +60,14 @@ static const struct dio_backend_ops memdev = {
 };
 static const struct dio_mount_opts mo = { .backend = "fuzzmem" };
 
-static void quiet(int l, const char *m, void *a) { (void)l; (void)m; (void)a; }
+/* libdio's messages stay quiet; the last one is shown if the run aborts */
+static char last_msg[256];
+static void quiet(int l, const char *m, void *a)
+{
+	(void)l;
+	(void)a;
+	snprintf(last_msg, sizeof(last_msg), "%s", m);
+}
 
 /* Run `nops` crash-model ops on a fresh volume; umount unless `crash`. */
 static void make_seed(int idx, int nops, uint64_t seed, bool crash)
@@ -103,6 +112,11 @@ static void make_seed(int idx, int nops, uint64_t seed, bool crash)
 	memcpy(seeds[idx], img, VOL_SIZE);
 }
 
+static void remove_image(void)
+{
+	unlink(path);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -114,6 +128,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	if (fd < 0 || ftruncate(fd, VOL_SIZE))
 		abort();
 	close(fd);
+	atexit(remove_image);   /* libFuzzer leaves through exit(), also after a crash report */
 	img = aligned_alloc(4096, VOL_SIZE);
 	dio_backend_register(&memdev);
 	make_seed(0, 0, 1, false);       /* empty */
@@ -176,12 +191,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct dio_vol *v = dio_mount(path, &mo);
 	if (!v) {
-		if (errno != EUCLEAN && errno != EINVAL)
+		if (errno != EUCLEAN && errno != EINVAL) {
+			fprintf(stderr, "fuzz_mount: mount failed with %s, not EUCLEAN or EINVAL (last message: %s)\n",
+				strerror(errno), last_msg);
 			abort();
+		}
 		return 0;
 	}
 	dio_list(v, NULL, read_cb, v);
-	if (dio_umount(v))
+	if (dio_umount(v)) {
+		fprintf(stderr, "fuzz_mount: umount after a good mount failed: %s (last message: %s)\n",
+			strerror(errno), last_msg);
 		abort();
+	}
 	return 0;
 }

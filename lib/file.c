@@ -205,6 +205,7 @@ void ino_destroy(struct dio_vol *v, struct dio_inode *in)
 	em_free(&in->map);
 	pthread_rwlock_destroy(&in->map_lock);
 	rl_free(in->rl);
+	tail_free(in);
 	free(in);
 }
 
@@ -217,6 +218,7 @@ void vol_free_inodes(struct dio_vol *v)
 			em_free(&in->map);
 			pthread_rwlock_destroy(&in->map_lock);
 			rl_free(in->rl);
+			tail_free(in);
 			free(in);
 		}
 	}

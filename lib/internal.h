@@ -230,6 +230,9 @@ struct dio_inode {
 	unsigned nopen;            /* handles; under md_lock */
 	atomic_uint err_seq;       /* bumped on every write error (errseq) */
 	atomic_int data_dirty;     /* data written since the last flush */
+	/* the last partial block a misaligned write left (lib/tail.c), made
+	   at the first one */
+	struct dio_tail *_Atomic tail;
 	struct dio_inode *hnext;   /* ino hash chain */
 };
 
@@ -523,6 +526,14 @@ int  rw_finish_short(struct dio_vol *v, struct dio_bio *b);
 /* rw.c helpers for file.c */
 int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);
 void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1);   /* no md/map locks held */
+
+/* tail.c: the tail block of misaligned writers; callers hold the blocks'
+   range lock (tail_load, tail_store: exclusively) */
+struct dio_tail;
+bool tail_load(struct dio_inode *in, uint64_t blk, uint8_t *dst, uint32_t bs);
+void tail_store(struct dio_inode *in, uint64_t blk, const uint8_t *src, uint32_t bs);
+void tail_forget(struct dio_inode *in, uint64_t b0, uint64_t b1);
+void tail_free(struct dio_inode *in);   /* the inode goes */
 int  file_check(struct dio_file *f);
 void file_get(struct dio_file *f);
 void file_put(struct dio_file *f);   /* the last reference closes the handle */

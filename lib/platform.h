@@ -50,6 +50,11 @@ int  dio_dev_probe(int fd, struct dio_geom *g);
 /* A write that is durable when it returns (FUA): pwritev2 RWF_DSYNC where
    the system has it, else a write and a data sync. */
 ssize_t dio_dev_pwritev_fua(int fd, const struct iovec *iov, int iovcnt, off_t off);
+/* True if direct I/O on fd is a memory copy that the kernel cannot start
+   without blocking (a file on tmpfs): an asynchronous engine hands each
+   one to a worker thread, so a caller that waits anyway does better to
+   make the system call itself. */
+bool dio_dev_never_async(int fd);
 /* Random bytes for a volume uuid. */
 void dio_random(void *buf, size_t len);
 

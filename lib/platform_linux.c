@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #if defined(__has_include)
@@ -108,6 +109,16 @@ ssize_t dio_dev_pwritev_fua(int fd, const struct iovec *iov, int iovcnt, off_t o
 			"and fdatasync", strerror(e));
 	}
 	return r;
+}
+
+bool dio_dev_never_async(int fd)
+{
+	/* io_uring issues with IOCB_NOWAIT; shmem cannot honour it for
+	   direct I/O (a write takes the inode lock), so every such I/O is
+	   punted to an io-wq worker and the submitter sleeps until it wakes
+	   (reads measured too) */
+	struct statfs sf;
+	return fstatfs(fd, &sf) == 0 && (unsigned long)sf.f_type == 0x01021994ul;   /* TMPFS_MAGIC */
 }
 
 void dio_random(void *buf, size_t len)

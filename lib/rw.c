@@ -479,17 +479,23 @@ static int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, ui
 			if (!partial[k] || (k == 1 && partial[0] && edge[1] == edge[0]))
 				continue;
 			uint8_t *at = buf + (edge[k] - b) * bs;
-			if (block_is_written(f->ino, edge[k])) {
+			if (!block_is_written(f->ino, edge[k])) {
+				memset(at, 0, (size_t)bs);
+			} else if (!tail_load(f->ino, edge[k], at, v->bs)) {
 				e = blocks_io(f, DIO_BIO_READ, 0, at, edge[k], 1);
 				cnt_add(&CNT(v)->rmw_blocks, 1);
-			} else {
-				memset(at, 0, (size_t)bs);
 			}
 		}
 		if (e)
 			break;
 		cur_copy(c, buf + (us - cs), (size_t)(ue - us), 0);   /* <= BOUNCE_SIZE */
 		e = blocks_io(f, DIO_BIO_WRITE, flags, buf, b, n);
+		/* the block the write ends inside is what the next one (an
+		   appender's) starts in: keep it */
+		if (!e && partial[1])
+			tail_store(f->ino, edge[1], buf + (edge[1] - b) * bs, v->bs);
+		else
+			tail_forget(f->ino, b, b + n);
 	}
 	bounce_put(&v->bounce, buf);
 	return e;
@@ -520,6 +526,7 @@ int rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
 	struct dio_vol *v = f->vol;
 	uint64_t bs = v->bs, blk = off / bs;
 	uint8_t *buf = bounce_get(&v->bounce);
+	tail_forget(f->ino, blk, blk + 1);
 	int e = blocks_io(f, DIO_BIO_READ, 0, buf, blk, 1);
 	if (!e) {
 		memset(buf + (off - blk * bs), 0, (size_t)len);   /* < one block */
@@ -636,6 +643,7 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
 	atomic_fetch_add(&in->err_seq, 1);
+	tail_forget(in, b0, b1);   /* what the device holds there is unknown */
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
 	struct dio_extent x;
@@ -769,6 +777,8 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 	bool changed = false, bounced = false, alloc_failed = false;
 
 	rl_lock(in->rl, &r, b0, b1, !concurrent);
+	if (aligned)
+		tail_forget(in, b0, b1);   /* zero copy: the bytes do not pass through here */
 	struct piece p[NPIECES];
 	unsigned np = 0;
 	if (aligned && end <= __atomic_load_n(&in->size, __ATOMIC_ACQUIRE))
@@ -949,6 +959,8 @@ relock:
 		rw_async_finish(a, 0);
 		return RWA_DONE;
 	}
+	if (write)
+		tail_forget(in, b0, b1);
 	file_get(f);   /* the handle lives until rw_async_finish */
 	return RWA_READY;
 inline_path:

@@ -26,9 +26,12 @@ void *t_aligned(size_t n);
 /* byte of file `fid`, written by write number `wid`, at offset pos */
 static inline uint8_t t_pat(uint32_t fid, uint32_t wid, uint64_t pos)
 {
-	uint64_t x = (pos * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)fid << 40) ^ ((uint64_t)wid << 8);
-	x ^= x >> 29;
-	uint8_t b = (uint8_t)(x ^ (x >> 17));
+	/* splitmix64's finalizer over all three: every byte depends on each
+	   of them, so two writes to the same place almost never agree */
+	uint64_t x = pos + ((uint64_t)fid << 32 | wid) * 0x9E3779B97F4A7C15ull;
+	x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+	x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+	uint8_t b = (uint8_t)(x ^ (x >> 31));
 	return b ? b : 1;   /* never 0, so zeros always mean "not written" */
 }
 void t_fill(uint8_t *p, size_t n, uint32_t fid, uint32_t wid, uint64_t off);

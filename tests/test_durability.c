@@ -543,6 +543,77 @@ START_TEST(test_small_appends_commit_with_one_flush_and_prealloc_stays_ordered)
 }
 END_TEST
 
+/*
+ * dio_fdatasync of a file whose size and map did not change writes no
+ * journal: one flush for the data (none if nothing was written since
+ * the last), and O_DSYNC overwrites are FUA writes alone.  Rule 3 still
+ * holds: metadata another file changed before the call is made durable
+ * by it (a prefix of all metadata operations survives).
+ */
+START_TEST(test_fdatasync_of_overwrites_is_a_flush_and_no_journal_write)
+{
+	t_img = strdup(t_image_path("datasync"));
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 1 << 20 }), 0);
+	struct fault_cfg none = { 0 };
+	fault_setup(&none);
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	struct dio_file *f = dio_open(v, "db", O_RDWR | O_CREAT);
+	uint8_t *b = t_aligned(8 * 4096);
+	t_fill(b, 8 * 4096, 1, 0, 0);
+	ck_assert_int_eq(dio_pwrite(f, b, 8 * 4096, 0), 8 * 4096);
+	ck_assert_int_eq(dio_fdatasync(f), 0);
+
+	struct dio_counters c0, c1;
+	long fua0, fua1, fl0, fl1;
+	dio_counters(v, &c0);
+	fl0 = cache_ops(&fua0);
+	for (int i = 0; i < 16; i++) {
+		t_fill(b, 4096, 1, (uint32_t)i + 1, (uint64_t)(i % 8) * 4096);
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, (off_t)(i % 8) * 4096), 4096);
+		ck_assert_int_eq(dio_fdatasync(f), 0);
+	}
+	uint8_t odd[100];   /* misaligned: bounced, still no metadata */
+	t_fill(odd, sizeof(odd), 1, 99, 5000);
+	ck_assert_int_eq(dio_pwrite(f, odd, sizeof(odd), 5000), (ssize_t)sizeof(odd));
+	ck_assert_int_eq(dio_fdatasync(f), 0);
+	ck_assert_int_eq(dio_fdatasync(f), 0);   /* nothing new: not even a flush */
+	dio_counters(v, &c1);
+	fl1 = cache_ops(&fua1);
+	ck_assert_uint_eq(c1.journal_commits, c0.journal_commits);
+	ck_assert_int_eq(fl1 - fl0, 17);
+	ck_assert_int_eq(fua1 - fua0, 0);
+
+	/* O_DSYNC overwrites: FUA, no flush, no journal */
+	struct dio_file *g = dio_open(v, "db", O_RDWR | O_DSYNC);
+	dio_counters(v, &c0);
+	fl0 = cache_ops(&fua0);
+	for (int i = 0; i < 8; i++)
+		ck_assert_int_eq(dio_pwrite(g, b, 4096, (off_t)i * 4096), 4096);
+	dio_counters(v, &c1);
+	fl1 = cache_ops(&fua1);
+	ck_assert_uint_eq(c1.journal_commits, c0.journal_commits);
+	ck_assert_int_eq(fl1 - fl0, 0);
+	ck_assert_int_eq(fua1 - fua0, 8);
+	dio_close(g);
+
+	/* another file's create and append before the call: rule 3 makes
+	   fdatasync(db) commit them */
+	struct dio_file *o = dio_open(v, "other", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(o, b, 4096, 0), 4096);
+	ck_assert_int_eq(dio_pwrite(f, b, 4096, 0), 4096);
+	dio_counters(v, &c0);
+	ck_assert_int_eq(dio_fdatasync(f), 0);
+	dio_counters(v, &c1);
+	ck_assert_uint_eq(c1.journal_commits - c0.journal_commits, 1);
+	dio_close(o);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(b);
+}
+END_TEST
+
 static uint8_t *snapshot(const char *path, size_t size)
 {
 	uint8_t *b = malloc(size);
@@ -685,6 +756,7 @@ int main(void)
 	tcase_add_test(tc, test_durable_writes_work_without_rwf_dsync);
 	tcase_add_test(tc, test_a_killed_process_keeps_every_call_that_returned);
 	tcase_add_test(tc, test_each_metadata_call_survives_kill_9);
+	tcase_add_test(tc, test_fdatasync_of_overwrites_is_a_flush_and_no_journal_write);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

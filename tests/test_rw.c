@@ -4,6 +4,8 @@
  * the zero-copy path and the one-I/O-per-extent rule through counters.
  */
 #include "helpers.h"
+#include <dirent.h>
+#include <sys/vfs.h>
 
 #define FSZ (3u << 20)
 
@@ -256,6 +258,58 @@ START_TEST(test_a_write_that_joins_extents_leaves_room_for_more)
 }
 END_TEST
 
+/* Threads of this process whose name starts with prefix. */
+static int threads_named(const char *prefix)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d))) {
+		char path[300], comm[64] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *fp = fopen(path, "r");
+		if (!fp)
+			continue;
+		if (fgets(comm, sizeof(comm), fp) && !strncmp(comm, prefix, strlen(prefix)))
+			n++;
+		fclose(fp);
+	}
+	closedir(d);
+	return n;
+}
+
+/*
+ * io_uring cannot start direct I/O on tmpfs without blocking, so it hands
+ * each one to an io-wq worker thread ("iou-wrk-PID") and the caller
+ * sleeps until the worker wakes it: ten times the cost of the copy.  The
+ * uring backend's synchronous calls on such a file are the caller's own
+ * system calls, so no worker ever starts.
+ */
+START_TEST(test_synchronous_io_on_tmpfs_starts_no_io_uring_worker)
+{
+	struct statfs sf;
+	ck_assert_int_eq(statfs(img, &sf), 0);
+	if (strcmp(t_backend(), "uring") || (unsigned long)sf.f_type != 0x01021994ul) {
+		fprintf(stderr, "not checked: backend %s, image not on tmpfs or not io_uring\n", t_backend());
+		return;
+	}
+	struct dio_file *f = dio_open(vol, "t", O_RDWR | O_CREAT);
+	uint8_t *b = t_aligned(65536);
+	t_fill(b, 65536, 1, 1, 0);
+	for (int i = 0; i < 64; i++) {
+		ck_assert_int_eq(dio_pwrite(f, b, 65536, (off_t)i * 65536), 65536);          /* zero copy */
+		ck_assert_int_eq(dio_pwrite(f, b + 1, 5000, (off_t)i * 65536 + 77), 5000);   /* bounced */
+		ck_assert_int_eq(dio_pread(f, b, 65536, (off_t)i * 65536), 65536);
+	}
+	ck_assert_int_eq(dio_fsync(f), 0);
+	ck_assert_int_eq(threads_named("iou-wrk"), 0);
+	/* a queue keeps the ring (it may punt: that is asynchronous) */
+	dio_close(f);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rw");
@@ -270,6 +324,7 @@ int main(void)
 	tcase_add_test(tc, test_files_appended_in_turn_each_stay_contiguous);
 	tcase_add_test(tc, test_large_write_larger_than_bounce_buffer);
 	tcase_add_test(tc, test_a_write_that_joins_extents_leaves_room_for_more);
+	tcase_add_test(tc, test_synchronous_io_on_tmpfs_starts_no_io_uring_worker);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -2,7 +2,11 @@
  * uring: io_uring through liburing.  One ring per context (libdio keeps a
  * context per submitting thread and one per queue), the device fd
  * registered, a batch is one io_uring_submit_and_wait; flushes are a
- * plain fdatasync (see uring_flush).
+ * plain fdatasync (see uring_flush).  On a file whose I/O io_uring can
+ * only punt to a worker thread (tmpfs: dio_dev_never_async), the I/Os
+ * of a synchronous batch are system calls of the waiting thread: the
+ * punt and the wakeups cost up to ten times the copy (SQLite's WAL
+ * inserts on /dev/shm, bench/RESULTS.md).  Queues keep the ring.
  */
 #include "../internal.h"
 #include <stdlib.h>
@@ -16,6 +20,7 @@ struct uring_ctx {
 	unsigned depth;
 	bool has_bufs;
 	bool deferred;   /* DEFER_TASKRUN: completions show only after an enter */
+	bool inline_io;  /* dio_dev_never_async: synchronous batches by syscall */
 };
 
 /* One buffer: READ_FIXED/WRITE_FIXED if it is registered, else plain
@@ -89,27 +94,47 @@ static void *ring_open(int fd, unsigned depth, int *err, bool owned)
 	}
 	c->depth = depth;
 	c->fd = fd;
+	c->inline_io = dio_dev_never_async(fd);
 	return c;
 }
 
 static void *uring_open(int fd, unsigned depth, int *err) { return ring_open(fd, depth, err, false); }
 static void *uring_open_owned(int fd, unsigned depth, int *err) { return ring_open(fd, depth, err, true); }
 
+/* An I/O of a synchronous batch as the caller's own system call. */
+static void io_inline(int fd, struct dio_bio *b)
+{
+	ssize_t r;
+	if (b->op == DIO_BIO_READ)
+		r = preadv(fd, b->iov, b->iovcnt, (off_t)b->offset);
+	else if (b->flags & DIO_BIO_FUA)
+		r = dio_dev_pwritev_fua(fd, b->iov, b->iovcnt, (off_t)b->offset);
+	else
+		r = pwritev(fd, b->iov, b->iovcnt, (off_t)b->offset);
+	b->res = r < 0 ? -errno : r;
+}
+
 /* Submit the batch in ring-sized pieces and reap every completion. */
 static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
 {
 	struct uring_ctx *c = ctx;
-	unsigned done = 0;
-	while (done < n) {
-		unsigned batch = MIN(n - done, c->depth);
-		for (unsigned i = 0; i < batch; i++) {
-			struct dio_bio *b = &bios[done + i];
+	unsigned i = 0;
+	if (c->inline_io) {
+		for (unsigned k = 0; k < n; k++)
+			io_inline(c->fd, &bios[k]);
+		return 0;
+	}
+	while (i < n) {
+		unsigned batch = 0;
+		for (; i < n && batch < c->depth; i++) {
+			struct dio_bio *b = &bios[i];
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 			prep_rw(sqe, b);
 			if (b->flags & DIO_BIO_FUA)
 				sqe->rw_flags = RWF_DSYNC;
 			sqe->flags |= IOSQE_FIXED_FILE;
-			io_uring_sqe_set_data64(sqe, done + i);
+			io_uring_sqe_set_data64(sqe, i);
+			batch++;
 		}
 		unsigned submitted = 0;
 		while (submitted < batch) {
@@ -134,7 +159,6 @@ static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
 			io_uring_cqe_seen(&c->ring, cqe);
 			reaped++;
 		}
-		done += batch;
 	}
 	return 0;
 }

@@ -1,0 +1,437 @@
+/*
+ * SQLite on libdio through libdio_sqlite, as its users run it: the
+ * system's SQLite, the VFS loaded as an extension (volume= in the URI)
+ * or registered on a mounted volume (dio_sqlite_register).
+ *
+ * Every journal mode keeps every row through a remount; a writer killed
+ * with SIGKILL loses no transaction it reported committed; a device error
+ * surfaces as SQLITE_IOERR and leaves a consistent database; page I/O of
+ * a registered VFS is zero copy; a volume another process holds gives
+ * SQLITE_CANTOPEN with a message that says so.  This program links the
+ * shared libdio, as the VFS does: one library, one backend registry.
+ */
+#include "helpers.h"
+#include <dio/sqlite.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#define ROWS 100000
+/* x from a to b (generate_series is the shell's, not the library's) */
+#define SERIES(a, b) "(WITH RECURSIVE s(x) AS (SELECT " #a " UNION ALL SELECT x + 1 FROM s WHERE x < " #b ") SELECT x FROM s)"
+
+static char uri[4200];
+
+/* The VFS "libdio", loaded the way the shell loads it. */
+static void load_extension(void)
+{
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_enable_load_extension(db, 1), SQLITE_OK);
+	char *err = NULL;
+	int rc = sqlite3_load_extension(db, getenv("DIO_SQLITE_EXT"), NULL, &err);
+	ck_assert_msg(rc == SQLITE_OK, "load %s: %s", getenv("DIO_SQLITE_EXT"), err ? err : "?");
+	sqlite3_close(db);
+	ck_assert_ptr_nonnull(sqlite3_vfs_find("libdio"));
+}
+
+static void fresh_volume(const char *tag)
+{
+	t_img = strdup(t_image_path(tag));
+	t_forget_plog(t_img);
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 256u << 20 }), 0);
+}
+
+static sqlite3 *open_uri(const char *name)
+{
+	snprintf(uri, sizeof(uri), "file:%s?vfs=libdio&volume=%s", name, t_img);
+	sqlite3 *db;
+	int rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL);
+	ck_assert_msg(rc == SQLITE_OK, "open %s: %s", uri, sqlite3_errmsg(db));
+	return db;
+}
+
+static void exec(sqlite3 *db, const char *sql)
+{
+	char *err = NULL;
+	int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
+	ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, err ? err : "?");
+}
+
+static long long one_int(sqlite3 *db, const char *sql)
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	long long v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+static void integrity_ok(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, NULL), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+	ck_assert_str_eq((const char *)sqlite3_column_text(st, 0), "ok");
+	sqlite3_finalize(st);
+}
+
+/* Row a's text, as the workload leaves it: rows whose a % 7 == 3 were
+   updated, rows whose a % 11 == 5 deleted. */
+static bool row_alive(long long a) { return a % 11 != 5; }
+
+static void row_text(long long a, bool updated, char *out, size_t n)
+{
+	snprintf(out, n, "%s-%lld-%llx-%0*lld", updated ? "new" : "old", a, (unsigned long long)(a * 2654435761u),
+		 (int)(20 + a % 60), a);
+}
+
+static void workload(sqlite3 *db)
+{
+	exec(db, "CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT, c INTEGER)");
+	sqlite3_stmt *ins;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "INSERT INTO t VALUES(?, ?, ?)", -1, &ins, NULL), SQLITE_OK);
+	char text[128];
+	for (long long a = 1; a <= ROWS; a++) {
+		if (a % 1000 == 1)
+			exec(db, "BEGIN");
+		row_text(a, false, text, sizeof(text));
+		sqlite3_bind_int64(ins, 1, a);
+		sqlite3_bind_text(ins, 2, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(ins, 3, a * 3);
+		ck_assert_int_eq(sqlite3_step(ins), SQLITE_DONE);
+		sqlite3_reset(ins);
+		if (a % 1000 == 0)
+			exec(db, "COMMIT");
+	}
+	sqlite3_finalize(ins);
+	exec(db, "CREATE INDEX tc ON t(c)");
+	exec(db, "CREATE INDEX tb ON t(b)");
+	sqlite3_stmt *up;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "UPDATE t SET b = ? WHERE a = ?", -1, &up, NULL), SQLITE_OK);
+	exec(db, "BEGIN");
+	for (long long a = 3; a <= ROWS; a += 7) {
+		row_text(a, true, text, sizeof(text));
+		sqlite3_bind_text(up, 1, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(up, 2, a);
+		ck_assert_int_eq(sqlite3_step(up), SQLITE_DONE);
+		sqlite3_reset(up);
+	}
+	exec(db, "COMMIT");
+	sqlite3_finalize(up);
+	exec(db, "DELETE FROM t WHERE a % 11 = 5");
+	exec(db, "VACUUM");
+	integrity_ok(db);
+}
+
+static void check_rows(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT a, b, c FROM t ORDER BY a", -1, &st, NULL), SQLITE_OK);
+	char text[128];
+	long long want = 1, n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		while (!row_alive(want))
+			want++;
+		long long a = sqlite3_column_int64(st, 0);
+		T_CHECK(a == want, "row %lld where %lld was due", a, want);
+		row_text(a, a % 7 == 3, text, sizeof(text));
+		T_CHECK(!strcmp((const char *)sqlite3_column_text(st, 1), text), "row %lld: %s", a,
+			sqlite3_column_text(st, 1));
+		T_CHECK(sqlite3_column_int64(st, 2) == a * 3, "row %lld: c", a);
+		want++;
+		n++;
+	}
+	sqlite3_finalize(st);
+	long long alive = 0;
+	for (long long a = 1; a <= ROWS; a++)
+		alive += row_alive(a);
+	ck_assert_int_eq(n, alive);
+	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t INDEXED BY tc WHERE c > 0"), n);
+}
+
+static const char *const modes[] = { "DELETE", "TRUNCATE", "PERSIST", "MEMORY", "WAL" };
+
+START_TEST(test_every_journal_mode_keeps_every_row_through_a_remount)
+{
+	load_extension();
+	const char *mode = modes[_i];
+	fresh_volume(mode);
+	sqlite3 *db = open_uri("main.db");
+	char sql[128];
+	snprintf(sql, sizeof(sql), "PRAGMA journal_mode=%s", mode);
+	exec(db, sql);
+	exec(db, "PRAGMA synchronous=FULL");
+	workload(db);
+	check_rows(db);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	/* the last close unmounted the volume: it is consistent on its own */
+	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+	db = open_uri("main.db");
+	integrity_ok(db);
+	check_rows(db);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+END_TEST
+
+/* ---- killed writers ------------------------------------------------------------- */
+
+static void child_writer(int report, int round)
+{
+	sqlite3 *db;
+	snprintf(uri, sizeof(uri), "file:kill.db?vfs=libdio&volume=%s", t_img);
+	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL))
+		_exit(2);
+	sqlite3_busy_timeout(db, 1000);
+	char *err = NULL;
+	const char *mode = round % 2 ? "PRAGMA journal_mode=WAL" : "PRAGMA journal_mode=DELETE";
+	if (sqlite3_exec(db, mode, NULL, NULL, &err) ||
+	    sqlite3_exec(db, "PRAGMA synchronous=FULL; CREATE TABLE IF NOT EXISTS k(id INTEGER PRIMARY KEY, v TEXT, w BLOB)",
+			 NULL, NULL, &err))
+		_exit(3);
+	long long next = 1;
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db, "SELECT coalesce(max(id), 0) + 1 FROM k", -1, &st, NULL) || sqlite3_step(st) != SQLITE_ROW)
+		_exit(4);
+	next = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(db, "INSERT INTO k VALUES(?, ?, randomblob(?))", -1, &st, NULL))
+		_exit(5);
+	for (;; next++) {
+		char v[64];
+		snprintf(v, sizeof(v), "row %lld", next);
+		if (sqlite3_exec(db, "BEGIN", NULL, NULL, &err))
+			_exit(6);
+		sqlite3_bind_int64(st, 1, next);
+		sqlite3_bind_text(st, 2, v, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int(st, 3, (int)(100 + next % 300));
+		if (sqlite3_step(st) != SQLITE_DONE)
+			_exit(7);
+		sqlite3_reset(st);
+		if (sqlite3_exec(db, "COMMIT", NULL, NULL, &err)) {
+			fprintf(stderr, "writer: COMMIT of %lld: %s\n", next, err);
+			_exit(8);
+		}
+		if (write(report, &next, sizeof(next)) != sizeof(next))
+			_exit(9);
+	}
+}
+
+static void log_stderr(void *arg, int code, const char *msg)
+{
+	(void)arg;
+	fprintf(stderr, "sqlite log (%d): %s\n", code, msg);
+}
+
+START_TEST(test_a_killed_writer_loses_no_reported_commit)
+{
+	ck_assert_int_eq(sqlite3_config(SQLITE_CONFIG_LOG, log_stderr, NULL), SQLITE_OK);
+	load_extension();
+	fresh_volume("sqlkill");
+	sqlite3 *made = open_uri("kill.db");   /* a writer killed early finds it */
+	exec(made, "CREATE TABLE k(id INTEGER PRIMARY KEY, v TEXT, w BLOB)");
+	ck_assert_int_eq(sqlite3_close(made), SQLITE_OK);
+	int rounds = getenv("DIO_SQLITE_KILL_ROUNDS") ? atoi(getenv("DIO_SQLITE_KILL_ROUNDS")) : 30;
+	long long total = 0;
+	srand(4242);
+	for (int round = 0; round < rounds; round++) {
+		int pfd[2];
+		ck_assert_int_eq(pipe(pfd), 0);
+		pid_t pid = fork();
+		if (pid == 0) {
+			close(pfd[0]);
+			child_writer(pfd[1], round);
+		}
+		close(pfd[1]);
+		struct timespec ts = { 0, (long)(rand() % 150 + 20) * 1000000L };
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		long long last = total, id;
+		while (read(pfd[0], &id, sizeof(id)) == sizeof(id))
+			last = id;
+		close(pfd[0]);
+		int status;
+		waitpid(pid, &status, 0);
+		ck_assert_msg(WIFSIGNALED(status), "round %d: the writer stopped by itself (%d)", round,
+			      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+		/* the kill released the volume; the journal or WAL may be hot */
+		sqlite3 *db = NULL;
+		for (int tries = 0; tries < 100; tries++) {
+			snprintf(uri, sizeof(uri), "file:kill.db?vfs=libdio&volume=%s", t_img);
+			if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL) == SQLITE_OK)
+				break;
+			if (tries == 99)
+				fprintf(stderr, "round %d: reopen: %s\n", round, sqlite3_errmsg(db));
+			sqlite3_close(db);
+			db = NULL;
+			usleep(10000);
+		}
+		ck_assert_ptr_nonnull(db);
+		integrity_ok(db);
+		long long n = one_int(db, "SELECT count(*) FROM k"), max = one_int(db, "SELECT coalesce(max(id), 0) FROM k");
+		/* every reported commit, and at most the one in flight */
+		ck_assert_msg(n == max && (max == last || max == last + 1),
+			      "round %d: %lld rows up to %lld, %lld reported", round, n, max, last);
+		ck_assert_int_eq(one_int(db, "SELECT count(*) FROM k WHERE v != 'row ' || id OR length(w) != 100 + id % 300"), 0);
+		total = max;
+		ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	}
+	ck_assert_int_gt(total, rounds);   /* the rounds did commit */
+	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+}
+END_TEST
+
+/* ---- a device that fails ---------------------------------------------------------- */
+
+/* A psync-like backend whose writes fail with EIO while `failing`. */
+static volatile int failing;
+static int fb_probe(void) { return 0; }
+static void *fb_open(int fd, unsigned depth, int *err) { (void)depth; (void)err; return (void *)(intptr_t)(fd + 1); }
+static void fb_close(void *c) { (void)c; }
+static int fb_flush(void *c) { return fdatasync((int)(intptr_t)c - 1) ? -errno : 0; }
+static int fb_submit(void *c, struct dio_bio *b, unsigned n)
+{
+	int fd = (int)(intptr_t)c - 1;
+	for (unsigned i = 0; i < n; i++) {
+		if (b[i].op == DIO_BIO_WRITE && failing) {
+			b[i].res = -EIO;
+			continue;
+		}
+		ssize_t r = b[i].op == DIO_BIO_READ ? preadv(fd, b[i].iov, b[i].iovcnt, (off_t)b[i].offset)
+						    : pwritev(fd, b[i].iov, b[i].iovcnt, (off_t)b[i].offset);
+		b[i].res = r < 0 ? -errno : r;
+	}
+	return 0;
+}
+static const struct dio_backend_ops failing_dev = {
+	.abi = DIO_BACKEND_ABI, .name = "sqlfail", .probe = fb_probe, .open = fb_open,
+	.submit = fb_submit, .flush = fb_flush, .close = fb_close,
+};
+
+START_TEST(test_a_device_error_is_sqlite_ioerr_and_the_database_stays_consistent)
+{
+	fresh_volume("sqlfail");
+	unsetenv("DIO_BACKEND");   /* it would override the backend asked for */
+	ck_assert_int_eq(dio_backend_register(&failing_dev), 0);
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "sqlfail" });
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(dio_sqlite_register(v, "libdio-failing", 0), SQLITE_OK);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2("f.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-failing"),
+			 SQLITE_OK);
+	exec(db, "PRAGMA synchronous=FULL; CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT)");
+	exec(db, "INSERT INTO t SELECT x, hex(randomblob(200)) FROM " SERIES(1, 2000));
+	long long before = one_int(db, "SELECT sum(length(b)) FROM t");
+	failing = 1;
+	int rc = sqlite3_exec(db, "INSERT INTO t SELECT x, 'lost' FROM " SERIES(2001, 4000), NULL, NULL, NULL);
+	ck_assert_msg((rc & 0xff) == SQLITE_IOERR, "a failed write gave %d (%s)", rc, sqlite3_errmsg(db));
+	failing = 0;
+	sqlite3_close(db);
+	dio_umount(v);   /* may report the error again: the state on disk is what counts */
+	/* a fresh process state: mount again through the URI */
+	load_extension();
+	db = open_uri("f.db");
+	integrity_ok(db);
+	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t"), 2000);
+	ck_assert_int_eq(one_int(db, "SELECT sum(length(b)) FROM t"), before);
+	sqlite3_close(db);
+}
+END_TEST
+
+/* ---- zero copy -------------------------------------------------------------------- */
+
+START_TEST(test_page_io_of_a_registered_vfs_is_zero_copy)
+{
+	fresh_volume("sqlzc");
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
+	ck_assert_ptr_nonnull(v);
+	/* before SQLite is initialized: aligned page buffers */
+	ck_assert_int_eq(dio_sqlite_register(v, "libdio-zc", 0), SQLITE_OK);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2("zc.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-zc"), SQLITE_OK);
+	/* only the database file on the volume: the journal in memory, one
+	   connection (no change-counter reads) */
+	exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=MEMORY; PRAGMA locking_mode=EXCLUSIVE;"
+		 "PRAGMA synchronous=FULL; CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)");
+	struct dio_counters c0, c1;
+	ck_assert_int_eq(dio_counters(v, &c0), 0);
+	for (int i = 0; i < 20; i++)
+		exec(db, "INSERT INTO t(b) SELECT randomblob(300) FROM " SERIES(1, 500));
+	exec(db, "UPDATE t SET b = randomblob(310) WHERE a % 3 = 0");
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_eq(dio_counters(v, &c1), 0);
+	ck_assert_uint_gt(c1.writes - c0.writes, 100);
+	ck_assert_uint_eq(c1.bounced - c0.bounced, 0);
+	ck_assert_uint_eq(c1.rmw_blocks - c0.rmw_blocks, 0);
+	/* reading it all back: pages straight into SQLite's buffers (the
+	   100-byte header read at open is the one bounced request) */
+	ck_assert_int_eq(sqlite3_open_v2("zc.db", &db, SQLITE_OPEN_READWRITE, "libdio-zc"), SQLITE_OK);
+	exec(db, "PRAGMA locking_mode=EXCLUSIVE");
+	ck_assert_int_eq(dio_counters(v, &c0), 0);
+	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE length(b) >= 300"), 10000);
+	integrity_ok(db);
+	ck_assert_int_eq(dio_counters(v, &c1), 0);
+	ck_assert_uint_gt(c1.reads - c0.reads, 100);
+	ck_assert_uint_le(c1.bounced - c0.bounced, 1);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
+/* ---- one process per volume ----------------------------------------------------- */
+
+static char logged[512];
+static void log_cb(void *arg, int code, const char *msg)
+{
+	(void)arg;
+	(void)code;
+	snprintf(logged, sizeof(logged), "%s", msg);
+}
+
+START_TEST(test_a_volume_held_by_another_process_is_cantopen_with_a_message)
+{
+	ck_assert_int_eq(sqlite3_config(SQLITE_CONFIG_LOG, log_cb, NULL), SQLITE_OK);
+	load_extension();
+	fresh_volume("sqlbusy");
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct dio_vol *v = dio_mount(t_img, NULL);
+		char c = v ? 'y' : 'n';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	char c = 0;
+	ck_assert_int_eq(read(pfd[0], &c, 1), 1);
+	ck_assert_int_eq(c, 'y');
+	snprintf(uri, sizeof(uri), "file:x.db?vfs=libdio&volume=%s", t_img);
+	sqlite3 *db;
+	int rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_assert_int_eq(rc, SQLITE_CANTOPEN);
+	ck_assert_msg(strstr(logged, "mounted by another process") != NULL, "logged: %s", logged);
+	sqlite3_close(db);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("sqlite");
+	TCase *tc = tcase_create("sqlite");
+	tcase_add_checked_fixture(tc, NULL, t_img_cleanup);
+	tcase_set_timeout(tc, 600);
+	tcase_add_loop_test(tc, test_every_journal_mode_keeps_every_row_through_a_remount, 0, 5);
+	tcase_add_test(tc, test_a_killed_writer_loses_no_reported_commit);
+	tcase_add_test(tc, test_a_device_error_is_sqlite_ioerr_and_the_database_stays_consistent);
+	tcase_add_test(tc, test_page_io_of_a_registered_vfs_is_zero_copy);
+	tcase_add_test(tc, test_a_volume_held_by_another_process_is_cantopen_with_a_message);
+	suite_add_tcase(s, tc);
+	return t_run(s);
+}

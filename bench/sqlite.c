@@ -80,17 +80,31 @@ static void value(char *v, uint64_t x)
 }
 
 static double t0_wall, t0_cpu;
+static struct dio_vol *vol;            /* libdio's side: its counters per phase */
+static struct dio_counters k0;
 
 static void phase_start(void)
 {
+	if (vol)
+		dio_counters(vol, &k0);
 	t0_wall = now(CLOCK_MONOTONIC);
 	t0_cpu = now(CLOCK_PROCESS_CPUTIME_ID);
 }
 
 static void phase_end(const char *name, long ops)
 {
-	printf("phase %s %.4f %.4f %ld\n", name, now(CLOCK_MONOTONIC) - t0_wall,
+	printf("phase %s %.4f %.4f %ld", name, now(CLOCK_MONOTONIC) - t0_wall,
 	       now(CLOCK_PROCESS_CPUTIME_ID) - t0_cpu, ops);
+	if (vol) {
+		struct dio_counters k;
+		dio_counters(vol, &k);
+		printf(" device_ios %llu rmw_blocks %llu flushes %llu journal_commits %llu",
+		       (unsigned long long)(k.device_ios - k0.device_ios),
+		       (unsigned long long)(k.rmw_blocks - k0.rmw_blocks),
+		       (unsigned long long)(k.flushes - k0.flushes),
+		       (unsigned long long)(k.journal_commits - k0.journal_commits));
+	}
+	printf("\n");
 	fflush(stdout);
 }
 
@@ -170,7 +184,6 @@ int main(int argc, char **argv)
 	if (argc - optind != 2)
 		goto usage;
 	const char *side = argv[optind], *path = argv[optind + 1];
-	struct dio_vol *vol = NULL;
 	char name[4096];
 	const char *vfs = NULL;
 	if (!strcmp(side, "libdio")) {

@@ -533,6 +533,11 @@ struct dio_tail;
 bool tail_load(struct dio_inode *in, uint64_t blk, uint8_t *dst, uint32_t bs);
 void tail_store(struct dio_inode *in, uint64_t blk, const uint8_t *src, uint32_t bs);
 void tail_forget(struct dio_inode *in, uint64_t b0, uint64_t b1);
+/* A read-ahead window: the buffer (locked, the window empty) to read up
+   to *cap blocks into, then the window made of the first n (0: none).
+   The caller holds every block it reads exclusively. */
+uint8_t *tail_window_begin(struct dio_inode *in, uint32_t bs, uint32_t *cap);
+void tail_window_end(struct dio_inode *in, uint64_t blk, uint64_t n);
 void tail_free(struct dio_inode *in);   /* the inode goes */
 int  file_check(struct dio_file *f);
 void file_get(struct dio_file *f);

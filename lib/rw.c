@@ -456,6 +456,43 @@ static int blocks_io(struct dio_file *f, int op, unsigned flags, uint8_t *buf, u
 
 
 /*
+ * The end block of a sequential misaligned overwrite (each write starts
+ * in the block the previous one ended in, and ends inside old data: a
+ * WAL written over from its start, a log rewritten in place) is read
+ * with the blocks after it, which the next writes will end in: one read
+ * per window (64 KiB) instead of one per write.  Only blocks nobody else
+ * holds (a try-lock, exclusive: no reader or writer is on them) and
+ * below the file's end; they stay in the tail window, coherent as the
+ * tail block is (lib/tail.c).  False: nothing read, the caller reads the
+ * one block.
+ */
+static bool read_ahead(struct dio_file *f, uint64_t blk, uint8_t *dst, int *e)
+{
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	uint64_t last = DIV_UP(__atomic_load_n(&in->size, __ATOMIC_ACQUIRE), v->bs);
+	if (last <= blk + 1)
+		return false;
+	struct dio_range r;
+	uint32_t cap;
+	uint8_t *win = tail_window_begin(in, v->bs, &cap);
+	if (!win)
+		return false;
+	uint64_t n = MIN((uint64_t)cap, last - blk);
+	if (n < 2 || !rl_trylock(in->rl, &r, blk + 1, blk + n, true)) {
+		tail_window_end(in, blk, 0);
+		return false;
+	}
+	*e = blocks_io(f, DIO_BIO_READ, 0, win, blk, n);
+	if (!*e)
+		memcpy(dst, win, v->bs);
+	tail_window_end(in, blk, *e ? 0 : n);
+	rl_unlock(in->rl, &r);
+	cnt_add(&CNT(v)->rmw_blocks, n);
+	return true;
+}
+
+/*
  * Write [off, off+len) from the cursor through a bounce buffer.  Every
  * block of the range is mapped (allocated by the caller).  A partial edge
  * block keeps its other bytes: read back if written, zeros otherwise.
@@ -475,13 +512,16 @@ static int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, ui
 		/* head and tail blocks of the chunk that the user does not cover */
 		uint64_t edge[2] = { b, b + n - 1 };
 		bool partial[2] = { us > cs, ue < ce };
+		bool seq = false;   /* the head came from the kept tail: a sequential writer */
 		for (int k = 0; k < 2 && !e; k++) {
 			if (!partial[k] || (k == 1 && partial[0] && edge[1] == edge[0]))
 				continue;
 			uint8_t *at = buf + (edge[k] - b) * bs;
 			if (!block_is_written(f->ino, edge[k])) {
 				memset(at, 0, (size_t)bs);
-			} else if (!tail_load(f->ino, edge[k], at, v->bs)) {
+			} else if (tail_load(f->ino, edge[k], at, v->bs)) {
+				seq = k == 0;
+			} else if (!(k == 1 && seq && read_ahead(f, edge[1], at, &e))) {
 				e = blocks_io(f, DIO_BIO_READ, 0, at, edge[k], 1);
 				cnt_add(&CNT(v)->rmw_blocks, 1);
 			}

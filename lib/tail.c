@@ -22,24 +22,40 @@
  * was when the copy was made.  Conversions of unwritten blocks to written
  * (an append's own) do not bump map_gen, so appends keep hitting.
  *
- * One copy per inode, made at the file's first misaligned write and freed
- * with the inode; its mutex is the inode's, held for one block's memcpy.
+ * A sequential writer over old data (a WAL written again from its start)
+ * ends each write inside a block that holds old bytes: rw.c's read_ahead
+ * then reads that block and the 15 after it (64 KiB) into the copy, a
+ * window [blk, end) of blocks that nobody else held while they were read
+ * (a try-lock on their range); the following writes end inside the
+ * window and read nothing.  The window stays coherent the same way: every
+ * change of one of its blocks happens under that block's range lock and
+ * forgets the window, or stores into it (the writer's own end block: the
+ * blocks before it leave the window, the ones after it did not change).
+ *
+ * One copy per inode, made at the file's first misaligned write (one
+ * block; a window's worth at the first read-ahead) and freed with the
+ * inode; its mutex is held for memcpys, and across a read-ahead's read.
  */
 #include "internal.h"
 #include <stdlib.h>
 #include <string.h>
 
 #define NO_BLOCK UINT64_MAX
+#define WINDOW_BYTES (64u << 10)   /* a read-ahead window: 16 blocks of 4 KiB */
 
 struct dio_tail {
 	pthread_mutex_t lock;
-	/* the file block the copy holds, NO_BLOCK if none; changed under the
-	   lock, read without it by tail_forget: a writer that holds blocks
-	   [b0, b1) exclusively sees a value in that range only if the copy
-	   is of one of its own blocks (nobody else can be storing one) */
-	_Atomic uint64_t blk;
+	/* the file blocks [blk, end) the copy holds, blk NO_BLOCK if none;
+	   changed under the lock, read without it by tail_forget.  A new
+	   window is only ever of blocks its maker holds exclusively, and a
+	   window only ever shrinks by its start (tail_store): so a writer
+	   holding blocks [b0, b1) that reads blk and end in either order,
+	   mid-change, sees a superset of every window that can hold its
+	   blocks, and never misses one it must drop */
+	_Atomic uint64_t blk, end;
 	uint64_t gen;     /* in->map_gen when it was made */
-	uint8_t buf[];    /* one block */
+	uint32_t cap;     /* blocks buf holds: 1, or a window's */
+	uint8_t *buf;     /* aligned for direct reads into it */
 };
 
 /* The inode's copy, made on first use (NULL if memory is short: the
@@ -49,19 +65,34 @@ static struct dio_tail *tail_get(struct dio_inode *in, uint32_t bs)
 	struct dio_tail *t = atomic_load_explicit(&in->tail, memory_order_acquire);
 	if (t)
 		return t;
-	t = malloc(sizeof(*t) + bs);
+	t = malloc(sizeof(*t));
 	if (!t)
 		return NULL;
+	if (posix_memalign((void **)&t->buf, bs, bs)) {
+		free(t);
+		return NULL;
+	}
+	t->cap = 1;
 	pthread_mutex_init(&t->lock, NULL);
 	atomic_init(&t->blk, NO_BLOCK);
+	atomic_init(&t->end, 0);
 	struct dio_tail *none = NULL;
 	if (!atomic_compare_exchange_strong_explicit(&in->tail, &none, t, memory_order_acq_rel,
 						     memory_order_acquire)) {
 		pthread_mutex_destroy(&t->lock);
+		free(t->buf);
 		free(t);
 		return none;   /* another writer made it first */
 	}
 	return t;
+}
+
+/* Under t->lock: does the copy hold blk? */
+static bool holds(struct dio_inode *in, struct dio_tail *t, uint64_t blk)
+{
+	uint64_t b = atomic_load_explicit(&t->blk, memory_order_relaxed);
+	return b != NO_BLOCK && blk >= b && blk < atomic_load_explicit(&t->end, memory_order_relaxed) &&
+	       t->gen == atomic_load_explicit(&in->map_gen, memory_order_acquire);
 }
 
 bool tail_load(struct dio_inode *in, uint64_t blk, uint8_t *dst, uint32_t bs)
@@ -70,10 +101,9 @@ bool tail_load(struct dio_inode *in, uint64_t blk, uint8_t *dst, uint32_t bs)
 	if (!t)
 		return false;
 	pthread_mutex_lock(&t->lock);
-	bool hit = atomic_load_explicit(&t->blk, memory_order_relaxed) == blk &&
-		   t->gen == atomic_load_explicit(&in->map_gen, memory_order_acquire);
+	bool hit = holds(in, t, blk);
 	if (hit)
-		memcpy(dst, t->buf, bs);
+		memcpy(dst, t->buf + (blk - atomic_load_explicit(&t->blk, memory_order_relaxed)) * bs, bs);
 	pthread_mutex_unlock(&t->lock);
 	return hit;
 }
@@ -84,9 +114,53 @@ void tail_store(struct dio_inode *in, uint64_t blk, const uint8_t *src, uint32_t
 	if (!t)
 		return;
 	pthread_mutex_lock(&t->lock);
-	memcpy(t->buf, src, bs);
+	if (holds(in, t, blk)) {
+		/* inside the window: the write changed the blocks before blk
+		   too (they leave the window), none after it */
+		uint64_t b = atomic_load_explicit(&t->blk, memory_order_relaxed);
+		uint64_t n = atomic_load_explicit(&t->end, memory_order_relaxed) - blk;
+		memmove(t->buf, t->buf + (blk - b) * bs, (size_t)(n * bs));
+		memcpy(t->buf, src, bs);
+		atomic_store_explicit(&t->blk, blk, memory_order_relaxed);   /* end stays */
+	} else {
+		/* a new window of one block, which this writer holds */
+		atomic_store_explicit(&t->blk, NO_BLOCK, memory_order_relaxed);
+		memcpy(t->buf, src, bs);
+		t->gen = atomic_load_explicit(&in->map_gen, memory_order_acquire);
+		atomic_store_explicit(&t->end, blk + 1, memory_order_relaxed);
+		atomic_store_explicit(&t->blk, blk, memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+uint8_t *tail_window_begin(struct dio_inode *in, uint32_t bs, uint32_t *cap)
+{
+	struct dio_tail *t = tail_get(in, bs);
+	if (!t)
+		return NULL;
+	pthread_mutex_lock(&t->lock);
+	atomic_store_explicit(&t->blk, NO_BLOCK, memory_order_relaxed);
+	uint32_t want = WINDOW_BYTES / bs > 1 ? WINDOW_BYTES / bs : 1;
+	if (t->cap < want) {
+		uint8_t *b;
+		if (!posix_memalign((void **)&b, bs, (size_t)want * bs)) {
+			free(t->buf);
+			t->buf = b;
+			t->cap = want;
+		}
+	}
 	t->gen = atomic_load_explicit(&in->map_gen, memory_order_acquire);
-	atomic_store_explicit(&t->blk, blk, memory_order_relaxed);
+	*cap = t->cap;
+	return t->buf;   /* locked until tail_window_end */
+}
+
+void tail_window_end(struct dio_inode *in, uint64_t blk, uint64_t n)
+{
+	struct dio_tail *t = atomic_load_explicit(&in->tail, memory_order_relaxed);
+	if (n) {
+		atomic_store_explicit(&t->end, blk + n, memory_order_relaxed);
+		atomic_store_explicit(&t->blk, blk, memory_order_relaxed);
+	}
 	pthread_mutex_unlock(&t->lock);
 }
 
@@ -96,7 +170,7 @@ void tail_forget(struct dio_inode *in, uint64_t b0, uint64_t b1)
 	if (!t)
 		return;
 	uint64_t blk = atomic_load_explicit(&t->blk, memory_order_relaxed);
-	if (blk < b0 || blk >= b1)
+	if (blk == NO_BLOCK || blk >= b1 || atomic_load_explicit(&t->end, memory_order_relaxed) <= b0)
 		return;   /* the common case: no lock */
 	pthread_mutex_lock(&t->lock);
 	atomic_store_explicit(&t->blk, NO_BLOCK, memory_order_relaxed);
@@ -109,6 +183,7 @@ void tail_free(struct dio_inode *in)
 	if (!t)
 		return;
 	pthread_mutex_destroy(&t->lock);
+	free(t->buf);
 	free(t);
 	atomic_store_explicit(&in->tail, NULL, memory_order_relaxed);
 }

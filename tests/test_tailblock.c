@@ -325,6 +325,113 @@ START_TEST(test_an_appender_and_a_rewriter_of_the_same_file_keep_each_others_byt
 }
 END_TEST
 
+static uint64_t device_ios(struct dio_vol *v)
+{
+	struct dio_counters c;
+	ck_assert_int_eq(dio_counters(v, &c), 0);
+	return c.device_ios;
+}
+
+/* Overwrite [off, off+n) with write number wid (bounced). */
+static void overwrite(struct dio_file *f, struct model *m, uint64_t off, size_t n, uint32_t wid)
+{
+	uint8_t *src = malloc(n + 1);
+	t_fill(src + 1, n, 2, wid, off);
+	ck_assert_int_eq(dio_pwrite(f, src + 1, n, (off_t)off), (ssize_t)n);
+	m_write(m, src + 1, n, off);
+	free(src);
+}
+
+/* A WAL written over from its start again (SQLite after a checkpoint):
+   24 + 4096-byte frames after a 32-byte header, each ending inside old
+   data.  The block each frame ends in is read with the blocks after it,
+   once per 64 KiB window, not once per frame. */
+START_TEST(test_a_sequential_overwrite_reads_each_window_once)
+{
+	struct dio_vol *v = t_fresh("tail-overwrite", 64, &t_img);
+	struct dio_file *f = dio_open(v, "wal", O_RDWR | O_CREAT);
+	struct model m = { calloc(1, MAXF), 0 };
+	for (uint32_t i = 0; m.size < (4u << 20); i++)
+		append(f, &m, 24 + 4096, i);   /* the first pass: appends */
+	f = remount(&v, f, "wal");            /* no copy of anything */
+	uint64_t io0 = device_ios(v);
+	overwrite(f, &m, 0, 32, 5000);
+	unsigned frames = 0;
+	for (uint64_t off = 32; off + 4120 <= (2u << 20); off += 4120, frames++)
+		overwrite(f, &m, off, 4120, 5001 + frames);
+	uint64_t reads = device_ios(v) - io0 - (frames + 1);   /* each write is one device I/O */
+	/* a window is the block a frame ends in and the 15 after it */
+	ck_assert_msg(reads <= (uint64_t)frames * 4120 / (15 * 4096) + 2, "%u frames over old data: %llu reads",
+		      frames, (unsigned long long)reads);
+	check_file(f, &m, "overwritten");
+	f = remount(&v, f, "wal");
+	check_file(f, &m, "after remount");
+	dio_close(f);
+	free(m.b);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
+/* The blocks read ahead are changed by others before the sequential
+   writer reaches them: an aligned write, a bounced whole-block write, a
+   zeroed range, a punched hole, each from another handle.  The writer
+   must merge with the new bytes, never with what it read ahead. */
+START_TEST(test_blocks_read_ahead_follow_other_writers)
+{
+	struct dio_vol *v = t_fresh("tail-ahead", 64, &t_img);
+	struct dio_file *f = dio_open(v, "wal", O_RDWR | O_CREAT);
+	struct model m = { calloc(1, MAXF), 0 };
+	for (uint32_t i = 0; m.size < (2u << 20); i++)
+		append(f, &m, 24 + 4096, i);
+	f = remount(&v, f, "wal");
+	struct dio_file *g = dio_open(v, "wal", O_RDWR);
+	uint8_t *al = t_aligned(8192);
+	uint64_t off = 32;
+	overwrite(f, &m, 0, 32, 100);
+	for (int round = 0; round < 4; round++) {
+		/* two frames: the second reads ahead from the block it ends in */
+		for (int i = 0; i < 2; i++, off += 4120)
+			overwrite(f, &m, off, 4120, 200 + (uint32_t)(round * 2 + i));
+		uint64_t ahead = (off / 4096 + 2) * 4096;   /* a block inside the window */
+		switch (round) {
+		case 0:
+			t_fill(al, 4096, 3, 300, ahead);
+			ck_assert_int_eq(dio_pwrite(g, al, 4096, (off_t)ahead), 4096);
+			m_write(&m, al, 4096, ahead);
+			break;
+		case 1:
+			overwrite(g, &m, ahead, 4096, 301);
+			break;
+		case 2:
+			ck_assert_int_eq(dio_fallocate(g, DIO_FALLOC_ZERO_RANGE, (off_t)ahead + 100, 1000), 0);
+			m_zero(&m, ahead + 100, 1000);
+			break;
+		case 3:
+			ck_assert_int_eq(dio_fallocate(g, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE,
+						       (off_t)ahead, 4096), 0);
+			m_zero(&m, ahead, 4096);
+			break;
+		}
+		/* then the writer goes on, and stops inside that block: the
+		   rest of it must be the other writer's bytes */
+		while (off + 4120 <= ahead) {
+			overwrite(f, &m, off, 4120, 400 + (uint32_t)off);
+			off += 4120;
+		}
+		overwrite(f, &m, off, (size_t)(ahead + 700 - off), 500 + (uint32_t)round);
+		off = ahead + 700;
+		check_file(f, &m, "after the writer passed a changed block");
+	}
+	dio_close(g);
+	f = remount(&v, f, "wal");
+	check_file(f, &m, "after remount");
+	free(al);
+	dio_close(f);
+	free(m.b);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("tailblock");
@@ -335,6 +442,8 @@ int main(void)
 	tcase_add_test(tc, test_the_kept_tail_follows_every_other_change);
 	tcase_add_test(tc, test_a_failed_write_drops_the_kept_tail);
 	tcase_add_test(tc, test_an_appender_and_a_rewriter_of_the_same_file_keep_each_others_bytes);
+	tcase_add_test(tc, test_a_sequential_overwrite_reads_each_window_once);
+	tcase_add_test(tc, test_blocks_read_ahead_follow_other_writers);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

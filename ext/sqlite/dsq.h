@@ -12,6 +12,7 @@
 #include <dio/dio.h>
 #include <dio/sqlite.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -41,6 +42,23 @@ struct dsq_mount {
 	bool owned;                 /* mounted here: unmounted at the last close */
 	struct dsq_lock *locks;     /* per file name: the lock state of its connections */
 	struct dsq_shm *shms;       /* per database: the WAL index */
+	/* the one run of writes held on the volume (file.c, "Write runs"):
+	   its file (also while earlier runs of it are in flight), bytes
+	   (aligned, allocated at the first run), offset; runs in flight on
+	   a queue of the volume, each in a slot with its own buffer */
+	pthread_mutex_t run_lock;
+	struct dsq_file *_Atomic run_owner;
+	uint8_t *run;
+	size_t run_len;
+	uint64_t run_off;
+	struct dio_queue *runq;     /* made at the first run in flight; NULL: none */
+	bool runq_failed;           /* could not be made: runs are written in place */
+	unsigned inflight;
+	struct dsq_slot {
+		uint8_t *buf;       /* RUN_MAX bytes, aligned; NULL until used */
+		uint64_t off;
+		size_t len;         /* 0: free */
+	} slots[16];
 };
 
 /* The database lock of one file name, shared by the process's connections. */
@@ -50,6 +68,11 @@ struct dsq_lock {
 	unsigned refs;
 	int level;                  /* highest level any connection holds */
 	unsigned nshared;           /* connections holding SHARED or more */
+	/* a main database's first bytes as every connection wrote them
+	   (file.c, "The header"); under dsq_lock */
+	bool hdr_ok;
+	uint8_t hdr[100];
+	struct dsq_wcache *wc;      /* a WAL's bytes (walcache.c), NULL for others */
 };
 
 /* What a VFS instance keeps: the volume it is bound to, if any. */
@@ -72,11 +95,11 @@ struct dsq_file {
 	bool delete_on_close;
 	bool readonly;
 	char *name;
+	bool main_db;               /* SQLITE_OPEN_MAIN_DB */
 	struct dsq_shm_conn *shm;
-	/* small writes held until the next call (see file.c) */
-	uint64_t pend_off;
-	uint32_t pend_len;
-	uint8_t pend[64];
+	/* this file's run failed when another file's call wrote it: the
+	   error for this file's next call (file.c) */
+	int run_err;
 	sqlite3_file *real;         /* temporary file: the default VFS's */
 };
 
@@ -89,6 +112,7 @@ int dsq_errno_rc(int err, int io_rc);
 
 /* file.c */
 extern const sqlite3_io_methods dsq_io;
+int dsq_run_drain(struct dsq_mount *m);   /* write the held run, if any */
 int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int flags, int *out_flags);
 
 /* shm.c */
@@ -96,6 +120,15 @@ int dsq_shm_map(sqlite3_file *f, int region, int size, int extend, void volatile
 int dsq_shm_lock(sqlite3_file *f, int ofst, int n, int flags);
 void dsq_shm_barrier(sqlite3_file *f);
 int dsq_shm_unmap(sqlite3_file *f, int delete_flag);
+
+/* walcache.c */
+struct dsq_wcache;
+struct dsq_wcache *dsq_wc_new(void);
+void dsq_wc_free(struct dsq_wcache *c);
+void dsq_wc_write(struct dsq_wcache *c, const void *buf, size_t n, uint64_t off);
+bool dsq_wc_read(struct dsq_wcache *c, void *buf, size_t n, uint64_t off);
+void dsq_wc_cut(struct dsq_wcache *c, uint64_t size);
+void dsq_wc_forget(struct dsq_mount *m, const char *name);   /* file.c, under dsq_lock */
 
 /* tmp.c */
 extern const sqlite3_io_methods dsq_tmp_io;

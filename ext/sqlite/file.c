@@ -1,6 +1,6 @@
 /*
  * The files of the VFS: one libdio handle each, database locks between
- * the connections of the process, and small writes joined to the next.
+ * the connections of the process, write runs, and the database header.
  *
  * Locks.  A libdio volume belongs to one process, so SQLite's file locks
  * only ever arbitrate between connections of this process: the unix VFS's
@@ -9,17 +9,41 @@
  * SHARED or more; PENDING keeps new readers out while a writer waits for
  * the readers to leave.
  *
- * Joined writes.  SQLite writes a WAL frame as its 24-byte header and
- * then the page, and a rollback-journal record as a 4-byte page number,
- * the page and a 4-byte checksum: none of them block-aligned.  Written
- * one by one, each small piece would be a device write of its own.  So a
- * small write (up to 32 bytes) that continues the previous small one is
- * held in the handle, and goes down with the next write that continues
- * it, as one dio_pwritev (the header, the page: one request); anything
- * else the connection does first writes it.  SQLite cannot tell: it has
- * made no other call between the two, and a process killed in between
- * loses only a piece that nothing referred to yet (a frame without its
- * page is not a frame; recovery ignores it).
+ * Write runs.  SQLite writes a WAL frame as its 24-byte header and then
+ * the page, a rollback-journal record as a 4-byte page number, the page
+ * and a 4-byte checksum: never block-aligned, one after another; and at
+ * a commit or a checkpoint, page after page of the database.  Written one
+ * by one, each would be a synchronous device write of its own, and each
+ * that ends inside an old block a device read first.  So every write is
+ * copied into the volume's run buffer (aligned: aligned runs stay
+ * zero-copy below), and a write that continues the run joins it.  One
+ * that does not ends it: the run goes on the volume's queue (up to 16
+ * in flight, each in a slot's buffer) and the write starts the next.
+ * Everything held or in flight is on the device before any other call
+ * goes on: a call on another file of the volume, from any connection
+ * (m->run_owner: the file whose writes are held or in flight), and any
+ * call on the same file but a read or a size of another one.  Overlapping
+ * writes in flight are waited for first, so the later lands last.
+ *
+ * Why SQLite cannot tell.  While writes are held or in flight the process
+ * has made no call that changes or publishes anything (no sync, lock,
+ * barrier, delete, write elsewhere): SQLite has relied on none of them.
+ * A process killed meanwhile leaves the files as a kill just before those
+ * writes would, with some of them done: any subset of one file's writes
+ * since its last such call, which SQLite's recovery handles as it does a
+ * torn sequence (rollback journal pages restored by a hot journal; WAL
+ * frames checksum-chained, a commit's frames complete before the index
+ * publishes it).  Reads of another file may pass (a checkpoint reads a
+ * frame, writes its page, page after page: one run).  A write that fails
+ * on the device is reported by its file's next call (run_err), as a file
+ * system reports a failed write-back at fsync.
+ *
+ * The header.  Each read transaction in rollback mode starts with a
+ * 16-byte read of the database's change counter (offset 24): on a
+ * device with no page cache, a device read per transaction.  Writes of
+ * the database go through this VFS only (the volume belongs to this
+ * process), so its first 100 bytes are kept beside its lock, as every
+ * connection wrote them, and such reads are served from there.
  */
 #include "dsq.h"
 #include <errno.h>
@@ -28,23 +52,150 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#define SMALL_WRITE 32
+#define RUN_MAX (1u << 20)   /* bytes held at most; more is one write now */
+#define MIN_SIZE(a, b) ((a) < (b) ? (a) : (b))
+
+static pthread_mutex_t hdr_lock = PTHREAD_MUTEX_INITIALIZER;   /* dsq_lock.hdr */
 
 static struct dsq_file *F(sqlite3_file *f)
 {
 	return (struct dsq_file *)f;
 }
 
-/* Write what is held; 0 or a SQLite code. */
+#define NSLOTS (sizeof(((struct dsq_mount *)0)->slots) / sizeof(((struct dsq_mount *)0)->slots[0]))
+
+/* Under m->run_lock: wait for the runs in flight (all, or at least one);
+   a failed one is o's error (the runs in flight are all of the owner). */
+static void runs_reap(struct dsq_mount *m, struct dsq_file *o, bool all)
+{
+	while (m->inflight) {
+		struct dio_cqe c[NSLOTS];
+		int n = dio_reap(m->runq, c, all ? m->inflight : 1, (unsigned)NSLOTS, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			abort();   /* a queue that cannot reap what it holds: nothing sane is left */
+		}
+		for (int i = 0; i < n; i++) {
+			struct dsq_slot *sl = &m->slots[c[i].user_data];
+			if (c[i].res != (ssize_t)sl->len && !o->run_err)
+				o->run_err = dsq_errno_rc(c[i].res < 0 ? (int)-c[i].res : ENOSPC, SQLITE_IOERR_WRITE);
+			sl->len = 0;
+			m->inflight--;
+		}
+		if (!all)
+			return;
+	}
+}
+
+/* Under m->run_lock: does [off, off+len) meet a run in flight? */
+static bool runs_overlap(const struct dsq_mount *m, uint64_t off, size_t len)
+{
+	for (unsigned i = 0; i < NSLOTS; i++)
+		if (m->slots[i].len && off < m->slots[i].off + m->slots[i].len && m->slots[i].off < off + len)
+			return true;
+	return false;
+}
+
+/* Under m->run_lock: the run (o's) ends.  On its way in a slot of the
+   run queue if it may be (more of o's writes may follow before anyone
+   waits), else written now. */
+static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
+{
+	if (!m->run_len)
+		return;
+	if (async && !m->runq && !m->runq_failed)
+		m->runq_failed = !(m->runq = dio_queue_create(m->vol, (unsigned)NSLOTS));
+	if (async && m->runq) {
+		if (m->inflight == NSLOTS)
+			runs_reap(m, o, false);
+		unsigned i = 0;
+		while (m->slots[i].len)
+			i++;
+		struct dsq_slot *sl = &m->slots[i];
+		if (sl->buf || !posix_memalign((void **)&sl->buf, 4096, RUN_MAX)) {
+			uint8_t *b = sl->buf;   /* the run's buffer goes in flight */
+			sl->buf = m->run;
+			m->run = b;
+			sl->off = m->run_off;
+			sl->len = m->run_len;
+			struct dio_req r = { .op = DIO_OP_WRITE, .file = o->f, .buf = sl->buf, .len = sl->len,
+					     .offset = (off_t)sl->off, .user_data = i };
+			if (dio_submit(m->runq, &r, 1) == 1) {
+				m->inflight++;
+				m->run_len = 0;
+				return;
+			}
+			b = sl->buf;            /* not submitted: back, written here */
+			sl->buf = m->run;
+			m->run = b;
+			sl->len = 0;
+		}
+	}
+	if (dio_pwrite(o->f, m->run, m->run_len, (off_t)m->run_off) != (ssize_t)m->run_len && !o->run_err)
+		o->run_err = dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
+	m->run_len = 0;
+}
+
+/* Under m->run_lock: everything of the owner o on the device. */
+static void run_drain_locked(struct dsq_mount *m, struct dsq_file *o)
+{
+	run_end(m, o, false);
+	runs_reap(m, o, true);
+	atomic_store_explicit(&m->run_owner, NULL, memory_order_release);
+}
+
+int dsq_run_drain(struct dsq_mount *m)
+{
+	if (!atomic_load_explicit(&m->run_owner, memory_order_acquire))
+		return SQLITE_OK;   /* the common case: one load */
+	pthread_mutex_lock(&m->run_lock);
+	struct dsq_file *o = atomic_load_explicit(&m->run_owner, memory_order_relaxed);
+	if (o)
+		run_drain_locked(m, o);
+	pthread_mutex_unlock(&m->run_lock);
+	return SQLITE_OK;
+}
+
+/* At the start of every method of p but a continuing write: the volume's
+   run written, and p's own failed drain reported (once). */
 static int flush_pending(struct dsq_file *p)
 {
-	if (!p->pend_len)
-		return SQLITE_OK;
-	uint32_t n = p->pend_len;
-	p->pend_len = 0;
-	if (dio_pwrite(p->f, p->pend, n, (off_t)p->pend_off) != (ssize_t)n)
-		return dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
-	return SQLITE_OK;
+	dsq_run_drain(p->m);
+	int rc = p->run_err;
+	p->run_err = SQLITE_OK;
+	return rc;
+}
+
+/* Before a read or a size of p: the run written only if it is of p's
+   file (any connection's handle).  A read changes nothing and commits
+   SQLite to nothing, so a run elsewhere may stay held: a checkpoint that
+   reads a WAL frame and writes its page, page after page, keeps one run
+   of the database's pages. */
+static int flush_for_read(struct dsq_file *p)
+{
+	struct dsq_file *o = atomic_load_explicit(&p->m->run_owner, memory_order_acquire);
+	if (o && o->lk == p->lk)
+		dsq_run_drain(p->m);
+	int rc = p->run_err;
+	p->run_err = SQLITE_OK;
+	return rc;
+}
+
+/* A main database's header copy follows a write or a truncate. */
+static void hdr_written(struct dsq_file *p, const void *buf, int amt, uint64_t off)
+{
+	if (!p->main_db || off >= sizeof(p->lk->hdr))
+		return;
+	pthread_mutex_lock(&hdr_lock);
+	if (off == 0 && (size_t)amt >= sizeof(p->lk->hdr)) {
+		memcpy(p->lk->hdr, buf, sizeof(p->lk->hdr));
+		p->lk->hdr_ok = true;
+	} else if (p->lk->hdr_ok) {
+		size_t n = MIN_SIZE(sizeof(p->lk->hdr) - (size_t)off, (size_t)amt);
+		memcpy(p->lk->hdr + off, buf, n);
+	}
+	pthread_mutex_unlock(&hdr_lock);
 }
 
 /* Under dsq_lock: the lock record of name on m. */
@@ -77,8 +228,16 @@ static void lock_put(struct dsq_mount *m, struct dsq_lock *l)
 			break;
 		}
 	}
+	dsq_wc_free(l->wc);
 	free(l->name);
 	free(l);
+}
+
+void dsq_wc_forget(struct dsq_mount *m, const char *name)
+{
+	for (struct dsq_lock *l = m->locks; l; l = l->next)
+		if (!strcmp(l->name, name))
+			dsq_wc_cut(l->wc, 0);
 }
 
 int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int flags, int *out_flags)
@@ -94,6 +253,8 @@ int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int
 	p->name = strdup(name);
 	pthread_mutex_lock(&dsq_lock);
 	p->lk = p->name ? lock_get(m, name) : NULL;
+	if (p->lk && (flags & SQLITE_OPEN_WAL) && !p->lk->wc)
+		p->lk->wc = dsq_wc_new();   /* NULL: reads go to the device */
 	if (p->lk && !m->info.block_size && dio_info(p->f, &m->info))
 		m->info.block_size = 0;
 	pthread_mutex_unlock(&dsq_lock);
@@ -105,6 +266,7 @@ int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int
 	p->m = m;
 	p->readonly = (oflags & O_ACCMODE) == O_RDONLY;
 	p->delete_on_close = (flags & SQLITE_OPEN_DELETEONCLOSE) != 0;
+	p->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
 	if (out_flags)
 		*out_flags = flags;
 	p->base.pMethods = &dsq_io;
@@ -144,7 +306,8 @@ static int x_lock(sqlite3_file *f, int level)
 static int x_unlock(sqlite3_file *f, int level)
 {
 	struct dsq_file *p = F(f);
-	int rc = flush_pending(p);
+	int rc = SQLITE_OK;
+	dsq_run_drain(p->m);   /* a failed drain waits for a call SQLite checks */
 	if (p->level <= level)
 		return rc;
 	pthread_mutex_lock(&dsq_lock);
@@ -161,7 +324,7 @@ static int x_unlock(sqlite3_file *f, int level)
 static int x_check_reserved(sqlite3_file *f, int *res)
 {
 	struct dsq_file *p = F(f);
-	int rc = flush_pending(p);
+	int rc = dsq_run_drain(p->m);
 	pthread_mutex_lock(&dsq_lock);
 	*res = p->lk->level > SQLITE_LOCK_SHARED;
 	pthread_mutex_unlock(&dsq_lock);
@@ -193,12 +356,30 @@ static int x_close(sqlite3_file *f)
 static int x_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 {
 	struct dsq_file *p = F(f);
-	int rc = flush_pending(p);
+	if (dsq_wc_read(p->lk->wc, buf, (size_t)amt, (uint64_t)off))
+		return SQLITE_OK;   /* the WAL's bytes as written, held or not */
+	int rc = flush_for_read(p);
 	if (rc != SQLITE_OK)
 		return rc;
+	uint64_t o = (uint64_t)off;
+	if (p->main_db && o + (uint64_t)amt <= sizeof(p->lk->hdr)) {
+		pthread_mutex_lock(&hdr_lock);
+		bool hit = p->lk->hdr_ok;
+		if (hit)
+			memcpy(buf, p->lk->hdr + o, (size_t)amt);
+		pthread_mutex_unlock(&hdr_lock);
+		if (hit)
+			return SQLITE_OK;
+	}
 	ssize_t n = dio_pread(p->f, buf, (size_t)amt, (off_t)off);
 	if (n < 0)
 		return dsq_errno_rc(errno, SQLITE_IOERR_READ);
+	if (p->main_db && o == 0 && (size_t)n >= sizeof(p->lk->hdr)) {
+		pthread_mutex_lock(&hdr_lock);
+		memcpy(p->lk->hdr, buf, sizeof(p->lk->hdr));
+		p->lk->hdr_ok = true;
+		pthread_mutex_unlock(&hdr_lock);
+	}
 	if (n < amt) {
 		/* past the end: zeros, as SQLITE_IOERR_SHORT_READ requires */
 		memset((char *)buf + n, 0, (size_t)(amt - n));
@@ -207,34 +388,55 @@ static int x_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 	return SQLITE_OK;
 }
 
+/* Under m->run_lock, p the owner (its run maybe empty) or none: append
+   the write to p's run (true), or leave it to the caller. */
+static bool run_take(struct dsq_file *p, const void *buf, size_t amt, uint64_t off)
+{
+	struct dsq_mount *m = p->m;
+	if (m->run_len && off != m->run_off + m->run_len)
+		return false;   /* not a continuation */
+	if (m->run_len + amt > RUN_MAX)
+		return false;
+	if (!m->run && posix_memalign((void **)&m->run, 4096, RUN_MAX)) {
+		m->run = NULL;
+		return false;   /* written now instead */
+	}
+	if (!m->run_len) {
+		if (m->inflight && runs_overlap(m, off, amt))
+			runs_reap(m, p, true);   /* a later write of the same bytes lands last */
+		m->run_off = off;
+	}
+	memcpy(m->run + m->run_len, buf, amt);
+	m->run_len += amt;
+	atomic_store_explicit(&m->run_owner, p, memory_order_release);
+	return true;
+}
+
 static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 {
 	struct dsq_file *p = F(f);
+	struct dsq_mount *m = p->m;
 	uint64_t o = (uint64_t)off;
-	bool follows = p->pend_len && o == p->pend_off + p->pend_len;
-	if (amt <= SMALL_WRITE && (!p->pend_len || follows) && p->pend_len + (uint32_t)amt <= sizeof(p->pend)) {
-		if (!p->pend_len)
-			p->pend_off = o;
-		memcpy(p->pend + p->pend_len, buf, (size_t)amt);
-		p->pend_len += (uint32_t)amt;
-		return SQLITE_OK;
+	hdr_written(p, buf, amt, o);
+	dsq_wc_write(p->lk->wc, buf, (size_t)amt, o);
+	pthread_mutex_lock(&m->run_lock);
+	struct dsq_file *owner = atomic_load_explicit(&m->run_owner, memory_order_relaxed);
+	if (owner && owner != p)
+		run_drain_locked(m, owner);   /* another file's writes end here, on the device */
+	bool held = run_take(p, buf, (size_t)amt, o);
+	if (!held && m->run_len) {
+		run_end(m, p, true);          /* p's run ends, and goes in flight */
+		held = run_take(p, buf, (size_t)amt, o);   /* this write starts the next */
 	}
-	ssize_t n;
-	size_t want = (size_t)amt;
-	if (follows) {
-		/* the held piece and this one: one request */
-		struct iovec iov[2] = { { p->pend, p->pend_len }, { (void *)buf, (size_t)amt } };
-		want += p->pend_len;
-		n = dio_pwritev(p->f, iov, 2, (off_t)p->pend_off);
-		p->pend_len = 0;
-	} else {
-		int rc = flush_pending(p);
-		if (rc != SQLITE_OK)
-			return rc;
-		n = dio_pwrite(p->f, buf, want, (off_t)off);
-	}
-	if (n != (ssize_t)want)
-		return dsq_errno_rc(n < 0 ? errno : ENOSPC, SQLITE_IOERR_WRITE);
+	if (!held && atomic_load_explicit(&m->run_owner, memory_order_relaxed) == p)
+		run_drain_locked(m, p);       /* written in place, after all before it */
+	pthread_mutex_unlock(&m->run_lock);
+	int rc = p->run_err;
+	p->run_err = SQLITE_OK;
+	if (rc != SQLITE_OK || held)
+		return rc;
+	if (dio_pwrite(p->f, buf, (size_t)amt, (off_t)off) != (ssize_t)amt)
+		return dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
 	return SQLITE_OK;
 }
 
@@ -242,6 +444,12 @@ static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 {
 	struct dsq_file *p = F(f);
 	int rc = flush_pending(p);
+	if (p->main_db && (uint64_t)size < sizeof(p->lk->hdr)) {
+		pthread_mutex_lock(&hdr_lock);
+		p->lk->hdr_ok = false;
+		pthread_mutex_unlock(&hdr_lock);
+	}
+	dsq_wc_cut(p->lk->wc, (uint64_t)size);
 	if (rc == SQLITE_OK && dio_ftruncate(p->f, (off_t)size))
 		rc = dsq_errno_rc(errno, SQLITE_IOERR_TRUNCATE);
 	return rc;
@@ -262,7 +470,7 @@ static int x_sync(sqlite3_file *f, int flags)
 static int x_file_size(sqlite3_file *f, sqlite3_int64 *size)
 {
 	struct dsq_file *p = F(f);
-	int rc = flush_pending(p);
+	int rc = flush_for_read(p);
 	struct dio_stat st;
 	if (rc != SQLITE_OK)
 		return rc;

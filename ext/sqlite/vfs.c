@@ -72,6 +72,7 @@ static struct dsq_mount *mount_get(const char *path, int *rc)
 		*rc = SQLITE_NOMEM;
 		return NULL;
 	}
+	pthread_mutex_init(&m->run_lock, NULL);
 	m->vol = dio_mount(canon, NULL);
 	if (!m->vol) {
 		int e = errno;
@@ -80,6 +81,7 @@ static struct dsq_mount *mount_get(const char *path, int *rc)
 				"belongs to one process at a time)", canon);
 		else
 			dsq.log(SQLITE_CANTOPEN, "libdio: cannot mount volume %s: %s", canon, strerror(e));
+		pthread_mutex_destroy(&m->run_lock);
 		free(m->path);
 		free(m);
 		*rc = SQLITE_CANTOPEN;
@@ -95,7 +97,14 @@ static struct dsq_mount *mount_get(const char *path, int *rc)
 /* Under dsq_lock: a file of m closed. */
 void dsq_mount_put(struct dsq_mount *m)
 {
-	if (--m->refs || !m->owned)
+	--m->refs;
+	if (m->runq && m->refs == (m->owned ? 0u : 1u)) {
+		/* no file open (each drained at close): the queue goes, so
+		   that the volume unmounts, here or by the program that bound it */
+		dio_queue_destroy(m->runq);
+		m->runq = NULL;
+	}
+	if (m->refs || !m->owned)
 		return;
 	for (struct dsq_mount **pp = &mounts; *pp; pp = &(*pp)->next) {
 		if (*pp == m) {
@@ -105,6 +114,10 @@ void dsq_mount_put(struct dsq_mount *m)
 	}
 	if (dio_umount(m->vol))
 		dsq.log(SQLITE_IOERR, "libdio: unmounting %s: %s", m->path, strerror(errno));
+	pthread_mutex_destroy(&m->run_lock);
+	for (unsigned i = 0; i < sizeof(m->slots) / sizeof(m->slots[0]); i++)
+		free(m->slots[i].buf);
+	free(m->run);
 	free(m->path);
 	free(m);
 }
@@ -210,6 +223,10 @@ static int x_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
 	if (!m)
 		return SQLITE_IOERR_DELETE_NOENT;
 	int rc = SQLITE_OK;
+	dsq_run_drain(m);   /* nothing of another file may be held past a delete */
+	pthread_mutex_lock(&dsq_lock);
+	dsq_wc_forget(m, name);
+	pthread_mutex_unlock(&dsq_lock);
 	if (dio_unlink(m->vol, name))
 		rc = errno == ENOENT ? SQLITE_IOERR_DELETE_NOENT : SQLITE_IOERR_DELETE;
 	/* syncDir: the unlink durable before SQLite goes on (power loss);
@@ -227,12 +244,21 @@ static int x_access(sqlite3_vfs *vfs, const char *name, int flags, int *res)
 	*res = 0;
 	pthread_mutex_lock(&dsq_lock);
 	struct dsq_mount *m = mount_peek((struct dsq_vfs *)vfs, name);
+	if (m)
+		m->refs++;
+	pthread_mutex_unlock(&dsq_lock);
+	if (!m)
+		return SQLITE_OK;
+	/* a held run may be this very file's first bytes */
+	dsq_run_drain(m);
 	struct dio_stat st;
-	int r = m ? dio_stat(m->vol, name, &st) : -1;
+	int r = dio_stat(m->vol, name, &st);
 	int e = errno;
+	pthread_mutex_lock(&dsq_lock);
+	dsq_mount_put(m);
 	pthread_mutex_unlock(&dsq_lock);
 	if (r < 0)
-		return m && e != ENOENT ? SQLITE_IOERR_ACCESS : SQLITE_OK;
+		return e != ENOENT ? SQLITE_IOERR_ACCESS : SQLITE_OK;
 	/* as the unix VFS answers: an empty file does not "exist" (a journal
 	   truncated to nothing is not hot) */
 	*res = flags == SQLITE_ACCESS_EXISTS ? st.size > 0 : 1;
@@ -288,6 +314,7 @@ int dsq_vfs_init(struct dsq_vfs *dv, const char *name, struct dio_vol *vol)
 			return SQLITE_NOMEM;
 		m->vol = vol;
 		m->refs = 1;    /* the binding's: never unmounted here */
+		pthread_mutex_init(&m->run_lock, NULL);
 		pthread_mutex_lock(&dsq_lock);
 		m->next = mounts;
 		mounts = m;

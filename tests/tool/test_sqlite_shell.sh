@@ -9,6 +9,12 @@
 . "$(dirname "$0")/lib.sh"
 : "${SQLITE3:?SQLITE3 must name the sqlite3 shell}"
 ext=${DIO_SQLITE_EXT%.so}   # as a user types it: SQLite adds the suffix
+# a sanitizer build of the VFS in the stock (uninstrumented) shell: its
+# runtime must be loaded first, and the shell's own leaks are not ours
+asan=$(ldd "$DIO_SQLITE_EXT" 2>/dev/null | awk '/libasan|libclang_rt.asan/ {print $3; exit}')
+if [ -n "$asan" ]; then
+  export LD_PRELOAD="$asan${LD_PRELOAD:+ $LD_PRELOAD}" ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}
+fi
 img=$dir/vol.img
 sql() { run "$SQLITE3" -batch -bail :memory: ".load $ext" "$@"; }
 

@@ -62,10 +62,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("dio_info: mem_align %u offset_align %u block_size %u opt_io %u max_io %llu "
-	       "atomic %u..%u flags%s%s\n", info.mem_align, info.offset_align, info.block_size,
+	       "atomic %u..%u flags%s%s%s\n", info.mem_align, info.offset_align, info.block_size,
 	       info.opt_io, (unsigned long long)info.max_io, info.atomic_write_min,
 	       info.atomic_write_max, info.flags & DIO_INFO_FALLBACK ? " FALLBACK" : "",
-	       info.flags & DIO_INFO_VOLATILE_CACHE ? " VOLATILE_CACHE" : "");
+	       info.flags & DIO_INFO_VOLATILE_CACHE ? " VOLATILE_CACHE" : "",
+	       info.flags & DIO_INFO_MEMORY ? " MEMORY" : "");
 
 	/* aligned: 1 MiB in 256 x 4 KiB segments, one request */
 	size_t big = 1 << 20;

@@ -24,6 +24,8 @@ void vol_info(const struct dio_vol *v, bool strict, struct dio_info *info)
 		info->flags |= DIO_INFO_FALLBACK;
 	if (g->volatile_cache)
 		info->flags |= DIO_INFO_VOLATILE_CACHE;
+	if (g->memory)
+		info->flags |= DIO_INFO_MEMORY;
 }
 
 DIO_API int dio_info(struct dio_file *f, struct dio_info *info)

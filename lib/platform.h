@@ -36,6 +36,7 @@ struct dio_geom {
 	uint32_t atomic_min, atomic_max;
 	bool volatile_cache;
 	bool is_blockdev;
+	bool memory;             /* dio_dev_never_async: a copy, no device wait */
 };
 
 /* Open path for direct I/O, exclusively: a second open of the same volume,

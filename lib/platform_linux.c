@@ -334,6 +334,7 @@ int dio_dev_probe(int fd, struct dio_geom *g)
 			g->mem_align = 512;
 		}
 		probe_queue(st.st_dev, g);
+		g->memory = dio_dev_never_async(fd);
 		/* The file system does not hand our atomic writes down untorn. */
 		g->atomic_min = g->atomic_max = 0;
 	}

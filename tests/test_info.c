@@ -5,6 +5,7 @@
  */
 #include "helpers.h"
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 static bool pow2(uint64_t x) { return x && !(x & (x - 1)); }
 
@@ -49,6 +50,10 @@ START_TEST(test_image_file_info_comes_from_statx)
 		ck_assert_uint_eq(i.mem_align, 512);
 	}
 #endif
+	/* DIO_INFO_MEMORY exactly when the image is on tmpfs */
+	struct statfs sf;
+	ck_assert_int_eq(statfs(img, &sf), 0);
+	ck_assert_int_eq((i.flags & DIO_INFO_MEMORY) != 0, (unsigned long)sf.f_type == 0x01021994ul);
 	struct dio_statvfs sv;
 	ck_assert_int_eq(dio_statvfs(v, &sv), 0);
 	ck_assert_uint_eq(sv.dev_logical_block_size, i.offset_align);

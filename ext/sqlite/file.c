@@ -104,6 +104,8 @@ static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
 {
 	if (!m->run_len)
 		return;
+	if (m->info.flags & DIO_INFO_MEMORY)
+		async = false;   /* a copy now is cheaper than a hand-off to a kernel thread */
 	if (async && !m->runq && !m->runq_failed)
 		m->runq_failed = !(m->runq = dio_queue_create(m->vol, (unsigned)NSLOTS));
 	if (async && m->runq) {

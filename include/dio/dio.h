@@ -155,6 +155,9 @@ int     dio_list(struct dio_vol *vol, const char *prefix,
 
 #define DIO_INFO_FALLBACK        0x1u  /* misaligned requests are served, not refused */
 #define DIO_INFO_VOLATILE_CACHE  0x2u  /* the device has a volatile write cache */
+#define DIO_INFO_MEMORY          0x4u  /* the target is memory (tmpfs): a request is a
+                                          copy, not a device wait, and submitting it
+                                          asynchronously overlaps nothing */
 
 struct dio_info {
 	uint32_t mem_align;

@@ -80,9 +80,10 @@ int cmd_mkfs(int argc, char **argv)
 
 static void info_flags(uint32_t f, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s%s%s", (f & DIO_INFO_FALLBACK) ? "FALLBACK" : "",
-		 (f & DIO_INFO_FALLBACK) && (f & DIO_INFO_VOLATILE_CACHE) ? " " : "",
-		 (f & DIO_INFO_VOLATILE_CACHE) ? "VOLATILE_CACHE" : "");
+	snprintf(buf, len, "%s%s%s", (f & DIO_INFO_FALLBACK) ? " FALLBACK" : "",
+		 (f & DIO_INFO_VOLATILE_CACHE) ? " VOLATILE_CACHE" : "", (f & DIO_INFO_MEMORY) ? " MEMORY" : "");
+	if (*buf)
+		memmove(buf, buf + 1, strlen(buf));   /* no leading space */
 }
 
 int cmd_info(int argc, char **argv)
@@ -138,6 +139,7 @@ int cmd_info(int argc, char **argv)
 		json_u64("atomic_write_max", i->atomic_write_max);
 		json_bool("fallback", (i->flags & DIO_INFO_FALLBACK) != 0);
 		json_bool("volatile_cache", (i->flags & DIO_INFO_VOLATILE_CACHE) != 0);
+		json_bool("memory", (i->flags & DIO_INFO_MEMORY) != 0);
 		json_obj_end();
 		json_end();
 	} else {

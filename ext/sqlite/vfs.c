@@ -213,17 +213,35 @@ static int x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, i
 	return rc;
 }
 
-static int x_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+/* The volume a name-only call (delete, access) acts on, with a reference
+   (mount_put when done), its writes held or in flight on the device
+   first: NULL if none. */
+static struct dsq_mount *mount_hold(sqlite3_vfs *vfs, const char *name)
 {
 	pthread_mutex_lock(&dsq_lock);
 	struct dsq_mount *m = mount_peek((struct dsq_vfs *)vfs, name);
 	if (m)
 		m->refs++;
 	pthread_mutex_unlock(&dsq_lock);
+	if (m)
+		dsq_run_drain(m);
+	return m;
+}
+
+static void mount_release(struct dsq_mount *m)
+{
+	pthread_mutex_lock(&dsq_lock);
+	dsq_mount_put(m);
+	pthread_mutex_unlock(&dsq_lock);
+}
+
+static int x_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
+{
+	/* nothing of another file may be held past a delete */
+	struct dsq_mount *m = mount_hold(vfs, name);
 	if (!m)
 		return SQLITE_IOERR_DELETE_NOENT;
 	int rc = SQLITE_OK;
-	dsq_run_drain(m);   /* nothing of another file may be held past a delete */
 	pthread_mutex_lock(&dsq_lock);
 	dsq_wc_forget(m, name);
 	pthread_mutex_unlock(&dsq_lock);
@@ -233,30 +251,21 @@ static int x_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
 	   without it the unlink already survives the process's death */
 	else if (sync_dir && dio_syncfs(m->vol))
 		rc = SQLITE_IOERR_DIR_FSYNC;
-	pthread_mutex_lock(&dsq_lock);
-	dsq_mount_put(m);
-	pthread_mutex_unlock(&dsq_lock);
+	mount_release(m);
 	return rc;
 }
 
 static int x_access(sqlite3_vfs *vfs, const char *name, int flags, int *res)
 {
 	*res = 0;
-	pthread_mutex_lock(&dsq_lock);
-	struct dsq_mount *m = mount_peek((struct dsq_vfs *)vfs, name);
-	if (m)
-		m->refs++;
-	pthread_mutex_unlock(&dsq_lock);
+	/* drained: a held run may be this very file's first bytes */
+	struct dsq_mount *m = mount_hold(vfs, name);
 	if (!m)
 		return SQLITE_OK;
-	/* a held run may be this very file's first bytes */
-	dsq_run_drain(m);
 	struct dio_stat st;
 	int r = dio_stat(m->vol, name, &st);
 	int e = errno;
-	pthread_mutex_lock(&dsq_lock);
-	dsq_mount_put(m);
-	pthread_mutex_unlock(&dsq_lock);
+	mount_release(m);
 	if (r < 0)
 		return e != ENOENT ? SQLITE_IOERR_ACCESS : SQLITE_OK;
 	/* as the unix VFS answers: an empty file does not "exist" (a journal

@@ -125,6 +125,51 @@ START_TEST(test_power_loss_keeps_fsynced_data_and_shows_no_stale_bytes)
 }
 END_TEST
 
+/*
+ * Run the 400-op workload `ops` in a child on a fresh image, reporting
+ * each op as it returns; kill it after 1..max_ms ms.  stay: the child
+ * waits to be killed with the volume mounted (it must die by the signal);
+ * else it may also finish first.  The last op it reported, -1 if none.
+ */
+static int run_killed(const struct cm_op *ops, int max_ms, bool stay)
+{
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		struct dio_vol *v = t_mount(t_img);
+		if (!v)
+			_exit(2);
+		struct dio_file *h[CM_FILES], *hs[CM_FILES];
+		cm_open(v, h, hs);
+		for (int i = 0; i < 400; i++) {
+			if (cm_exec(v, h, hs, &ops[i]) < 0)
+				_exit(3);
+			if (write(pfd[1], &i, sizeof(i)) != sizeof(i))   /* op i returned */
+				_exit(4);
+		}
+		if (stay)
+			pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	struct timespec ts = { 0, (long)((t_rand() % (uint64_t)max_ms) + 1) * 1000000L };
+	nanosleep(&ts, NULL);
+	kill(pid, SIGKILL);
+	int last = -1, idx;
+	while (read(pfd[0], &idx, sizeof(idx)) == sizeof(idx))
+		last = idx;
+	close(pfd[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	if (stay)
+		ck_assert_msg(WIFSIGNALED(status), "child ended by itself: %d", WEXITSTATUS(status));
+	else
+		ck_assert_msg(!WIFEXITED(status) || WEXITSTATUS(status) == 0, "child failed: %d", WEXITSTATUS(status));
+	return last;
+}
+
 START_TEST(test_killed_writer_loses_nothing_it_fsynced)
 {
 	static struct cm_op ops[400];
@@ -134,36 +179,7 @@ START_TEST(test_killed_writer_loses_nothing_it_fsynced)
 		uint64_t seed = 1000 + (uint64_t)round;
 		cm_gen(ops, 400, seed);
 		fresh_image("kill");
-		int pfd[2];
-		ck_assert_int_eq(pipe(pfd), 0);
-		pid_t pid = fork();
-		if (pid == 0) {
-			close(pfd[0]);
-			struct dio_vol *v = t_mount(t_img);
-			if (!v)
-				_exit(2);
-			struct dio_file *h[CM_FILES], *hs[CM_FILES];
-			cm_open(v, h, hs);
-			for (int i = 0; i < 400; i++) {
-				if (cm_exec(v, h, hs, &ops[i]) < 0)
-					_exit(3);
-				int idx = i;   /* op i completed (a sync point if it syncs) */
-				if (write(pfd[1], &idx, sizeof(idx)) != sizeof(idx))
-					_exit(4);
-			}
-			_exit(0);
-		}
-		close(pfd[1]);
-		struct timespec ts = { 0, (long)((t_rand() % 40) + 1) * 1000000L };
-		nanosleep(&ts, NULL);
-		kill(pid, SIGKILL);
-		int last = -1, idx;
-		while (read(pfd[0], &idx, sizeof(idx)) == sizeof(idx))
-			last = idx;
-		close(pfd[0]);
-		int status;
-		waitpid(pid, &status, 0);
-		ck_assert_msg(!WIFEXITED(status) || WEXITSTATUS(status) == 0, "child failed: %d", WEXITSTATUS(status));
+		int last = run_killed(ops, 40, false);
 		/* model: every op up to `last` completed (syncs took effect);
 		   every later op may have partly happened */
 		memset(&m, 0, sizeof(m));
@@ -201,36 +217,7 @@ START_TEST(test_a_killed_process_keeps_every_call_that_returned)
 		uint64_t seed = 5000 + (uint64_t)round;
 		cm_gen(ops, 400, seed);
 		fresh_image("rule8");
-		int pfd[2];
-		ck_assert_int_eq(pipe(pfd), 0);
-		pid_t pid = fork();
-		if (pid == 0) {
-			close(pfd[0]);
-			struct dio_vol *v = t_mount(t_img);
-			if (!v)
-				_exit(2);
-			struct dio_file *h[CM_FILES], *hs[CM_FILES];
-			cm_open(v, h, hs);
-			for (int i = 0; i < 400; i++) {
-				if (cm_exec(v, h, hs, &ops[i]) < 0)
-					_exit(3);
-				if (write(pfd[1], &i, sizeof(i)) != sizeof(i))
-					_exit(4);
-			}
-			pause();   /* wait to be killed, volume mounted */
-			_exit(0);
-		}
-		close(pfd[1]);
-		struct timespec ts = { 0, (long)((t_rand() % 60) + 1) * 1000000L };
-		nanosleep(&ts, NULL);
-		kill(pid, SIGKILL);
-		int last = -1, idx;
-		while (read(pfd[0], &idx, sizeof(idx)) == sizeof(idx))
-			last = idx;
-		close(pfd[0]);
-		int status;
-		waitpid(pid, &status, 0);
-		ck_assert_msg(WIFSIGNALED(status), "child ended by itself: %d", WEXITSTATUS(status));
+		int last = run_killed(ops, 60, true);
 		memset(&m, 0, sizeof(m));
 		struct cm_op sync_all = { .type = OP_SYNCFS };
 		for (int i = 0; i < 400; i++) {

@@ -5,15 +5,28 @@
 #   bench/compare.sh DIR_OR_DEVICE BACKEND RW BS IODEPTH NUMJOBS [RUNTIME] [SIZE] [extra dio bench args]
 #   e.g. bench/compare.sh /dev/shm psync randread 4k 1 1 10 256m
 #
-# BACKEND psync|uring|aio maps to fio's psync|io_uring|libaio.  On a
-# directory, fio uses DIR/fio.img and dio bench DIR/dio.img.
+# BACKEND psync|uring|aio maps to fio's psync|io_uring|libaio; auto (what
+# a mount picks by default) is compared with fio's psync at iodepth 1
+# (libdio's synchronous calls) and with io_uring above.  On a directory,
+# fio uses DIR/fio.img and dio bench DIR/dio.img.
+#
+# ROUNDS=N (default 1) runs fio and libdio N times each, alternating
+# (fio first in odd rounds, libdio first in even ones: the disk here drifts
+# by 20 % between minutes) and prints the median ratio with its spread
+# over the rounds, and each side's median CPU time per I/O (user + system:
+# fio's usr_cpu/sys_cpu, dio bench's getrusage).  DIO_BIN=path runs
+# another build of dio (an A/B of two commits).
 set -e
 target=$1 backend=$2 rw=$3 bs=$4 qd=$5 jobs=$6 runtime=${7:-10} size=${8:-256m}
 shift 8 2>/dev/null || shift $#
 build=${BUILD_DIR:-build}
 case $backend in
-  psync) engine=psync ;; uring) engine=io_uring ;; aio) engine=libaio ;; *) echo "backend?"; exit 2 ;;
+  psync) engine=psync ;; uring) engine=io_uring ;; aio) engine=libaio ;;
+  auto) if [ "$qd" = 1 ]; then engine=psync; else engine=io_uring; fi ;;
+  *) echo "backend?"; exit 2 ;;
 esac
+dio_bin=${DIO_BIN:-$build/tools/dio}
+rounds=${ROUNDS:-1}
 if [ -d "$target" ]; then fio_t="$target/fio.img"; dio_t="$target/dio.img"; else fio_t=$target; dio_t=$target; fi
 # BENCH_CPU=N: one-job runs of fio and dio bench both pinned to CPU N.
 # Off by default: pinned, the submitter competes with the io-wq workers
@@ -44,13 +57,6 @@ warm() {
     dd if=/dev/zero of="$target/warm" bs=1M count=12288 status=none && rm -f "$target/warm"
   fi
 }
-warm
-fio_json=$($pin fio --name=base $fio_where --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
-  --size="$size" --runtime="$runtime" --time_based --direct=1 --ioengine="$engine" --group_reporting \
-  --randrepeat=0 $extra_fio --output-format=json 2>/dev/null)
-fio_iops=$(printf '%s' "$fio_json" | python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(round(j["read"]["iops"]+j["write"]["iops"]))')
-[ -d "$target" ] && rm -rf "$fio_t" "$target/fio-append"
-warm
 dio_args=""
 for a in "$@"; do
   case $a in
@@ -58,14 +64,49 @@ for a in "$@"; do
     *) dio_args="$dio_args $a" ;;
   esac
 done
-dio_json=$($pin "$build/tools/dio" bench "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
-  --iodepth "$qd" --numjobs "$jobs" --runtime "$runtime" --size "$size" --json $dio_args)
-dio_iops=$(printf '%s' "$dio_json" | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["iops"]))')
-python3 - "$fio_iops" "$dio_iops" "$rw" "$bs" "$qd" "$jobs" "$backend" "$target" <<'PY'
-import sys
-fio, dio = float(sys.argv[1]), float(sys.argv[2])
-print(f"{sys.argv[8]} {sys.argv[7]} {sys.argv[3]} bs={sys.argv[4]} qd={sys.argv[5]} jobs={sys.argv[6]}: "
-      f"fio {fio:.0f} IOPS, libdio {dio:.0f} IOPS, ratio {dio / fio if fio else 0:.3f}")
+# each prints "IOPS CPU_US_PER_IO"
+run_fio() {
+  warm
+  $pin fio --name=base $fio_where --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
+    --size="$size" --runtime="$runtime" --time_based --direct=1 --ioengine="$engine" --group_reporting \
+    --randrepeat=0 $extra_fio --output-format=json 2>/dev/null | python3 -c '
+import json, sys
+j = json.load(sys.stdin)["jobs"][0]
+ios = j["read"]["total_ios"] + j["write"]["total_ios"]
+cpu = (j["usr_cpu"] + j["sys_cpu"]) / 100.0 * j["job_runtime"] / 1000.0
+print(round(j["read"]["iops"] + j["write"]["iops"]), round(cpu * 1e6 / ios, 2) if ios else 0)'
+  [ -d "$target" ] && rm -rf "$fio_t" "$target/fio-append"
+  return 0
+}
+run_dio() {
+  warm
+  $pin "$dio_bin" bench "$dio_t" --backend "$backend" --rw "$rw" --bs "$bs" \
+    --iodepth "$qd" --numjobs "$jobs" --runtime "$runtime" --size "$size" --json $dio_args | python3 -c '
+import json, sys
+j = json.load(sys.stdin)
+print(round(j["iops"]), j["cpu_us_per_io"])'
+  [ -d "$target" ] && rm -rf "$dio_t"
+  return 0
+}
+results=""
+r=1
+while [ "$r" -le "$rounds" ]; do
+  if [ $((r % 2)) = 1 ]; then f=$(run_fio); d=$(run_dio); else d=$(run_dio); f=$(run_fio); fi
+  results="$results $f $d"
+  r=$((r + 1))
+done
+python3 - "$rw" "$bs" "$qd" "$jobs" "$backend" "$target" "$engine" $results <<'PY'
+import statistics, sys
+rw, bs, qd, jobs, backend, target, engine = sys.argv[1:8]
+v = [float(x) for x in sys.argv[8:]]
+rounds = [v[i:i + 4] for i in range(0, len(v), 4)]   # fio iops, fio cpu, dio iops, dio cpu
+ratios = sorted(r[2] / r[0] if r[0] else 0 for r in rounds)
+med = lambda k: statistics.median(r[k] for r in rounds)
+line = (f"{target} {backend} {rw} bs={bs} qd={qd} jobs={jobs}: fio({engine}) {med(0):.0f} IOPS "
+        f"{med(1):.2f} us/io, libdio {med(2):.0f} IOPS {med(3):.2f} us/io, ratio {statistics.median(ratios):.3f}")
+if len(rounds) > 1:
+    cpu = med(3) / med(1) if med(1) else 0
+    line += f" (median of {len(rounds)}, {ratios[0]:.3f}-{ratios[-1]:.3f}; CPU/IO {cpu:.2f}x fio's)"
+print(line)
 PY
-[ -d "$target" ] && rm -rf "$fio_t" "$target/fio-append"
 exit 0

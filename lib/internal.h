@@ -58,6 +58,8 @@ void vol_info(const struct dio_vol *v, bool strict, struct dio_info *info);
 /* ---- backends (backend/registry.c) ---- */
 const struct dio_backend_ops *dio_backend_find(const char *name, int *err);        /* DIO_BACKEND overrides */
 const struct dio_backend_ops *dio_backend_find_exact(const char *name, int *err);
+/* psync, uring or aio: an engine over the device fd that libdio opened */
+bool dio_backend_builtin(const struct dio_backend_ops *ops);
 
 /* One device context: a backend context, and for the shared pool the
    lock that keeps it to one submitter at a time (devctx.c). */
@@ -359,6 +361,7 @@ struct dio_vol {
 	uint32_t bs;
 	unsigned bshift;
 	const struct dio_backend_ops *ops;
+	bool plain_single;         /* a built-in backend: a lone I/O is a syscall (rw.c issue) */
 	uint64_t id;               /* unique for the process's life (devctx.c) */
 	struct dio_tctx *tctx;     /* threads' own contexts, under devctx.c's registry_lock */
 	unsigned ntctx;

@@ -51,6 +51,10 @@ int  dio_dev_probe(int fd, struct dio_geom *g);
 /* A write that is durable when it returns (FUA): pwritev2 RWF_DSYNC where
    the system has it, else a write and a data sync. */
 ssize_t dio_dev_pwritev_fua(int fd, const struct iovec *iov, int iovcnt, off_t off);
+/* One device I/O as a system call of the calling thread (preadv,
+   pwritev, the FUA write above); sets b->res. */
+struct dio_bio;
+void dio_dev_bio(int fd, struct dio_bio *b);
 /* True if direct I/O on fd is a memory copy that the kernel cannot start
    without blocking (a file on tmpfs): an asynchronous engine hands each
    one to a worker thread, so a caller that waits anyway does better to

@@ -111,6 +111,23 @@ ssize_t dio_dev_pwritev_fua(int fd, const struct iovec *iov, int iovcnt, off_t o
 	return r;
 }
 
+void dio_dev_bio(int fd, struct dio_bio *b)
+{
+	/* one buffer: pread/pwrite, which the kernel serves without
+	   importing an iovec (5 % of a 4 KiB read from tmpfs) */
+	ssize_t r;
+	bool one = b->iovcnt == 1;
+	if (b->op == DIO_BIO_READ)
+		r = one ? pread(fd, b->iov[0].iov_base, b->iov[0].iov_len, (off_t)b->offset)
+			: preadv(fd, b->iov, b->iovcnt, (off_t)b->offset);
+	else if (b->flags & DIO_BIO_FUA)
+		r = dio_dev_pwritev_fua(fd, b->iov, b->iovcnt, (off_t)b->offset);
+	else
+		r = one ? pwrite(fd, b->iov[0].iov_base, b->iov[0].iov_len, (off_t)b->offset)
+			: pwritev(fd, b->iov, b->iovcnt, (off_t)b->offset);
+	b->res = r < 0 ? -errno : r;
+}
+
 bool dio_dev_never_async(int fd)
 {
 	/* io_uring issues with IOCB_NOWAIT; shmem cannot honour it for

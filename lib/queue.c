@@ -158,8 +158,11 @@ static struct qslot *slot_of(struct dio_queue *q, struct dio_bio *b)
 
 /*
  * Hand the prepared I/Os to the backend in one call (one io_uring_submit
- * or io_submit for a whole dio_submit batch).  If the backend refuses,
- * every request with I/Os in that batch fails with the error.
+ * or io_submit for a whole dio_submit batch).  The backend says how many
+ * of them went down; each of those comes back through reap, so a request
+ * with some I/Os down and some refused completes, with the error, only
+ * when its last started I/O is back.  A request none of whose I/Os went
+ * down completes here.
  */
 static void flush_subs(struct dio_queue *q)
 {
@@ -167,13 +170,18 @@ static void flush_subs(struct dio_queue *q)
 		return;
 	unsigned n = q->nsub;
 	q->nsub = 0;
-	cnt_add(&CNT(q->vol)->device_ios, n);
-	int e = q->vol->ops->submit_async(q->ctx, q->subv, n);
-	if (!e) {
-		q->pending_bios += n;
+	int r = q->vol->ops->submit_async(q->ctx, q->subv, n);
+	/* ABI 6: how many went down (the first ones); before: 0 for all */
+	unsigned started = r < 0 ? 0 : q->vol->ops->abi >= 6 ? MIN((unsigned)r, n) : n;
+	/* the ones not started fail with the backend's error, or EAGAIN
+	   when it took some (a retry puts the first refused I/O first, so
+	   the caller then hears the kernel's own reason) */
+	int e = r < 0 ? r : r > 0 ? -EAGAIN : -EIO;
+	q->pending_bios += started;
+	cnt_add(&CNT(q->vol)->device_ios, started);
+	if (started == n)
 		return;
-	}
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = started; i < n; i++) {
 		struct qslot *s = slot_of(q, q->subv[i]);
 		if (!s->err)
 			s->err = e;

@@ -117,15 +117,34 @@ static size_t iov_bytes(const struct iovec *iov, int n)
 }
 
 /*
+ * Issue n I/Os and wait for them.  One I/O alone goes down as the calling
+ * thread's own system call when the backend is a built-in one: a ring or
+ * an AIO context only pays when several I/Os are in flight at once, and
+ * a plain preadv costs one kernel entry with no ring to set up, fill and
+ * reap (bench/RESULTS.md, "one request path").  Several go to the
+ * thread's context (*c, taken at first use).
+ */
+static int issue(struct dio_vol *v, struct dio_devctx **c, struct dio_bio *bios, unsigned n)
+{
+	cnt_add(&CNT(v)->device_ios, n);
+	if (n == 1 && v->plain_single) {
+		dio_dev_bio(v->fd, bios);
+		return 0;
+	}
+	if (!*c)
+		*c = devctx_get(v);
+	return v->ops->submit((*c)->ctx, bios, n);
+}
+
+/*
  * Hand n I/Os to the backend and wait.  A short transfer is continued
  * (a backend may split); one that moves nothing is an I/O error.
  * Returns 0 or the first -errno.
  */
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 {
-	struct dio_devctx *c = devctx_get(v);
-	int e = v->ops->submit(c->ctx, bios, n);
-	cnt_add(&CNT(v)->device_ios, n);
+	struct dio_devctx *c = NULL;
+	int e = issue(v, &c, bios, n);
 	for (unsigned i = 0; i < n && !e; i++) {
 		struct dio_bio *b = &bios[i];
 		size_t want = iov_bytes(b->iov, b->iovcnt);
@@ -140,8 +159,7 @@ int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 			cur_advance(&cur, done);
 			int k = cur_slices(&cur, want - done, rest, BATCH_IOVS);
 			struct dio_bio nb = { b->op, b->flags, b->offset + done, rest, k, 0 };
-			int se = v->ops->submit(c->ctx, &nb, 1);
-			cnt_add(&CNT(v)->device_ios, 1);
+			int se = issue(v, &c, &nb, 1);
 			if (se)
 				nb.res = se;
 			b->res = nb.res < 0 ? nb.res : (ssize_t)(done + (size_t)nb.res);
@@ -149,7 +167,8 @@ int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 		if (b->res < 0)
 			e = (int)b->res;
 	}
-	devctx_put(c);
+	if (c)
+		devctx_put(c);
 	return e;
 }
 
@@ -671,6 +690,14 @@ static bool host_full(int e)
 	return e == -ENOSPC || e == -EDQUOT;
 }
 
+/* Nor is a kernel that would not take the I/O (out of requests or
+   memory: EAGAIN, EBUSY, ENOMEM from a submission; the backend reports
+   it for the I/Os it did not start).  The media did not fail. */
+static bool not_media_error(int e)
+{
+	return host_full(e) || e == -EAGAIN || e == -EBUSY || e == -ENOMEM;
+}
+
 /*
  * A write to [b0, b1) failed.  The device may have written part of it, so
  * every block of the range is marked bad (journalled): unwritten ones stay
@@ -850,8 +877,10 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 		if (!e)
 			e = finish_write(f, b0, b1, end, clean, &changed);
 	}
-	if (e && !host_full(e) && e != -ENOMEM && !alloc_failed)
+	if (e && !not_media_error(e) && !alloc_failed)
 		rw_mark_failed(f, b0, b1);
+	else if (e)
+		tail_forget(in, b0, b1);   /* part of it may have gone down */
 	if (!e && !atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
 	rl_unlock(in->rl, &r);
@@ -1018,8 +1047,10 @@ int rw_async_finish(struct rw_async *a, int err)
 	if (a->write) {
 		if (!err && a->alloc)
 			err = finish_write(a->f, a->b0, a->b1, a->end, a->clean, &changed);
-		if (err && !host_full(err))
+		if (err && !not_media_error(err))
 			rw_mark_failed(a->f, a->b0, a->b1);
+		else if (err)
+			tail_forget(in, a->b0, a->b1);
 		else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
 			atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
 	}

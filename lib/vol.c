@@ -194,6 +194,7 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 	else
 		v->ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
 	int e = !v->path ? -ENOMEM : !v->ops ? -bes : 0;
+	v->plain_single = v->ops && dio_backend_builtin(v->ops);
 	if (!e)
 		e = dio_dev_open(path, rdonly, create, create_size, &v->fd, &v->created);
 	if (!e)

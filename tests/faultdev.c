@@ -23,6 +23,7 @@ static struct {
 	long writes, reads, flushes, ops, fua;
 	long opens, closes, shared;   /* contexts; uses of one by a second thread */
 	long refused;                 /* opens failed by max_contexts */
+	long async_refused;           /* submit_async calls cut short */
 	int failed, dead;
 	struct undo *log;
 	size_t nlog, cap;
@@ -216,15 +217,21 @@ static int fa_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 			F.gate_parked = 1;
 			pthread_cond_broadcast(&F.gate_cv);
 		}
+		/* a kernel that stops taking I/Os part-way through the call */
+		bool refuse = F.cfg.async_refuse_from && (long)i + 1 >= F.cfg.async_refuse_from;
+		if (refuse)
+			F.async_refused++;
 		pthread_mutex_unlock(&F.mu);
+		if (refuse)
+			return i ? (int)i : -EAGAIN;
 		if (park)
 			continue;
-		int e = F.inner->submit_async(c->inner, &bios[i], 1);
-		if (e)
-			return e;
+		int r = F.inner->submit_async(c->inner, &bios[i], 1);
+		if (r < 1)
+			return i ? (int)i : r < 0 ? r : -EIO;
 		c->inflight++;
 	}
-	return 0;
+	return (int)n;
 }
 
 static int fa_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms)
@@ -239,9 +246,9 @@ static int fa_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned m
 		parked = NULL;
 	pthread_mutex_unlock(&F.mu);
 	if (go) {
-		int e = F.inner->submit_async(c->inner, &go, 1);
-		if (e)
-			return e;
+		int r = F.inner->submit_async(c->inner, &go, 1);
+		if (r < 1)
+			return r < 0 ? r : -EIO;
 		c->inflight++;
 	}
 	int r = F.inner->reap(c->inner, done, MIN_SZ(min_nr, c->inflight), max_nr, timeout_ms);
@@ -308,7 +315,8 @@ long fault_count(int kind)
 {
 	pthread_mutex_lock(&F.mu);
 	long n = kind == 0 ? F.writes : kind == 1 ? F.reads : kind == 2 ? F.flushes : kind == 3 ? F.fua
-		: kind == 4 ? F.opens : kind == 5 ? F.closes : kind == 6 ? F.shared : F.refused;
+		: kind == 4 ? F.opens : kind == 5 ? F.closes : kind == 6 ? F.shared : kind == 7 ? F.refused
+		: F.async_refused;
 	pthread_mutex_unlock(&F.mu);
 	return n;
 }

@@ -57,12 +57,15 @@ struct fault_cfg {
 	long die_at;           /* power fails at the Nth device op: it and all after fail */
 	long flush_delay_us;   /* every flush takes at least this long */
 	long max_contexts;     /* opens beyond this many open contexts fail with EAGAIN */
+	long async_refuse_from; /* "fault-async": every submit_async call takes only
+				   the bios before its Nth (1-based), then says EAGAIN */
 };
 void fault_setup(const struct fault_cfg *cfg);  /* registers "fault", wraps the run's backend */
 long fault_ops(void);
 /* bios seen so far: 0 writes, 1 reads, 2 flushes, 3 FUA writes;
    contexts: 4 opened, 5 closed, 6 bios or flushes a context got from a
-   thread other than the first that used it, 7 opens refused */
+   thread other than the first that used it, 7 opens refused,
+   8 submit_async calls cut short by async_refuse_from */
 long fault_count(int kind);
 const struct dio_backend_ops *fault_table(void);
 /* Power loss: undo every non-FUA write after the first `keep` unflushed

@@ -618,6 +618,87 @@ START_TEST(test_queued_writes_into_preallocated_blocks_go_down_asynchronously)
 }
 END_TEST
 
+/* Device I/Os of one synchronous read of [off, off+len) of f. */
+static uint64_t read_ios(struct dio_file *f, uint8_t *buf, size_t len, off_t off)
+{
+	struct dio_counters c0, c1;
+	dio_counters(vol, &c0);
+	ck_assert_int_eq(dio_pread(f, buf, len, off), (ssize_t)len);
+	dio_counters(vol, &c1);
+	return c1.device_ios - c0.device_ios;
+}
+
+START_TEST(test_a_submission_cut_short_fails_only_the_requests_not_started)
+{
+	fault_setup(&(struct fault_cfg){ .async_refuse_from = 3 });
+	if (!fault_inner_has_async()) {
+		fprintf(stderr, "SKIP %s: backend %s has no asynchronous pair, every queue request runs inline\n",
+			__func__, t_backend());
+		return;
+	}
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = dio_mount(img, &(struct dio_mount_opts){ .backend = "fault-async" });
+	ck_assert_ptr_nonnull(vol);
+	/* A's block 1, punched and written again before the punch is
+	   committed, lives away from block 0 (a freed block is not reused
+	   until then), so a read of blocks 0-1 is two device I/Os */
+	struct dio_file *a = dio_open(vol, "a", O_RDWR | O_CREAT);
+	uint8_t *buf = t_aligned(8 * 4096), *rd = t_aligned(8 * 4096), *nw = t_aligned(4096);
+	t_fill(buf, 8 * 4096, 1, 1, 0);
+	ck_assert_int_eq(dio_pwrite(a, buf, 8 * 4096, 0), 8 * 4096);
+	ck_assert_int_eq(dio_fsync(a), 0);
+	ck_assert_int_eq(dio_fallocate(a, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 4096, 4096), 0);
+	ck_assert_int_eq(dio_pwrite(a, buf + 4096, 4096, 4096), 4096);
+	ck_assert_uint_eq(read_ios(a, rd, 8192, 0), 2);
+	/* one dio_submit, five device I/Os; the backend takes the first two:
+	   r0 (one I/O) went down, r1 half (its second I/O refused), r2 and
+	   the overwrite r3 not at all */
+	struct dio_queue *q = dio_queue_create(vol, 16);
+	t_fill(nw, 4096, 1, 2, 7 * 4096);
+	memset(rd, 0, 8 * 4096);
+	struct dio_req r[4] = {
+		{ .op = DIO_OP_READ, .file = a, .buf = rd + 4 * 4096, .len = 4096, .offset = 4 * 4096, .user_data = 0 },
+		{ .op = DIO_OP_READ, .file = a, .buf = rd, .len = 8192, .offset = 0, .user_data = 1 },
+		{ .op = DIO_OP_READ, .file = a, .buf = rd + 6 * 4096, .len = 4096, .offset = 6 * 4096, .user_data = 2 },
+		{ .op = DIO_OP_WRITE, .file = a, .buf = nw, .len = 4096, .offset = 7 * 4096, .user_data = 3 },
+	};
+	ck_assert_int_eq(dio_submit(q, r, 4), 4);
+	struct dio_cqe c[8];
+	int got = 0;
+	while (got < 4) {
+		int n = dio_reap(q, c + got, 1, 8 - (unsigned)got, 10000);
+		ck_assert_int_gt(n, 0);
+		got += n;
+	}
+	ssize_t res[4] = { 1, 1, 1, 1 };
+	for (int i = 0; i < 4; i++) {
+		ck_assert_uint_lt(c[i].user_data, 4);
+		ck_assert_int_eq(res[c[i].user_data], 1);   /* each exactly once */
+		res[c[i].user_data] = c[i].res;
+	}
+	ck_assert_int_eq(res[0], 4096);
+	ck_assert(!memcmp(rd + 4 * 4096, buf + 4 * 4096, 4096));
+	ck_assert_int_eq(res[1], -EAGAIN);
+	ck_assert_int_eq(res[2], -EAGAIN);
+	ck_assert_int_eq(res[3], -EAGAIN);
+	ck_assert_int_eq(dio_reap(q, c, 0, 8, 0), 0);   /* nothing stale */
+	ck_assert_int_ge(fault_count(8), 1);
+	dio_queue_destroy(q);
+	/* a refusal is not a media error: the overwrite changed nothing, no
+	   block went bad, no fsync hears of it, a rewrite lands in place */
+	ck_assert_int_eq(dio_pread(a, rd, 8 * 4096, 0), 8 * 4096);
+	ck_assert(!memcmp(rd, buf, 8 * 4096));
+	ck_assert_int_eq(dio_fsync(a), 0);
+	ck_assert_int_eq(dio_pwrite(a, nw, 4096, 7 * 4096), 4096);
+	ck_assert_int_eq(dio_pread(a, rd, 4096, 7 * 4096), 4096);
+	ck_assert(!memcmp(rd, nw, 4096));
+	dio_close(a);
+	free(buf);
+	free(rd);
+	free(nw);
+}
+END_TEST
+
 START_TEST(test_a_file_closed_with_requests_in_flight_lives_until_they_complete)
 {
 	uint8_t *buf = t_aligned(64 * 4096), *rd = t_aligned(64 * 4096);
@@ -760,6 +841,7 @@ int main(void)
 	tcase_add_test(tc, test_single_thread_queue_works_for_its_owner_and_refuses_others);
 	tcase_add_test(tc, test_queued_writes_into_preallocated_blocks_go_down_asynchronously);
 	tcase_add_test(tc, test_queue_fd_wakes_an_event_loop_for_every_completion);
+	tcase_add_test(tc, test_a_submission_cut_short_fails_only_the_requests_not_started);
 	tcase_add_test(tc, test_a_file_closed_with_requests_in_flight_lives_until_they_complete);
 	suite_add_tcase(s, tc);
 	return t_run(s);

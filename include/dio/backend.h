@@ -19,8 +19,9 @@
 extern "C" {
 #endif
 
-#define DIO_BACKEND_ABI 5   /* 5 adds set_eventfd, 4 open_owned, 3 registered
-				buffers, 2 the asynchronous pair; 1 to 4 are
+#define DIO_BACKEND_ABI 6   /* 6: submit_async returns how many it started;
+				5 adds set_eventfd, 4 open_owned, 3 registered
+				buffers, 2 the asynchronous pair; 1 to 5 are
 				still accepted */
 
 #define DIO_BIO_READ  0
@@ -50,14 +51,19 @@ struct dio_backend_ops {
 	   one batch.  NULL and *err = errno value on failure. */
 	void *(*open)(int fd, unsigned depth, int *err);
 	/* Issue the n I/Os and wait for all of them; set each bio's res.
-	   Returns 0, or -errno if the batch could not be issued at all. */
+	   Returns 0, or -errno if the batch could not be issued at all.
+	   An I/O the engine would not take gets that error in its res; it
+	   never returns with an I/O of the batch still in flight. */
 	int   (*submit)(void *ctx, struct dio_bio *bios, unsigned n);
 	/* Flush the device's volatile cache: 0 or -errno. */
 	int   (*flush)(void *ctx);
 	void  (*close)(void *ctx);
 	/* Optional (ABI 2; NULL: queue requests complete inline).  Start n
-	   I/Os without waiting: 0 or -errno; each bio pointer identifies
-	   its I/O until reap hands it back. */
+	   I/Os without waiting; each bio pointer identifies its I/O until
+	   reap hands it back.  ABI 6: returns how many were started, always
+	   the first ones (the engine took bios[0..r) and will hand each back
+	   through reap; the others never reach it), or -errno if none was.
+	   ABI 2 to 5: 0 means all, -errno none. */
 	int   (*submit_async)(void *ctx, struct dio_bio **bios, unsigned n);
 	/* Wait up to timeout_ms (-1: forever, 0: poll) until at least
 	   min_nr I/Os completed; store up to max_nr of them (res set) in

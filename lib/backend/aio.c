@@ -134,6 +134,27 @@ static void prep_iocb(struct iocb *cb, int fd, struct dio_bio *b)
 	cb->data = b;
 }
 
+/*
+ * io_submit the n iocbs, continuing where the kernel stopped; *sub says
+ * how many went down.  It stops at an iocb it cannot start (returning
+ * the count before it, then the error for it): 0, or the error that
+ * left the rest unsubmitted.  Only EINTR is retried, so a kernel that
+ * keeps taking nothing cannot make the caller spin.
+ */
+static int io_sub(io_context_t io, struct iocb **cbs, unsigned n, unsigned *sub)
+{
+	*sub = 0;
+	while (*sub < n) {
+		int r = io_submit(io, (long)(n - *sub), cbs + *sub);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0)
+			return r ? r : -EAGAIN;
+		*sub += (unsigned)r;
+	}
+	return 0;
+}
+
 static int aio_submit(void *ctx, struct dio_bio *bios, unsigned n)
 {
 	struct aio_ctx *c = ctx;
@@ -146,32 +167,29 @@ static int aio_submit(void *ctx, struct dio_bio *bios, unsigned n)
 			prep_iocb(cb, c->fd, b);
 			c->cbp[i] = cb;
 		}
-		unsigned sub = 0;
+		/* the kernel stops at an iocb it cannot start: that one fails,
+		   the ones after it are offered again */
+		unsigned sub = 0, inflight = 0;
 		while (sub < batch) {
-			int r = io_submit(c->io, (long)(batch - sub), c->cbp + sub);
-			if (r == -EINTR || r == -EAGAIN)
-				continue;
-			if (r < 0) {
-				if (sub == 0 && done == 0)
-					return r;
-				for (unsigned i = sub; i < batch; i++)
-					bios[done + i].res = r;
-				break;
-			}
-			sub += (unsigned)r;
+			unsigned took;
+			int r = io_sub(c->io, c->cbp + sub, batch - sub, &took);
+			sub += took;
+			inflight += took;
+			if (r)
+				bios[done + sub++].res = r;
 		}
 		unsigned reaped = 0;
-		while (reaped < sub) {
-			int r = io_getevents(c->io, 1, (long)(sub - reaped), c->ev, NULL);
-			if (r == -EINTR)
+		while (reaped < inflight) {
+			int got = io_getevents(c->io, 1, (long)(inflight - reaped), c->ev, NULL);
+			if (got == -EINTR)
 				continue;
-			if (r < 0)
-				return r;
-			for (int i = 0; i < r; i++) {
+			if (got < 0)
+				return got;   /* the context itself is gone */
+			for (int i = 0; i < got; i++) {
 				struct dio_bio *b = c->ev[i].data;
 				b->res = (long)c->ev[i].res;
 			}
-			reaped += (unsigned)r;
+			reaped += (unsigned)got;
 		}
 		done += batch;
 	}
@@ -179,42 +197,33 @@ static int aio_submit(void *ctx, struct dio_bio *bios, unsigned n)
 }
 
 /* Asynchronous pair for queues: iocbs come from a stack sized to the
-   context's depth at open, so submitting allocates nothing. */
+   context's depth at open, so submitting allocates nothing.  Returns how
+   many of the bios (from the first) went down, or -errno if none did. */
 static int aio_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 {
 	struct aio_ctx *c = ctx;
 	struct iocb *cbs[64];
 	unsigned done = 0;
 	while (done < n) {
-		unsigned batch = MIN(n - done, 64u);
+		unsigned batch = MIN(MIN(n - done, 64u), c->nfree);
+		if (!batch)
+			return done ? (int)done : -EAGAIN;
 		for (unsigned i = 0; i < batch; i++) {
-			struct dio_bio *b = bios[done + i];
-			if (!c->nfree) {
-				for (unsigned k = 0; k < i; k++)
-					c->afree[c->nfree++] = cbs[k];
-				return -EAGAIN;
-			}
 			struct iocb *cb = c->afree[--c->nfree];
-			prep_iocb(cb, c->fd, b);
+			prep_iocb(cb, c->fd, bios[done + i]);
 			if (c->efd >= 0)
 				io_set_eventfd(cb, c->efd);
 			cbs[i] = cb;
 		}
 		unsigned sub = 0;
-		while (sub < batch) {
-			int r = io_submit(c->io, (long)(batch - sub), cbs + sub);
-			if (r == -EINTR || r == -EAGAIN)
-				continue;
-			if (r < 0) {
-				for (unsigned i = sub; i < batch; i++)
-					c->afree[c->nfree++] = cbs[i];
-				return r;
-			}
-			sub += (unsigned)r;
-		}
-		done += batch;
+		int r = io_sub(c->io, cbs, batch, &sub);
+		for (unsigned i = sub; i < batch; i++)
+			c->afree[c->nfree++] = cbs[i];
+		done += sub;
+		if (r)
+			return done ? (int)done : r;
 	}
-	return 0;
+	return (int)done;
 }
 
 static int aio_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms)

@@ -28,17 +28,8 @@ static void *psync_open(int fd, unsigned depth, int *err)
 static int psync_submit(void *ctx, struct dio_bio *bios, unsigned n)
 {
 	struct psync_ctx *c = ctx;
-	for (unsigned i = 0; i < n; i++) {
-		struct dio_bio *b = &bios[i];
-		ssize_t r;
-		if (b->op == DIO_BIO_READ)
-			r = preadv(c->fd, b->iov, b->iovcnt, (off_t)b->offset);
-		else if (b->flags & DIO_BIO_FUA)
-			r = dio_dev_pwritev_fua(c->fd, b->iov, b->iovcnt, (off_t)b->offset);
-		else
-			r = pwritev(c->fd, b->iov, b->iovcnt, (off_t)b->offset);
-		b->res = r < 0 ? -errno : r;
-	}
+	for (unsigned i = 0; i < n; i++)
+		dio_dev_bio(c->fd, &bios[i]);
 	return 0;
 }
 

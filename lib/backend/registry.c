@@ -46,6 +46,19 @@ static const struct dio_backend_ops *builtin(const char *name, int *err)
 	return NULL;
 }
 
+bool dio_backend_builtin(const struct dio_backend_ops *ops)
+{
+#ifdef DIO_HAVE_URING
+	if (ops == &dio_uring_ops)
+		return true;
+#endif
+#ifdef DIO_HAVE_AIO
+	if (ops == &dio_aio_ops)
+		return true;
+#endif
+	return ops == &dio_psync_ops;
+}
+
 const struct dio_backend_ops *dio_backend_find(const char *name, int *err)
 {
 	const char *env = getenv("DIO_BACKEND");

@@ -101,32 +101,63 @@ static void *ring_open(int fd, unsigned depth, int *err, bool owned)
 static void *uring_open(int fd, unsigned depth, int *err) { return ring_open(fd, depth, err, false); }
 static void *uring_open_owned(int fd, unsigned depth, int *err) { return ring_open(fd, depth, err, true); }
 
-/* An I/O of a synchronous batch as the caller's own system call. */
-static void io_inline(int fd, struct dio_bio *b)
+/*
+ * Withdraw what the kernel left in the submission queue.  liburing keeps
+ * the entries it handed over between *khead and *ktail; the kernel reads
+ * them only inside io_uring_enter, which only this context's caller makes
+ * (no SQPOLL), so moving the tail back to the head takes them back: no
+ * later enter issues them behind the caller's back.
+ */
+static void sq_withdraw(struct io_uring *ring)
 {
-	ssize_t r;
-	if (b->op == DIO_BIO_READ)
-		r = preadv(fd, b->iov, b->iovcnt, (off_t)b->offset);
-	else if (b->flags & DIO_BIO_FUA)
-		r = dio_dev_pwritev_fua(fd, b->iov, b->iovcnt, (off_t)b->offset);
-	else
-		r = pwritev(fd, b->iov, b->iovcnt, (off_t)b->offset);
-	b->res = r < 0 ? -errno : r;
+	unsigned head = io_uring_smp_load_acquire(ring->sq.khead);
+	ring->sq.sqe_head = ring->sq.sqe_tail = head;
+	io_uring_smp_store_release(ring->sq.ktail, head);
 }
 
-/* Submit the batch in ring-sized pieces and reap every completion. */
+/*
+ * Hand the prepared entries to the kernel (and wait for wait_nr
+ * completions in the same enter when it takes them all).  The kernel
+ * stops early at an entry it cannot start -- that one still completes,
+ * with its error -- and goes on at the next enter; it refuses outright
+ * when it is out of requests (EAGAIN, EBUSY).  What it did not take is
+ * withdrawn, so the caller knows exactly which I/Os will complete: the
+ * first `return value` ones it prepared.  *err says why it stopped short.
+ */
+static unsigned sq_push(struct uring_ctx *c, unsigned wait_nr, int *err)
+{
+	unsigned queued = io_uring_sq_ready(&c->ring), taken = 0;
+	*err = 0;
+	while (taken < queued) {
+		int r = wait_nr ? io_uring_submit_and_wait(&c->ring, wait_nr)
+				: io_uring_submit_and_get_events(&c->ring);
+		if (r == -EINTR)
+			continue;
+		if (r <= 0) {
+			*err = r ? r : -EAGAIN;
+			sq_withdraw(&c->ring);
+			break;
+		}
+		taken += (unsigned)r;
+	}
+	return taken;
+}
+
+/* Submit the batch in ring-sized pieces and reap every completion.  An
+   I/O the kernel would not take fails with its error; the ones it took
+   are always waited for, so none is left behind. */
 static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
 {
 	struct uring_ctx *c = ctx;
 	unsigned i = 0;
 	if (c->inline_io) {
 		for (unsigned k = 0; k < n; k++)
-			io_inline(c->fd, &bios[k]);
+			dio_dev_bio(c->fd, &bios[k]);
 		return 0;
 	}
 	while (i < n) {
-		unsigned batch = 0;
-		for (; i < n && batch < c->depth; i++) {
+		unsigned first = i, batch = 0;
+		for (; i < n && batch < c->depth; i++, batch++) {
 			struct dio_bio *b = &bios[i];
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 			prep_rw(sqe, b);
@@ -134,27 +165,18 @@ static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
 				sqe->rw_flags = RWF_DSYNC;
 			sqe->flags |= IOSQE_FIXED_FILE;
 			io_uring_sqe_set_data64(sqe, i);
-			batch++;
 		}
-		unsigned submitted = 0;
-		while (submitted < batch) {
-			int r = io_uring_submit_and_wait(&c->ring, batch - submitted);
-			if (r == -EINTR)
-				continue;
-			if (r < 0)
-				return r;
-			submitted += (unsigned)r;
-			if (r == 0)
-				break;
-		}
-		unsigned reaped = 0;
-		while (reaped < batch) {
+		int err;
+		unsigned taken = sq_push(c, batch, &err);
+		for (unsigned k = first + taken; k < i; k++)
+			bios[k].res = err;
+		for (unsigned reaped = 0; reaped < taken;) {
 			struct io_uring_cqe *cqe;
 			int r = io_uring_wait_cqe(&c->ring, &cqe);
 			if (r == -EINTR)
 				continue;
 			if (r < 0)
-				return r;
+				return r;   /* the ring itself is gone */
 			bios[io_uring_cqe_get_data64(cqe)].res = cqe->res;
 			io_uring_cqe_seen(&c->ring, cqe);
 			reaped++;
@@ -163,19 +185,20 @@ static int uring_submit(void *ctx, struct dio_bio *bios, unsigned n)
 	return 0;
 }
 
-/* Asynchronous pair for queues: the bio pointer rides in user_data. */
+/* Asynchronous pair for queues: the bio pointer rides in user_data.
+   Returns how many of the bios (from the first) went down. */
 static int uring_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 {
 	struct uring_ctx *c = ctx;
+	unsigned started = 0;
+	int err = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct io_uring_sqe *sqe = io_uring_get_sqe(&c->ring);
 		if (!sqe) {
-			int r = io_uring_submit(&c->ring);
-			if (r < 0)
-				return r;
+			started += sq_push(c, 0, &err);
+			if (err)
+				return started ? (int)started : err;
 			sqe = io_uring_get_sqe(&c->ring);
-			if (!sqe)
-				return -EAGAIN;
 		}
 		struct dio_bio *b = bios[i];
 		prep_rw(sqe, b);
@@ -187,11 +210,8 @@ static int uring_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 	/* GETEVENTS with no minimum: the same system call also runs the
 	   completions already due, so the next reap finds them without
 	   entering the kernel again (fio's io_uring loop does the same) */
-	int r;
-	do
-		r = io_uring_submit_and_get_events(&c->ring);
-	while (r == -EINTR);
-	return r < 0 ? r : 0;
+	started += sq_push(c, 0, &err);
+	return started ? (int)started : err;
 }
 
 /* Take what is there; if that is fewer than min_nr, wait for the rest

@@ -175,7 +175,9 @@ static void *dio_job(void *arg)
 	uint64_t seq = 0;
 	double end = now() + O.runtime;
 	if (O.iodepth <= 1) {
-		while (now() < end) {
+		/* two clock reads per I/O, as fio's loop makes: the end of one
+		   I/O is also the check against the run's end */
+		for (double t1 = now(); t1 < end;) {
 			uint64_t off = next_off(j, &seq);
 			bool rd = is_read(&j->seed);
 			double t0 = now();
@@ -188,7 +190,8 @@ static void *dio_job(void *arg)
 				j->err = errno;
 				break;
 			}
-			lat_add(j, now() - t0);
+			t1 = now();
+			lat_add(j, t1 - t0);
 			j->ios++;
 			__atomic_fetch_add(&j->bytes, O.bs, __ATOMIC_RELAXED);
 		}
@@ -331,7 +334,7 @@ static void *raw_job(void *arg)
 	bool use_uring = !strcmp(O.backend, "uring") || !strcmp(O.backend, "auto");
 	bool use_aio = !strcmp(O.backend, "aio");
 	if (O.iodepth <= 1 || (!use_uring && !use_aio)) {
-		while (now() < end) {
+		for (double t1 = now(); t1 < end;) {
 			uint64_t off = base + next_off(j, &seq);
 			bool rd = is_read(&j->seed);
 			double t0 = now();
@@ -344,7 +347,8 @@ static void *raw_job(void *arg)
 				j->err = errno;
 				break;
 			}
-			lat_add(j, now() - t0);
+			t1 = now();
+			lat_add(j, t1 - t0);
 			j->ios++;
 			__atomic_fetch_add(&j->bytes, O.bs, __ATOMIC_RELAXED);
 		}

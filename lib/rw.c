@@ -22,9 +22,21 @@
 #include <limits.h>
 #include <string.h>
 
-#define NPIECES    32
-#define BATCH_BIOS 32
-#define BATCH_IOVS 1024       /* >= IOV_MAX: any one piece fits an empty batch */
+/*
+ * The synchronous path lives on the caller's stack, which may be a
+ * fiber's: it stays within about 4 KiB (tests/test_rw.c measures it).
+ * A batch is 8 I/Os and 64 buffer slices (1.3 KiB); a piece with more
+ * slices than a batch holds becomes several I/Os, cut where a caller's
+ * segment ends, so each stays aligned.  Mapping copies 16 pieces at a
+ * time.  Queue slots keep their own, larger, arrays (RW_ASYNC_*).
+ */
+#define NPIECES      32       /* rw_async_prepare: a queued request */
+#define SYNC_PIECES  16
+#define BATCH_BIOS   8
+#define BATCH_IOVS   64
+#define REST_IOVS    16       /* the continuation of a short transfer */
+/* the functions that own a batch: their frames never nest in a caller's */
+#define NOINLINE __attribute__((noinline))
 
 /* ---- iovec cursor ------------------------------------------------------ */
 
@@ -76,6 +88,47 @@ static int cur_slices(const struct cursor *c0, size_t n, struct iovec *out, int 
 			c.skip = 0;
 		}
 	}
+	return k;
+}
+
+/* If the next n bytes are whole segments of the caller's (the usual
+   aligned request: one piece, from its first segment to its last), how
+   many: the I/O can take the caller's iovec array as it is, with no
+   copy and no limit but IOV_MAX.  0 if not. */
+static int cur_whole(const struct cursor *c, size_t n)
+{
+	if (c->skip)
+		return 0;
+	int k = 0;
+	while (n && k < c->cnt && k < IOV_MAX) {
+		size_t l = c->iov[k++].iov_len;
+		if (l > n)
+			return 0;
+		n -= l;
+	}
+	return n ? 0 : k;
+}
+
+/* Slices for as much of the next *n bytes as max slices hold, ending
+   where a segment ends if they cannot hold all; *n becomes that. */
+static int cur_take(const struct cursor *c0, size_t *n, struct iovec *out, int max)
+{
+	struct cursor c = *c0;
+	size_t left = *n;
+	int k = 0;
+	while (left && c.cnt && k < max) {
+		size_t take = MIN(left, c.iov->iov_len - c.skip);
+		if (take)
+			out[k++] = (struct iovec){ (char *)c.iov->iov_base + c.skip, take };
+		left -= take;
+		c.skip += take;
+		if (c.skip == c.iov->iov_len) {
+			c.iov++;
+			c.cnt--;
+			c.skip = 0;
+		}
+	}
+	*n -= left;
 	return k;
 }
 
@@ -137,6 +190,32 @@ static int issue(struct dio_vol *v, struct dio_devctx **c, struct dio_bio *bios,
 }
 
 /*
+ * Move the rest of a bio that came back short, REST_IOVS slices at a
+ * time (slices end where the bio's segments do, so each I/O stays
+ * aligned).  Out of line: its arrays stay off the common path's stack.
+ */
+static NOINLINE void continue_short(struct dio_vol *v, struct dio_devctx **c, struct dio_bio *b)
+{
+	size_t want = iov_bytes(b->iov, b->iovcnt);
+	for (int tries = 0; b->res >= 0 && (size_t)b->res < want; tries++) {
+		if (b->res == 0 || tries > 16) {
+			b->res = -EIO;
+			return;
+		}
+		struct iovec rest[REST_IOVS];
+		struct cursor cur = { b->iov, b->iovcnt, 0 };
+		size_t done = (size_t)b->res, n = want - done;
+		cur_advance(&cur, done);
+		int k = cur_take(&cur, &n, rest, REST_IOVS);
+		struct dio_bio nb = { b->op, b->flags, b->offset + done, rest, k, 0 };
+		int se = issue(v, c, &nb, 1);
+		if (se)
+			nb.res = se;
+		b->res = nb.res < 0 ? nb.res : (ssize_t)(done + (size_t)nb.res);
+	}
+}
+
+/*
  * Hand n I/Os to the backend and wait.  A short transfer is continued
  * (a backend may split); one that moves nothing is an I/O error.
  * Returns 0 or the first -errno.
@@ -147,23 +226,8 @@ int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 	int e = issue(v, &c, bios, n);
 	for (unsigned i = 0; i < n && !e; i++) {
 		struct dio_bio *b = &bios[i];
-		size_t want = iov_bytes(b->iov, b->iovcnt);
-		for (int tries = 0; b->res >= 0 && (size_t)b->res < want; tries++) {
-			if (b->res == 0 || tries > 16) {
-				b->res = -EIO;
-				break;
-			}
-			struct iovec rest[BATCH_IOVS];
-			struct cursor cur = { b->iov, b->iovcnt, 0 };
-			size_t done = (size_t)b->res;
-			cur_advance(&cur, done);
-			int k = cur_slices(&cur, want - done, rest, BATCH_IOVS);
-			struct dio_bio nb = { b->op, b->flags, b->offset + done, rest, k, 0 };
-			int se = issue(v, &c, &nb, 1);
-			if (se)
-				nb.res = se;
-			b->res = nb.res < 0 ? nb.res : (ssize_t)(done + (size_t)nb.res);
-		}
+		if (b->res >= 0 && (size_t)b->res < iov_bytes(b->iov, b->iovcnt))
+			continue_short(v, &c, b);
 		if (b->res < 0)
 			e = (int)b->res;
 	}
@@ -229,16 +293,17 @@ static void batch_flush(struct batch *b)
 static void batch_add(struct batch *b, int op, unsigned flags, uint64_t dev, struct cursor *c, size_t len)
 {
 	while (len) {
+		if (b->nbio == BATCH_BIOS || b->niov == BATCH_IOVS)
+			batch_flush(b);
 		size_t piece = MIN(len, (size_t)b->v->geom.max_io);
-		if (b->nbio == BATCH_BIOS)
-			batch_flush(b);
-		int k = cur_slices(c, piece, b->iov + b->niov, BATCH_IOVS - (int)b->niov);
-		if (k < 0) {
-			batch_flush(b);
-			k = cur_slices(c, piece, b->iov, BATCH_IOVS);
+		int k = cur_whole(c, piece);
+		const struct iovec *slices = c->iov;
+		if (!k) {
+			slices = b->iov + b->niov;
+			k = cur_take(c, &piece, b->iov + b->niov, BATCH_IOVS - (int)b->niov);
+			b->niov += (unsigned)k;
 		}
-		b->bio[b->nbio++] = (struct dio_bio){ op, flags, dev, b->iov + b->niov, k, 0 };
-		b->niov += (unsigned)k;
+		b->bio[b->nbio++] = (struct dio_bio){ op, flags, dev, slices, k, 0 };
 		cur_advance(c, piece);
 		dev += piece;
 		len -= piece;
@@ -405,16 +470,16 @@ static void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned fla
 {
 	struct dio_vol *v = f->vol;
 	uint64_t end = off + len;
-	struct piece p[NPIECES];
+	struct piece p[SYNC_PIECES];
 	uint64_t blk = off >> v->bshift, bend = DIV_UP(end, v->bs);
 	while (blk < bend && !b->err) {
-		unsigned n = map_pieces(f, blk, bend, p, NPIECES);
+		unsigned n = map_pieces(f, blk, bend, p, SYNC_PIECES);
 		blk = xfer_pieces(b, op, flags, c, off, end, p, n);
 	}
 }
 
 /* Move [off, off+len) between the cursor and the device with no copy. */
-static int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
+static NOINLINE int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
 {
 	struct batch b;
 	batch_init(&b, f->vol);
@@ -434,7 +499,7 @@ static int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor
  * the whole blocks and they are not readable as written until the
  * conversion, so the order of the pieces does not matter.
  */
-static int write_padded(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len,
+static NOINLINE int write_padded(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len,
 			uint64_t head, uint64_t tail)
 {
 	struct dio_vol *v = f->vol;
@@ -452,7 +517,7 @@ static int write_padded(struct dio_file *f, unsigned flags, struct cursor *c, ui
 }
 
 /* An aligned overwrite already mapped (pieces_written): no copy. */
-static int write_mapped(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len,
+static NOINLINE int write_mapped(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len,
 			const struct piece *p, unsigned n)
 {
 	struct batch b;
@@ -516,7 +581,7 @@ static bool read_ahead(struct dio_file *f, uint64_t blk, uint8_t *dst, int *e)
  * block of the range is mapped (allocated by the caller).  A partial edge
  * block keeps its other bytes: read back if written, zeros otherwise.
  */
-static int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
+static NOINLINE int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
 {
 	struct dio_vol *v = f->vol;
 	uint64_t bs = v->bs, end = off + len;
@@ -560,7 +625,7 @@ static int write_bounce(struct dio_file *f, unsigned flags, struct cursor *c, ui
 	return e;
 }
 
-static int read_bounce(struct dio_file *f, struct cursor *c, uint64_t off, uint64_t len)
+static NOINLINE int read_bounce(struct dio_file *f, struct cursor *c, uint64_t off, uint64_t len)
 {
 	struct dio_vol *v = f->vol;
 	uint64_t bs = v->bs, end = off + len;
@@ -846,10 +911,10 @@ static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt,
 	rl_lock(in->rl, &r, b0, b1, !concurrent);
 	if (aligned)
 		tail_forget(in, b0, b1);   /* zero copy: the bytes do not pass through here */
-	struct piece p[NPIECES];
+	struct piece p[SYNC_PIECES];
 	unsigned np = 0;
 	if (aligned && end <= __atomic_load_n(&in->size, __ATOMIC_ACQUIRE))
-		np = map_pieces(f, b0, b1, p, NPIECES);
+		np = map_pieces(f, b0, b1, p, SYNC_PIECES);
 	if (np && pieces_written(p, np, b1)) {
 		/* the fast path: an in-place overwrite, mapped once, zero copy */
 		e = write_mapped(f, flags, &c, off, len, p, np);

@@ -5,6 +5,7 @@
  */
 #include "helpers.h"
 #include <dirent.h>
+#include <pthread.h>
 #include <sys/vfs.h>
 
 #define FSZ (3u << 20)
@@ -310,6 +311,158 @@ START_TEST(test_synchronous_io_on_tmpfs_starts_no_io_uring_worker)
 }
 END_TEST
 
+/*
+ * The synchronous calls run on a 64 KiB thread stack (a fiber's size),
+ * filled with a pattern first; what they overwrote below the thread's
+ * own entry frame is their stack use.  Every kind of request: aligned
+ * overwrite (the fast path), aligned into a hole (allocation), aligned
+ * with zero padding, misaligned (bounce, read-modify-write), vectored
+ * with many segments over several extents, and the syncs.  Under
+ * AddressSanitizer frames are larger: there the calls only have to fit
+ * (ThreadSanitizer wants bigger stacks than a fiber's: skipped).
+ */
+#define SMALL_STACK (64 << 10)
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define T_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define T_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+#define MAX_SZ(a, b) ((a) > (b) ? (a) : (b))
+#define PAT 0xA5
+
+struct stack_run { struct dio_file *f; uint8_t *buf, *stack; bool stack_is_mine; int call; uintptr_t entry; int err; struct iovec iov[100]; };
+
+#define NCALLS 11
+static const char *const call_name[NCALLS] = {
+	"allocating pwrite", "in-place pwrite", "padded pwrite", "bounced pwrite", "read-modify-write pwrite",
+	"pwritev of 100 segments", "pread", "misaligned pread", "preadv of 100 segments", "fdatasync", "fsync",
+};
+
+/* Paint the unused stack below this frame again (a loop, not memset: no
+   call frame below the painting). */
+static __attribute__((noinline)) void paint_below(uint8_t *base)
+{
+	volatile char mark;
+	uintptr_t top = (uintptr_t)&mark - 512;
+	for (volatile uint8_t *p = base; (uintptr_t)p < top; p++)
+		*p = PAT;
+}
+
+static void *small_stack_call(void *arg)
+{
+	struct stack_run *r = arg;
+	volatile char here;
+	r->entry = (uintptr_t)&here;
+	struct dio_file *f = r->f;
+	uint8_t *b = r->buf;
+	/* a thread's first malloc makes its arena, and glibc reads the CPU
+	   count for that through a 4 KiB stack buffer: the C library's
+	   cost, once per thread, whoever calls malloc first */
+	free(malloc(64));
+	if (r->stack_is_mine)
+		paint_below(r->stack);
+	ssize_t want = 0, got = -1;
+	switch (r->call) {
+	case 0: want = 65536; got = dio_pwrite(f, b, 65536, 0); break;
+	case 1: want = 65536; got = dio_pwrite(f, b, 65536, 0); break;
+	case 2: want = 512; got = dio_pwrite(f, b, 512, 1 << 20); break;
+	case 3: want = 5000; got = dio_pwrite(f, b + 1, 5000, 3000); break;
+	case 4: want = 4096; got = dio_pwrite(f, b, 4096, 8192 + 100); break;
+	case 5: want = 100 * 4096; got = dio_pwritev(f, r->iov, 100, 2 << 20); break;
+	case 6: want = 65536; got = dio_pread(f, b, 65536, 0); break;
+	case 7: want = 5000; got = dio_pread(f, b + 1, 5000, 3000); break;
+	case 8: want = 100 * 4096; got = dio_preadv(f, r->iov, 100, 2 << 20); break;
+	case 9: got = dio_fdatasync(f); break;
+	case 10: got = dio_fsync(f); break;
+	}
+	r->err = got == want ? 0 : errno ? errno : EIO;
+	return NULL;
+}
+
+/* A file whose range [2 MiB, 2.5 MiB) is 9 extents: written, committed,
+   4 blocks punched and written again (a freed block is not reused until
+   a commit), so the vectored calls cross several. */
+static struct dio_file *stack_file(const char *name, const uint8_t *data)
+{
+	struct dio_file *f = dio_open(vol, name, O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(f, data, 512 << 10, 2 << 20), 512 << 10);
+	ck_assert_int_eq(dio_fsync(f), 0);
+	for (int k = 1; k <= 4; k++) {
+		off_t at = (2 << 20) + k * (100 << 10);
+		ck_assert_int_eq(dio_fallocate(f, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, at, 4096), 0);
+		ck_assert_int_eq(dio_pwrite(f, data, 4096, at), 4096);
+	}
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_ge(st.nextents, 9);
+	return f;
+}
+
+START_TEST(test_synchronous_calls_fit_a_small_stack)
+{
+#ifdef T_TSAN
+	fprintf(stderr, "SKIP %s: ThreadSanitizer needs thread stacks of 128 KiB or more\n", __func__);
+	return;
+#endif
+	uint8_t *big = t_aligned(1 << 20);
+	t_fill(big, 1 << 20, 3, 1, 0);
+	uint8_t *stack = t_aligned(SMALL_STACK);
+	pthread_attr_t a;
+	pthread_attr_init(&a);
+	ck_assert_int_eq(pthread_attr_setstack(&a, stack, SMALL_STACK), 0);
+	static struct stack_run r;
+	for (int i = 0; i < 100; i++)
+		r.iov[i] = (struct iovec){ big + i * 4096, 4096 };
+	/* pass 0 on an ordinary thread and a file of its own: the first call
+	   of each C library function binds its symbol, through the dynamic
+	   linker's trampoline, which saves every vector register on the
+	   stack (3 KiB); once per process, not libdio's */
+	size_t most = 0;
+	for (int pass = 0; pass < 2; pass++) {
+		r.f = stack_file(pass ? "stack" : "warm", big);
+		r.buf = big;
+		r.stack = stack;
+		r.stack_is_mine = pass;
+		for (int call = 0; call < NCALLS; call++) {
+			memset(stack, PAT, SMALL_STACK);
+			r.call = call;
+			pthread_t th;
+			ck_assert_int_eq(pthread_create(&th, pass ? &a : NULL, small_stack_call, &r), 0);
+			pthread_join(th, NULL);
+			ck_assert_msg(r.err == 0, "%s failed: %s", call_name[call], strerror(r.err));
+			if (!pass)
+				continue;
+			size_t low = 0;
+			while (low < SMALL_STACK && stack[low] == PAT)
+				low++;
+			size_t used = (size_t)(r.entry - (uintptr_t)(stack + low));
+			fprintf(stderr, "%s: %zu bytes of stack\n", call_name[call], used);
+			most = MAX_SZ(most, used);
+		}
+		dio_close(r.f);
+	}
+#ifdef T_SANITIZED
+	ck_assert_uint_lt(most, SMALL_STACK);
+#else
+	/* 4 KiB for libdio's I/O path, 512 bytes for the C library's
+	   system call wrappers */
+	ck_assert_msg(most <= 4608, "synchronous calls used %zu bytes of stack", most);
+#endif
+	pthread_attr_destroy(&a);
+	free(stack);
+	free(big);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rw");
@@ -325,6 +478,7 @@ int main(void)
 	tcase_add_test(tc, test_large_write_larger_than_bounce_buffer);
 	tcase_add_test(tc, test_a_write_that_joins_extents_leaves_room_for_more);
 	tcase_add_test(tc, test_synchronous_io_on_tmpfs_starts_no_io_uring_worker);
+	tcase_add_test(tc, test_synchronous_calls_fit_a_small_stack);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

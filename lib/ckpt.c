@@ -53,6 +53,7 @@ static int put64(struct sink *s, uint64_t x) { uint8_t b[8]; put_le64(b, x); ret
 /* Serialize under md_lock.  The image is sealed by the caller. */
 int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t *image_len)
 {
+	DIO_MD_HELD(v);
 	uint32_t bs = v->bs;
 	uint64_t need = DIV_UP(v->md_bytes + CKPT_HDR_BYTES, bs - MBLK_HDR) + 1;
 	if (need > v->sb.ckpt_blocks)

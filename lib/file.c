@@ -45,6 +45,7 @@ struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, siz
 
 int ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len)
 {
+	DIO_MD_HELD(v);
 	size_t pos;
 	if (ns_lookup(v, name, len, &pos))
 		return -EEXIST;
@@ -72,6 +73,7 @@ int ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t 
 
 void ns_remove(struct dio_vol *v, struct dio_inode *in)
 {
+	DIO_MD_HELD(v);
 	size_t pos;
 	if (!in->name || ns_lookup(v, in->name, in->namelen, &pos) != in)
 		return;
@@ -233,6 +235,7 @@ void vol_free_inodes(struct dio_vol *v)
 
 int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
 {
+	DIO_MD_HELD(v);
 	uint64_t add = extra_extents * MD_EXTENT_BYTES + (extra_name ? md_inode_bytes(extra_name) : 0);
 	if (v->jbroken)
 		return -EIO;
@@ -243,6 +246,8 @@ int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
    extent caches (map lock held). */
 int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
 {
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
 	uint64_t before = em_count(&in->map);
 	bool had_written = false;
 	int e = em_set(&in->map, lblk, pblk, len, flags, &had_written);
@@ -257,6 +262,8 @@ int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk
 
 int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len)
 {
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
 	uint64_t before = em_count(&in->map);
 	struct dio_extent x;
 	if (!em_get(&in->map, lblk, &x) || x.lblk >= lblk + len)
@@ -275,6 +282,8 @@ int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t le
 
 int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size)
 {
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
 	__atomic_store_n(&in->size, size, __ATOMIC_RELEASE);
 	struct dio_rec r = { .type = R_SIZE, .ino = in->ino, .a = size };
 	return j_append(v, &r);
@@ -294,6 +303,8 @@ int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size)
 int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,
 		   bool *clean)
 {
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
 	uint64_t end = lblk + len, need = 0, holes = 0, cur = lblk;
 	bool old_unwritten = false;
 	struct bt_cur c, before;
@@ -352,8 +363,9 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 			/* clean_blocks >= need was checked: a clean take cannot fail */
 			e = want_clean ? alloc_take_clean(&v->alloc, goal, hole_end - cur, &p, &got)
 				       : alloc_take(&v->alloc, goal, hole_end - cur, &p, &got);
+			DIO_ASSERT(!e);   /* free_blocks was checked */
 			if (e)
-				return e;  /* cannot happen: free_blocks was checked */
+				return e;
 			uint64_t n0 = em_count(&in->map);
 			e = em_insert(&in->map, cur, p, got, EXT_UNWRITTEN);
 			md_account(v, n0, em_count(&in->map));

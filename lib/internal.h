@@ -51,6 +51,33 @@ uint32_t dio_crc32c(uint32_t crc, const void *buf, size_t len);
 /* ---- log (vol.c) ---- */
 void dio_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/*
+ * Invariants (log.c).  DIO_ASSERT marks a branch that cannot happen and a
+ * state that must hold; it is compiled in with DIO_DEBUG (meson
+ * -Dchecks=true, and every buildtype=debug build: the sanitizer builds
+ * of CI) and is nothing otherwise.  DIO_HELD / DIO_RW_HELD state that the
+ * lock is held on entry to a function documented as "under" it; a POSIX
+ * lock cannot say by whom, so they catch a lock not taken at all.
+ * DIO_MD_HELD / DIO_MAP_HELD: md_lock, an inode's map lock, except while
+ * the mount recovers the volume, alone with it (v->recovering).
+ */
+#ifdef DIO_DEBUG
+#define DIO_ASSERT(c) ((c) ? (void)0 : dio_assert_fail(#c, __FILE__, __LINE__))
+#define DIO_HELD(m) DIO_ASSERT(dio_mutex_held(m))
+#define DIO_RW_HELD(l) DIO_ASSERT(dio_rwlock_held(l))
+#define DIO_MD_HELD(v) DIO_ASSERT((v)->recovering || dio_mutex_held(&(v)->md_lock))
+#define DIO_MAP_HELD(v, in) DIO_ASSERT((v)->recovering || dio_rwlock_held(&(in)->map_lock))
+#else
+#define DIO_ASSERT(c) ((void)0)
+#define DIO_HELD(m) ((void)0)
+#define DIO_RW_HELD(l) ((void)0)
+#define DIO_MD_HELD(v) ((void)0)
+#define DIO_MAP_HELD(v, in) ((void)0)
+#endif
+void dio_assert_fail(const char *what, const char *file, int line) __attribute__((noreturn, cold));
+bool dio_mutex_held(pthread_mutex_t *m);
+bool dio_rwlock_held(pthread_rwlock_t *l);
+
 /* ---- the platform (platform.h, platform_linux.c) ---- */
 struct dio_vol;
 void vol_info(const struct dio_vol *v, bool strict, struct dio_info *info);
@@ -362,6 +389,7 @@ struct dio_vol {
 	unsigned bshift;
 	const struct dio_backend_ops *ops;
 	bool plain_single;         /* a built-in backend: a lone I/O is a syscall (rw.c issue) */
+	bool recovering;           /* loaded and replayed by one thread, not yet handed out */
 	uint64_t id;               /* unique for the process's life (devctx.c) */
 	struct dio_tctx *tctx;     /* threads' own contexts, under devctx.c's registry_lock */
 	unsigned ntctx;

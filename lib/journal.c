@@ -47,6 +47,7 @@ static size_t rec_size(const struct dio_rec *r)
 
 int j_append(struct dio_vol *v, const struct dio_rec *r)
 {
+	DIO_MD_HELD(v);
 	size_t need = rec_size(r);
 	if (v->jlen + need > v->jcap) {
 		size_t cap = v->jcap ? v->jcap * 2 : 4096;
@@ -342,6 +343,8 @@ static void mark_durable(struct dio_vol *v, uint64_t seq)
    md_lock released. */
 static int checkpoint_locked(struct dio_vol *v)
 {
+	DIO_HELD(&v->commit_lock);
+	DIO_MD_HELD(v);
 	uint8_t *img = NULL;
 	size_t img_len = 0;
 	uint64_t nblocks = 0, seq = v->last_seq;
@@ -413,6 +416,7 @@ static void set_broken(struct dio_vol *v, int e)
 
 int j_checkpoint_locked(struct dio_vol *v)
 {
+	DIO_HELD(&v->commit_lock);
 	pthread_mutex_lock(&v->md_lock);
 	int e = checkpoint_locked(v);
 	if (e)

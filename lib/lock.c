@@ -136,12 +136,16 @@ void rl_unlock(struct dio_rangelock *rl, struct dio_range *r)
 	for (unsigned k = 0; k < r->ns; k++) {
 		struct rl_stripe *s = &rl->s[r->ns == 1 ? r->s0 : rl_nth(r, k)];
 		pthread_mutex_lock(&s->mu);
+		bool found = false;
 		for (struct rl_node **p = &s->held; *p; p = &(*p)->next) {
 			if (*p == &r->node[k]) {
 				*p = r->node[k].next;
+				found = true;
 				break;
 			}
 		}
+		DIO_ASSERT(found);   /* unlocking a range that is not held */
+		(void)found;
 		if (s->waiters)
 			pthread_cond_broadcast(&s->cv);
 		pthread_mutex_unlock(&s->mu);

@@ -208,6 +208,7 @@ void plog_close(struct dio_vol *v, bool remove)
 /* Under md_lock: one record (its journal encoding) with its sequence. */
 void plog_append(struct dio_vol *v, const uint8_t *rec, size_t len, uint64_t seq)
 {
+	DIO_MD_HELD(v);
 	struct dio_plog *p = v->plog;
 	if (!p || p->overflow)
 		return;
@@ -232,6 +233,7 @@ void plog_append(struct dio_vol *v, const uint8_t *rec, size_t len, uint64_t seq
 /* md_lock is being released: the section's records become visible. */
 void plog_publish(struct dio_vol *v)
 {
+	DIO_MD_HELD(v);
 	struct dio_plog *p = v->plog;
 	if (p && ld_u64(&p->h->tail) != p->tail)
 		st_u64(&p->h->tail, p->tail);
@@ -241,6 +243,7 @@ void plog_publish(struct dio_vol *v)
    a checkpoint): they leave the ring. */
 void plog_trim(struct dio_vol *v, uint64_t seq)
 {
+	DIO_MD_HELD(v);
 	struct dio_plog *p = v->plog;
 	if (!p)
 		return;
@@ -267,6 +270,7 @@ void plog_trim(struct dio_vol *v, uint64_t seq)
    false), or was (done true). */
 void plog_checkpoint(struct dio_vol *v, uint64_t gen, uint64_t seq, bool done)
 {
+	DIO_MD_HELD(v);
 	struct dio_plog *p = v->plog;
 	if (!p)
 		return;

@@ -172,6 +172,7 @@ static void flush_subs(struct dio_queue *q)
 	q->nsub = 0;
 	int r = q->vol->ops->submit_async(q->ctx, q->subv, n);
 	/* ABI 6: how many went down (the first ones); before: 0 for all */
+	DIO_ASSERT(r <= (int)n);
 	unsigned started = r < 0 ? 0 : q->vol->ops->abi >= 6 ? MIN((unsigned)r, n) : n;
 	/* the ones not started fail with the backend's error, or EAGAIN
 	   when it took some (a retry puts the first refused I/O first, so
@@ -185,6 +186,7 @@ static void flush_subs(struct dio_queue *q)
 		struct qslot *s = slot_of(q, q->subv[i]);
 		if (!s->err)
 			s->err = e;
+		DIO_ASSERT(s->busy && s->pending > 0 && q->inflight > 0);
 		if (--s->pending)
 			continue;
 		rw_async_finish(&s->a, e);   /* nothing went down: never convert */
@@ -209,6 +211,7 @@ static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 		int e = b->res < 0 ? (int)b->res : rw_finish_short(q->vol, b);
 		if (e && !s->err)
 			s->err = e;
+		DIO_ASSERT(s->busy && s->pending > 0 && q->inflight > 0);
 		if (--s->pending)
 			continue;
 		int e2 = rw_async_finish(&s->a, s->err);

@@ -445,8 +445,10 @@ static uint64_t xfer_pieces(struct batch *b, int op, unsigned flags, struct curs
 	uint64_t bs = b->v->bs, next = 0;
 	for (unsigned i = 0; i < n && !b->err; i++) {
 		uint64_t s = MAX(off, p[i].lblk * bs), t = MIN(end, (p[i].lblk + p[i].len) * bs);
-		if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE)
-			b->err = -EIO;   /* cannot happen: allocated before */
+		if (op == DIO_BIO_WRITE && p[i].pblk == PBLK_HOLE) {
+			DIO_ASSERT(!"a write into a hole: the blocks were allocated before");
+			b->err = -EIO;
+		}
 		else if (op == DIO_BIO_READ && (p[i].pblk == PBLK_HOLE || (p[i].flags & EXT_UNWRITTEN)))
 			cur_zero(c, (size_t)(t - s));   /* within the request: fits a size_t */
 		else

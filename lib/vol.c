@@ -15,39 +15,6 @@
 DIO_API const char *dio_version(void) { return DIO_VERSION_STRING; }
 DIO_API int dio_version_number(void) { return DIO_VERSION_NUMBER; }
 
-/* ---- logging ---------------------------------------------------------- */
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static void (*log_fn)(int, const char *, void *);
-static void *log_arg;
-
-DIO_API void dio_set_log(void (*fn)(int level, const char *msg, void *arg), void *arg)
-{
-	pthread_mutex_lock(&log_lock);
-	log_fn = fn;
-	log_arg = arg;
-	pthread_mutex_unlock(&log_lock);
-}
-
-/* dio_fsck diverts this thread's error messages to its report callback */
-__thread void (*dio_log_tap)(int level, const char *msg, void *arg);
-__thread void *dio_log_tap_arg;
-
-void dio_log(int level, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (dio_log_tap && level <= DIO_LOG_WARN)
-		dio_log_tap(level, msg, dio_log_tap_arg);
-	pthread_mutex_lock(&log_lock);
-	if (log_fn)
-		log_fn(level, msg, log_arg);
-	pthread_mutex_unlock(&log_lock);
-}
-
 /* ---- layout ----------------------------------------------------------- */
 
 static int fail(int e)
@@ -184,6 +151,7 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 	pthread_mutex_init(&v->flush_lock, NULL);
 	pthread_cond_init(&v->flush_cv, NULL);
 	v->path = strdup(path);
+	v->recovering = true;   /* until dio_mount hands it out (fsck, dump: for good) */
 	int bes = 0;
 	/* mkfs (create) always writes with psync: one-shot, no env override */
 	if (ops && (ops->abi < 1 || ops->abi > DIO_BACKEND_ABI || !ops->name || !ops->probe || !ops->open ||
@@ -400,6 +368,7 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 		if (!e)
 			e = build_alloc(v);
 	}
+	v->recovering = false;
 	if (!e && !ro) {
 		/* Start a new journal era past every block the old one may have
 		   left behind, so a stale block can never pass for a new one. */

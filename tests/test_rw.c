@@ -415,10 +415,14 @@ START_TEST(test_synchronous_calls_fit_a_small_stack)
 #endif
 	uint8_t *big = t_aligned(1 << 20);
 	t_fill(big, 1 << 20, 3, 1, 0);
-	uint8_t *stack = t_aligned(SMALL_STACK);
+	/* 64 KiB, or the system's least (128 KiB on aarch64 with 64 KiB
+	   pages): only what is used is measured */
+	long least = sysconf(_SC_THREAD_STACK_MIN);
+	size_t ss = MAX_SZ((size_t)SMALL_STACK, least > 0 ? (size_t)least : 0);
+	uint8_t *stack = t_aligned(ss);
 	pthread_attr_t a;
 	pthread_attr_init(&a);
-	ck_assert_int_eq(pthread_attr_setstack(&a, stack, SMALL_STACK), 0);
+	ck_assert_int_eq(pthread_attr_setstack(&a, stack, ss), 0);
 	static struct stack_run r;
 	for (int i = 0; i < 100; i++)
 		r.iov[i] = (struct iovec){ big + i * 4096, 4096 };
@@ -433,7 +437,7 @@ START_TEST(test_synchronous_calls_fit_a_small_stack)
 		r.stack = stack;
 		r.stack_is_mine = pass;
 		for (int call = 0; call < NCALLS; call++) {
-			memset(stack, PAT, SMALL_STACK);
+			memset(stack, PAT, ss);
 			r.call = call;
 			pthread_t th;
 			ck_assert_int_eq(pthread_create(&th, pass ? &a : NULL, small_stack_call, &r), 0);
@@ -442,7 +446,7 @@ START_TEST(test_synchronous_calls_fit_a_small_stack)
 			if (!pass)
 				continue;
 			size_t low = 0;
-			while (low < SMALL_STACK && stack[low] == PAT)
+			while (low < ss && stack[low] == PAT)
 				low++;
 			size_t used = (size_t)(r.entry - (uintptr_t)(stack + low));
 			fprintf(stderr, "%s: %zu bytes of stack\n", call_name[call], used);
@@ -451,11 +455,17 @@ START_TEST(test_synchronous_calls_fit_a_small_stack)
 		dio_close(r.f);
 	}
 #ifdef T_SANITIZED
-	ck_assert_uint_lt(most, SMALL_STACK);
+	ck_assert_uint_lt(most, ss);
 #else
 	/* 4 KiB for libdio's I/O path, 512 bytes for the C library's
-	   system call wrappers */
-	ck_assert_msg(most <= 4608, "synchronous calls used %zu bytes of stack", most);
+	   system call wrappers; s390x's ABI gives every frame a 160-byte
+	   register save area of the callee's (a dozen frames deep: 2 KiB) */
+#ifdef __s390x__
+	size_t bound = 6144;
+#else
+	size_t bound = 4608;
+#endif
+	ck_assert_msg(most <= bound, "synchronous calls used %zu bytes of stack", most);
 #endif
 	pthread_attr_destroy(&a);
 	free(stack);

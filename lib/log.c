@@ -1,0 +1,65 @@
+/*
+ * Logging and the debug build's assertions: the bottom layer, called from
+ * every other file and calling none of them.
+ */
+#include "internal.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static void (*log_fn)(int, const char *, void *);
+static void *log_arg;
+
+DIO_API void dio_set_log(void (*fn)(int level, const char *msg, void *arg), void *arg)
+{
+	pthread_mutex_lock(&log_lock);
+	log_fn = fn;
+	log_arg = arg;
+	pthread_mutex_unlock(&log_lock);
+}
+
+/* dio_fsck diverts this thread's error messages to its report callback */
+__thread void (*dio_log_tap)(int level, const char *msg, void *arg);
+__thread void *dio_log_tap_arg;
+
+void dio_log(int level, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (dio_log_tap && level <= DIO_LOG_WARN)
+		dio_log_tap(level, msg, dio_log_tap_arg);
+	pthread_mutex_lock(&log_lock);
+	if (log_fn)
+		log_fn(level, msg, log_arg);
+	pthread_mutex_unlock(&log_lock);
+}
+
+/* A broken invariant: say which, where, and stop before it does harm.
+   Straight to stderr as well: the program's log function may be the
+   thing that cannot run any more. */
+void dio_assert_fail(const char *what, const char *file, int line)
+{
+	fprintf(stderr, "libdio: %s:%d: assertion failed: %s\n", file, line, what);
+	dio_log(DIO_LOG_ERR, "%s:%d: assertion failed: %s", file, line, what);
+	abort();
+}
+
+bool dio_mutex_held(pthread_mutex_t *m)
+{
+	int r = pthread_mutex_trylock(m);
+	if (r == 0)
+		pthread_mutex_unlock(m);
+	return r != 0;
+}
+
+bool dio_rwlock_held(pthread_rwlock_t *l)
+{
+	int r = pthread_rwlock_trywrlock(l);
+	if (r == 0)
+		pthread_rwlock_unlock(l);
+	return r != 0;
+}

@@ -251,11 +251,12 @@ static uint64_t clean_chunk(const struct dio_alloc *a, uint32_t bs)
 	return MIN((uint64_t)CLEAN_CHUNK_BYTES / bs, (a->free_blocks - a->clean_blocks) / 16);
 }
 
-bool clean_can_refill(const struct dio_vol *v, uint64_t need)
+/* Whether a refill could make a clean range of `need` blocks or more
+   (four times as many: worth the zeroing and the flush) now. */
+bool alloc_can_refill(const struct dio_alloc *a, uint32_t bs, uint64_t need)
 {
-	const struct dio_alloc *a = &v->alloc;
-	uint64_t chunk = clean_chunk(a, v->bs);
-	return !v->clean_off && free_count(a) && a->nclean < ALLOC_CLEAN_SLOTS && chunk >= 16 && chunk >= need * 4;
+	uint64_t chunk = clean_chunk(a, bs);
+	return free_count(a) && a->nclean < ALLOC_CLEAN_SLOTS && chunk >= 16 && chunk >= need * 4;
 }
 
 static void clean_drop_empty(struct dio_alloc *a, unsigned i)
@@ -329,98 +330,33 @@ static uint64_t refill_goal(const struct dio_alloc *a, uint64_t chunk)
 	return a->first;
 }
 
-static int write_zeros(struct dio_vol *v, uint64_t pblk, uint64_t n)
+/* Take a chunk of dirty free space to be zeroed into a clean range
+   (alloc_add_clean once it is), if a refill of `need` blocks is worth it:
+   the chunk's size, 0 if not.  It is out of the free ranges meanwhile;
+   a->zeroing says how much. */
+uint64_t alloc_take_for_refill(struct dio_alloc *a, uint32_t bs, uint64_t need, uint64_t *pblk)
 {
-	enum { NZ = 8 };
-	struct dio_bio bios[NZ];
-	struct iovec iov[NZ];
-	uint64_t off = pblk * v->bs, left = n * v->bs;
-	while (left) {
-		unsigned k = 0;
-		for (; left && k < NZ; k++) {
-			size_t piece = (size_t)MIN(left, (uint64_t)MIN(ZBUF_BYTES, v->geom.max_io));
-			iov[k] = (struct iovec){ v->zbuf, piece };
-			bios[k] = (struct dio_bio){ DIO_BIO_WRITE, 0, off, &iov[k], 1, 0 };
-			off += piece;
-			left -= piece;
-		}
-		int e = dev_submit(v, bios, k);
-		if (e)
-			return e;
-	}
-	return 0;
-}
-
-/*
- * Zero one chunk of dirty free space and make it a clean range.  Called
- * by a small allocating write that found too few clean blocks, with no
- * lock held; one refill at a time.  While it is zeroed the chunk is out
- * of the free ranges (a->zeroing counts it: an allocation that would need
- * it waits for the refill instead of failing with ENOSPC), and it becomes
- * clean only after a flush that started once the zeros were written.
- *
- * Errors go to the write that asked (it fails with EIO, having changed
- * nothing).  A failed zero write only stops refills for this mount: the
- * blocks are free, writes then take dirty blocks and ordered commits.  A
- * failed flush is what a failed commit is -- writes of other files may be
- * lost with it -- so the volume refuses further metadata changes and every
- * fsync reports EIO from then on.
- */
-int clean_refill(struct dio_vol *v, uint64_t need)
-{
-	struct dio_alloc *a = &v->alloc;
-	pthread_mutex_lock(&v->clean_lock);
-	if (!v->zbuf) {
-		if (posix_memalign((void **)&v->zbuf, MAX(v->geom.mem_align, 4096u), ZBUF_BYTES)) {
-			v->zbuf = NULL;
-			pthread_mutex_unlock(&v->clean_lock);
-			return 0;   /* not an error: the write takes dirty blocks */
-		}
-		memset(v->zbuf, 0, ZBUF_BYTES);
-	}
-	pthread_mutex_lock(&v->md_lock);
-	uint64_t p = 0, got = 0, chunk = clean_chunk(a, v->bs);
-	if (a->clean_blocks < need && clean_can_refill(v, need) && !v->jbroken)
-		alloc_take(a, refill_goal(a, chunk), chunk, &p, &got);
+	uint64_t got = 0, chunk = clean_chunk(a, bs);
+	if (a->clean_blocks < need && alloc_can_refill(a, bs, need))
+		alloc_take(a, refill_goal(a, chunk), chunk, pblk, &got);
 	if (got && got < need * 4) {
-		alloc_give(a, p, got);     /* too short to be worth it */
+		alloc_give(a, *pblk, got);     /* too short to be worth it */
 		got = 0;
 	}
 	__atomic_store_n(&a->zeroing, got, __ATOMIC_RELAXED);
-	md_unlock(v);
-	if (!got) {
-		pthread_mutex_unlock(&v->clean_lock);
-		return 0;
-	}
-	int e = write_zeros(v, p, got), ef = 0;
-	if (!e)
-		ef = e = j_flush(v);
-	pthread_mutex_lock(&v->md_lock);
-	if (e) {
-		alloc_give(a, p, got);
-		v->clean_off = true;
-		if (ef)
-			v->jbroken = true;
-		dio_log(DIO_LOG_ERR, "zeroing free space failed (%s)%s", strerror(-e),
-			ef ? ": the flush failed, the volume refuses further metadata changes" : "");
-	} else {
-		a->clean[a->nclean++] = (struct dio_extent){ 0, p, (uint32_t)got, CLEAN_FRESH };
-		a->free_blocks += got;
-		__atomic_store_n(&a->clean_blocks, a->clean_blocks + got, __ATOMIC_RELAXED);
-	}
-	__atomic_store_n(&a->zeroing, 0, __ATOMIC_RELAXED);
-	md_unlock(v);
-	pthread_mutex_unlock(&v->clean_lock);
-	return e;
+	return got;
 }
 
-/* An allocation found too little free space while a refill holds some:
-   wait for it to end.  Returns whether there was one to wait for. */
-bool clean_wait_zeroing(struct dio_vol *v)
+/* The chunk is zeroed and flushed (ok), or could not be (given back as
+   dirty free space). */
+void alloc_end_refill(struct dio_alloc *a, uint64_t pblk, uint64_t n, bool ok)
 {
-	if (!__atomic_load_n(&v->alloc.zeroing, __ATOMIC_RELAXED))
-		return false;
-	pthread_mutex_lock(&v->clean_lock);
-	pthread_mutex_unlock(&v->clean_lock);
-	return true;
+	if (!ok) {
+		alloc_give(a, pblk, n);
+	} else {
+		a->clean[a->nclean++] = (struct dio_extent){ 0, pblk, (uint32_t)n, CLEAN_FRESH };
+		a->free_blocks += n;
+		__atomic_store_n(&a->clean_blocks, a->clean_blocks + n, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&a->zeroing, 0, __ATOMIC_RELAXED);
 }

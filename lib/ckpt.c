@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-uint64_t md_inode_bytes(size_t namelen) { return 26 + namelen; }
-
 struct sink {
 	uint8_t *img;
 	uint32_t bs, pl;

@@ -5,6 +5,10 @@
 #include "internal.h"
 #include <string.h>
 
+/* A file's record in a checkpoint: id, size, flags, extent count and its
+   name (ckpt.c writes it; the namespace counts it against md_cap). */
+uint64_t md_inode_bytes(size_t namelen) { return 26 + namelen; }
+
 void sb_encode(const struct dio_sb *sb, uint8_t *b)
 {
 	memset(b, 0, SB_BYTES);

@@ -209,8 +209,12 @@ int  alloc_take(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t *pbl
 void alloc_give(struct dio_alloc *a, uint64_t pblk, uint64_t len);
 int  alloc_defer(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t seq);
 void alloc_release_durable(struct dio_alloc *a, uint64_t durable_seq);
-bool clean_can_refill(const struct dio_vol *v, uint64_t need);   /* md_lock */
 int  alloc_take_clean(struct dio_alloc *a, uint64_t goal, uint64_t want, uint64_t *pblk, uint64_t *got);
+bool alloc_can_refill(const struct dio_alloc *a, uint32_t bs, uint64_t need);
+uint64_t alloc_take_for_refill(struct dio_alloc *a, uint32_t bs, uint64_t need, uint64_t *pblk);
+void alloc_end_refill(struct dio_alloc *a, uint64_t pblk, uint64_t n, bool ok);
+/* refill.c: zeroing free space into clean ranges */
+bool clean_can_refill(const struct dio_vol *v, uint64_t need);   /* md_lock */
 int  clean_refill(struct dio_vol *v, uint64_t need);     /* no locks held */
 bool clean_wait_zeroing(struct dio_vol *v);              /* no locks held */
 
@@ -481,11 +485,13 @@ int  j_flush(struct dio_vol *v);                              /* counts for grou
 void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
 int  rec_apply(struct dio_vol *v, const struct dio_rec *r);   /* replay only */
+int  j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len);   /* plog_recover's */
 int  rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used);
 
 /* plog.c: the process-death log (contract rule 8) */
 struct dio_plog;
-int  plog_recover(struct dio_vol *v);          /* mount, after j_replay */
+int  plog_recover(struct dio_vol *v,            /* mount, after j_replay */
+		  int (*apply)(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len));
 int  plog_start(struct dio_vol *v);            /* read-write mount, after its checkpoint */
 void plog_close(struct dio_vol *v, bool remove);
 void plog_append(struct dio_vol *v, const uint8_t *rec, size_t len, uint64_t seq);   /* md_lock */
@@ -511,7 +517,17 @@ uint64_t md_inode_bytes(size_t namelen);
 #define MD_EXTENT_BYTES 24u
 #define CKPT_HDR_BYTES 24u
 
-/* file.c: namespace and inode table, all under md_lock */
+/* The checkpoint grows or shrinks with the extent count (64-bit on every
+   target: a size_t difference would wrap on 32-bit). */
+static inline void md_account(struct dio_vol *v, uint64_t before, uint64_t after)
+{
+	if (after >= before)
+		v->md_bytes += (after - before) * MD_EXTENT_BYTES;
+	else
+		v->md_bytes -= (before - after) * MD_EXTENT_BYTES;
+}
+
+/* inode.c: namespace, inode table, handles; all under md_lock */
 struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, size_t *pos);
 struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino);
 struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino);
@@ -522,8 +538,10 @@ void ino_free_blocks(struct dio_vol *v, struct dio_inode *in);
 void vol_free_inodes(struct dio_vol *v);
 int  bad_add(struct dio_vol *v, uint64_t pblk, uint64_t len);
 void release_blocks_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
+/* blocks a change freed: bad list, free now, or free once it is durable */
+void defer_free_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
 
-/* extent + journal helpers used by rw.c and file.c (under md_lock + map wrlock) */
+/* md.c: journalled map and size changes (under md_lock + map wrlock) */
 int  md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len);
 int  md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
 int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size);

@@ -550,6 +550,33 @@ static const char *jblock_problem(const struct dio_vol *v, const uint8_t *blk, u
  * committed) and is discarded.  v->replay_tap, if set, sees every
  * transaction and the reason replay stopped (dio dump).
  */
+/* Keep the pending journal small: commit when it holds a quarter of the
+   journal, so it never has to be checkpointed in one huge piece, or half
+   of the process-death log, so that it never overflows. */
+void j_maybe_commit(struct dio_vol *v)
+{
+	pthread_mutex_lock(&v->md_lock);
+	bool big = v->jlen > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
+	uint64_t seq = v->last_seq;
+	md_unlock(v);
+	if (big)
+		j_commit(v, seq, false, false);
+}
+
+/* One record of the process-death log (its journal encoding), at mount. */
+int j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len)
+{
+	struct dio_rec r = { 0 };
+	size_t used;
+	int e = rec_parse(rec, len, &r, &used);
+	if (!e)
+		e = rec_apply(v, &r);
+	if (e == -EUCLEAN)
+		dio_log(DIO_LOG_ERR, "process-death log: record %llu (type %d) is inconsistent",
+			(unsigned long long)seq, r.type);
+	return e;
+}
+
 int j_replay(struct dio_vol *v)
 {
 	const struct j_replay_tap *tap = v->replay_tap;

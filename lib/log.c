@@ -1,6 +1,7 @@
 /*
- * Logging and the debug build's assertions: the bottom layer, called from
- * every other file and calling none of them.
+ * Logging, the debug build's assertions and the thread's counter shard:
+ * the bottom layer, called from every other file and calling none of
+ * them.
  */
 #include "internal.h"
 #include <stdarg.h>
@@ -62,4 +63,16 @@ bool dio_rwlock_held(pthread_rwlock_t *l)
 	if (r == 0)
 		pthread_rwlock_unlock(l);
 	return r != 0;
+}
+
+/* A small number per thread, given at its first use: which counter shard
+   (CNT) the thread adds to, so that counting never bounces a line. */
+static atomic_uint next_thread_slot;
+static __thread unsigned thread_slot;
+
+unsigned dio_thread_slot(void)
+{
+	if (!thread_slot)
+		thread_slot = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
+	return thread_slot;
 }

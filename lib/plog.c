@@ -84,10 +84,12 @@ static int plog_name(struct dio_vol *v, char *buf, size_t len, uint64_t *dev, ui
 
 /*
  * After the journal's replay: apply what a killed process left in the
- * ring beyond the journal's last record.  0, or -EUCLEAN if a record
- * does not apply (logged; the mount fails as for a bad journal record).
+ * ring beyond the journal's last record, each record (its journal
+ * encoding) through `apply` (the journal's: this file knows the ring, not
+ * the records).  0, or apply's error (-EUCLEAN if a record does not
+ * apply: the mount fails as for a bad journal record).
  */
-int plog_recover(struct dio_vol *v)
+int plog_recover(struct dio_vol *v, int (*apply)(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len))
 {
 	char name[96];
 	uint64_t dev, ino;
@@ -125,14 +127,7 @@ int plog_recover(struct dio_vol *v)
 		if (seq > v->last_seq + 1)
 			break;   /* a gap: not ours to fill */
 		if (seq == v->last_seq + 1) {
-			struct dio_rec r;
-			size_t used;
-			e = rec_parse(ring + off + 8, rlen, &r, &used);
-			if (!e)
-				e = rec_apply(v, &r);
-			if (e == -EUCLEAN)
-				dio_log(DIO_LOG_ERR, "process-death log: record %llu (type %d) is inconsistent",
-					(unsigned long long)seq, r.type);
+			e = apply(v, seq, ring + off + 8, rlen);
 			if (!e) {
 				v->last_seq = seq;
 				applied++;

@@ -360,7 +360,7 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 	if (!e)
 		e = j_replay(v);
 	if (!e)
-		e = plog_recover(v);   /* what a killed process left after its last commit */
+		e = plog_recover(v, j_apply_encoded);   /* what a killed process left after its last commit */
 	if (!e) {
 		drop_orphans(v);
 		recount_md(v);
@@ -442,16 +442,6 @@ DIO_API int dio_statvfs(struct dio_vol *v, struct dio_statvfs *st)
 	md_unlock(v);
 	snprintf(st->backend, sizeof(st->backend), "%s", v->ops->name);
 	return 0;
-}
-
-static atomic_uint next_thread_slot;
-static __thread unsigned thread_slot;
-
-unsigned dio_thread_slot(void)
-{
-	if (!thread_slot)
-		thread_slot = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
-	return thread_slot;
 }
 
 DIO_API int dio_counters(struct dio_vol *v, struct dio_counters *c)

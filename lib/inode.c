@@ -1,0 +1,252 @@
+/*
+ * The namespace (a sorted array of names, so dio_list walks in order and
+ * lookups are binary searches), the inode table (a hash by file id), the
+ * bad-block list, and handles' reference counts: the in-memory tables at
+ * the bottom of the metadata layer, all under md_lock.  Nothing here
+ * writes the journal; replay and checkpoint loading fill these tables too.
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- namespace -------------------------------------------------------- */
+
+static int name_cmp(const char *a, size_t la, const char *b, size_t lb)
+{
+	int c = memcmp(a, b, MIN(la, lb));
+	return c ? c : (la < lb ? -1 : la > lb);
+}
+
+/* The inode named (name, len), or NULL; *pos is where it is or would go. */
+struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, size_t *pos)
+{
+	size_t lo = 0, hi = v->nnames;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = name_cmp(v->names[mid]->name, v->names[mid]->namelen, name, len);
+		if (c < 0)
+			lo = mid + 1;
+		else if (c > 0)
+			hi = mid;
+		else {
+			if (pos)
+				*pos = mid;
+			return v->names[mid];
+		}
+	}
+	if (pos)
+		*pos = lo;
+	return NULL;
+}
+
+int ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len)
+{
+	DIO_MD_HELD(v);
+	size_t pos;
+	if (ns_lookup(v, name, len, &pos))
+		return -EEXIST;
+	if (v->nnames == v->names_cap) {
+		size_t cap = v->names_cap ? v->names_cap * 2 : 64;
+		struct dio_inode **n = realloc(v->names, cap * sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		v->names = n;
+		v->names_cap = cap;
+	}
+	char *copy = malloc(len + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, name, len);
+	copy[len] = 0;
+	memmove(&v->names[pos + 1], &v->names[pos], (v->nnames - pos) * sizeof(v->names[0]));
+	v->names[pos] = in;
+	v->nnames++;
+	in->name = copy;
+	in->namelen = len;
+	v->md_bytes += md_inode_bytes(len);
+	return 0;
+}
+
+void ns_remove(struct dio_vol *v, struct dio_inode *in)
+{
+	DIO_MD_HELD(v);
+	size_t pos;
+	if (!in->name || ns_lookup(v, in->name, in->namelen, &pos) != in)
+		return;
+	memmove(&v->names[pos], &v->names[pos + 1], (v->nnames - pos - 1) * sizeof(v->names[0]));
+	v->nnames--;
+	v->md_bytes -= md_inode_bytes(in->namelen);
+	free(in->name);
+	in->name = NULL;
+	in->namelen = 0;
+}
+
+/* ---- inode table ------------------------------------------------------ */
+
+static size_t ihash(const struct dio_vol *v, uint64_t ino)
+{
+	return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (v->ihash_size - 1);
+}
+
+struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino)
+{
+	if (!v->ihash_size)
+		return NULL;
+	for (struct dio_inode *in = v->ihash[ihash(v, ino)]; in; in = in->hnext)
+		if (in->ino == ino)
+			return in;
+	return NULL;
+}
+
+static int ihash_grow(struct dio_vol *v)
+{
+	size_t ns = v->ihash_size ? v->ihash_size * 2 : 256;
+	struct dio_inode **t = calloc(ns, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	struct dio_inode **old = v->ihash;
+	size_t os = v->ihash_size;
+	v->ihash = t;
+	v->ihash_size = ns;
+	for (size_t i = 0; i < os; i++) {
+		for (struct dio_inode *in = old[i], *nx; in; in = nx) {
+			nx = in->hnext;
+			size_t h = ihash(v, in->ino);
+			in->hnext = t[h];
+			t[h] = in;
+		}
+	}
+	free(old);
+	return 0;
+}
+
+struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
+{
+	if (v->ninodes + 1 > v->ihash_size / 2 && ihash_grow(v) < 0)
+		return NULL;
+	struct dio_inode *in = calloc(1, sizeof(*in));
+	if (!in)
+		return NULL;
+	in->ino = ino;
+	pthread_rwlock_init(&in->map_lock, NULL);
+	size_t h = ihash(v, ino);
+	in->hnext = v->ihash[h];
+	v->ihash[h] = in;
+	v->ninodes++;
+	return in;
+}
+
+/* Blocks a write failed on join the bad list (never reused); the others
+   are freed, or deferred until the operation that freed them is durable.
+   Replay uses the same rule, so both agree on where bad blocks go. */
+int bad_add(struct dio_vol *v, uint64_t pblk, uint64_t len)
+{
+	uint64_t before = em_count(&v->bad);
+	int e = em_remove(&v->bad, pblk, len, NULL, NULL);
+	if (!e)
+		e = em_insert(&v->bad, pblk, pblk, len, 0);
+	md_account(v, before, em_count(&v->bad));
+	return e;
+}
+
+void defer_free_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
+{
+	struct dio_vol *v = arg;
+	if (flags & EXT_BAD) {
+		bad_add(v, pblk, len);
+		return;
+	}
+	/* the operation that freed them may already be durable (an unlinked
+	   file's last close): then they are free now */
+	if (v->last_seq <= v->durable_seq)
+		alloc_give(&v->alloc, pblk, len);
+	else
+		alloc_defer(&v->alloc, pblk, len, v->last_seq);
+}
+
+/* Release an inode's blocks (reusable once the unlink is durable). */
+void ino_free_blocks(struct dio_vol *v, struct dio_inode *in)
+{
+	struct bt_cur c;
+	for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c))
+		defer_free_cb(v, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
+	v->md_bytes -= (uint64_t)em_count(&in->map) * MD_EXTENT_BYTES;
+	em_free(&in->map);
+}
+
+/* Replay and mount: only bad blocks need routing; free space is rebuilt. */
+void release_blocks_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
+{
+	if (flags & EXT_BAD)
+		bad_add(arg, pblk, len);
+}
+
+void ino_destroy(struct dio_vol *v, struct dio_inode *in)
+{
+	struct dio_inode **pp = &v->ihash[ihash(v, in->ino)];
+	while (*pp && *pp != in)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = in->hnext;
+	v->ninodes--;
+	ns_remove(v, in);
+	em_free(&in->map);
+	pthread_rwlock_destroy(&in->map_lock);
+	rl_free(in->rl);
+	tail_free(in);
+	free(in);
+}
+
+void vol_free_inodes(struct dio_vol *v)
+{
+	for (size_t i = 0; i < v->ihash_size; i++) {
+		for (struct dio_inode *in = v->ihash[i], *nx; in; in = nx) {
+			nx = in->hnext;
+			free(in->name);
+			em_free(&in->map);
+			pthread_rwlock_destroy(&in->map_lock);
+			rl_free(in->rl);
+			tail_free(in);
+			free(in);
+		}
+	}
+	free(v->ihash);
+	free(v->names);
+	v->ihash = NULL;
+	v->names = NULL;
+	v->ihash_size = v->nnames = v->ninodes = 0;
+}
+
+/* ---- handles ---------------------------------------------------------- */
+
+int file_check(struct dio_file *f)
+{
+	if (!f || f->magic != DIO_FILE_MAGIC) {
+		errno = EBADF;
+		return -1;
+	}
+	return 0;
+}
+
+void file_get(struct dio_file *f)
+{
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+void file_put(struct dio_file *f)
+{
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	struct dio_vol *v = f->vol;
+	struct dio_inode *in = f->ino;
+	pthread_mutex_lock(&v->md_lock);
+	in->nopen--;
+	v->nopen_total--;
+	if (!in->nopen && !in->name) {
+		/* last handle of an unlinked file: its blocks go now */
+		ino_free_blocks(v, in);
+		ino_destroy(v, in);
+	}
+	md_unlock(v);
+	free(f);
+}

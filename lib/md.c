@@ -1,0 +1,162 @@
+/*
+ * Journalled changes to a file's map and size: each changes memory and
+ * appends the record that redoes it, under md_lock and the inode's map
+ * lock (write), and md_alloc_range takes blocks for a file's holes from
+ * the allocator (clean ones when it can, refilling them: refill.c).
+ */
+#include "internal.h"
+#include <stdlib.h>
+#include <string.h>
+
+int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
+{
+	DIO_MD_HELD(v);
+	uint64_t add = extra_extents * MD_EXTENT_BYTES + (extra_name ? md_inode_bytes(extra_name) : 0);
+	if (v->jbroken)
+		return -EIO;
+	return v->md_bytes + add > v->md_cap ? -ENOSPC : 0;
+}
+
+/* A mapping that was written and changes invalidates the handles'
+   extent caches (map lock held). */
+int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
+{
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
+	uint64_t before = em_count(&in->map);
+	bool had_written = false;
+	int e = em_set(&in->map, lblk, pblk, len, flags, &had_written);
+	if (had_written)
+		atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
+	md_account(v, before, em_count(&in->map));
+	if (e)
+		return e;
+	struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = lblk, .b = pblk, .c = len, .flags = flags };
+	return j_append(v, &r);
+}
+
+int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len)
+{
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
+	uint64_t before = em_count(&in->map);
+	struct dio_extent x;
+	if (!em_get(&in->map, lblk, &x) || x.lblk >= lblk + len)
+		return 0;   /* nothing mapped there: no record needed */
+	atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
+	/* the freed blocks belong to the record appended next */
+	v->last_seq++;
+	int e = em_remove(&in->map, lblk, len, defer_free_cb, v);
+	v->last_seq--;
+	md_account(v, before, em_count(&in->map));
+	if (e)
+		return e;
+	struct dio_rec r = { .type = R_UNMAP, .ino = in->ino, .a = lblk, .c = len };
+	return j_append(v, &r);
+}
+
+int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size)
+{
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
+	__atomic_store_n(&in->size, size, __ATOMIC_RELEASE);
+	struct dio_rec r = { .type = R_SIZE, .ino = in->ino, .a = size };
+	return j_append(v, &r);
+}
+
+/*
+ * Give every hole in [lblk, lblk+len) unwritten blocks, all or nothing.
+ * Preallocation (MA_JOURNAL) journals them.  A write does not: the blocks
+ * become reachable through the R_MAP record of their unwritten->written
+ * conversion, after the data is down; a crash before that leaves them
+ * free.  A small write takes clean blocks (alloc.c) when there are enough,
+ * and with MA_REFILL returns -EAGAIN, changing nothing, when a refill
+ * could provide them.  *clean (writes only) tells whether everything the
+ * write will expose is clean: new blocks all clean, no unwritten blocks
+ * from before in the range.
+ */
+int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,
+		   bool *clean)
+{
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
+	uint64_t end = lblk + len, need = 0, holes = 0, cur = lblk;
+	bool old_unwritten = false;
+	struct bt_cur c, before;
+	bool more = em_find(&in->map, lblk, &c);
+	/* the extent before the range, for the allocation goal */
+	before = c;
+	bool has_before = more ? bt_prev(&before) : bt_last(&in->map.t, &before);
+	while (cur < end) {
+		const struct dio_extent *x = more ? bt_rec(&c) : NULL;
+		uint64_t next = x ? MIN(x->lblk, end) : end;
+		if (next > cur) {
+			need += next - cur;
+			holes++;
+		}
+		if (!x || x->lblk >= end)
+			break;
+		old_unwritten |= (x->flags & EXT_UNWRITTEN) != 0;
+		cur = MAX(cur, x->lblk + x->len);
+		more = bt_next(&c);
+	}
+	bool want_clean = clean && !old_unwritten && need && need * v->bs <= CLEAN_REQ_MAX_BYTES;
+	if (clean)
+		*clean = !old_unwritten;
+	/* room for the new extents and for splitting unwritten extents
+	   when the range is converted to written later */
+	int e = md_room(v, holes + 4, 0);
+	if (e || !need)
+		return e;
+	if (need > v->alloc.free_blocks)
+		return -ENOSPC;
+	if (want_clean && v->alloc.clean_blocks < need) {
+		if ((how & MA_REFILL) && clean_can_refill(v, need))
+			return -EAGAIN;
+		want_clean = false;
+	}
+	if (clean)
+		*clean = want_clean;
+	/* goal: right after the block mapped before lblk, for contiguity */
+	uint64_t goal = v->alloc.first;
+	if (has_before) {
+		const struct dio_extent *b = bt_rec(&before);
+		goal = b->pblk + b->len + (lblk - (b->lblk + b->len));
+	}
+	cur = lblk;
+	while (cur < end) {
+		struct dio_extent x;
+		bool found = em_get(&in->map, cur, &x);
+		if (found && x.lblk <= cur) {
+			cur = x.lblk + x.len;
+			goal = x.pblk + x.len;
+			continue;
+		}
+		uint64_t hole_end = found ? MIN(x.lblk, end) : end;
+		while (cur < hole_end) {
+			uint64_t p, got;
+			/* clean_blocks >= need was checked: a clean take cannot fail */
+			e = want_clean ? alloc_take_clean(&v->alloc, goal, hole_end - cur, &p, &got)
+				       : alloc_take(&v->alloc, goal, hole_end - cur, &p, &got);
+			DIO_ASSERT(!e);   /* free_blocks was checked */
+			if (e)
+				return e;
+			uint64_t n0 = em_count(&in->map);
+			e = em_insert(&in->map, cur, p, got, EXT_UNWRITTEN);
+			md_account(v, n0, em_count(&in->map));
+			if (!e && (how & MA_JOURNAL)) {
+				struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = cur, .b = p, .c = got,
+						     .flags = EXT_UNWRITTEN };
+				e = j_append(v, &r);
+			}
+			if (e) {
+				alloc_give(&v->alloc, p, got);
+				return e;
+			}
+			cur += got;
+			goal = p + got;
+		}
+	}
+	return 0;
+}
+

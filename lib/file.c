@@ -82,7 +82,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		}
 		if (!e) {
 			struct dio_rec r = { .type = R_CREATE, .ino = in->ino, .n1 = name, .l1 = len };
-			e = j_append(v, &r);
+			e = j_append(v, &r, true);
 		}
 	}
 	if (!e && !in->rl) {
@@ -176,7 +176,7 @@ DIO_API int dio_unlink(struct dio_vol *v, const char *name)
 		e = -EIO;
 	if (!e) {
 		struct dio_rec r = { .type = R_UNLINK, .n1 = name, .l1 = len };
-		e = j_append(v, &r);
+		e = j_append(v, &r, true);
 	}
 	if (!e) {
 		ns_remove(v, in);
@@ -210,7 +210,7 @@ DIO_API int dio_rename(struct dio_vol *v, const char *oldname, const char *newna
 		char save[DIO_NAME_MAX];
 		memcpy(save, oldname, l1);   /* oldname may be in->name itself */
 		struct dio_rec r = { .type = R_RENAME, .n1 = save, .l1 = l1, .n2 = newname, .l2 = l2 };
-		e = j_append(v, &r);
+		e = j_append(v, &r, true);
 		if (!e) {
 			if (target)
 				ns_remove(v, target);
@@ -338,7 +338,7 @@ static int do_truncate(struct dio_file *f, off_t length)
 		if (!e && nsz < osz)
 			e = md_unmap(v, in, DIV_UP(nsz, bs), DIO_MAX_FILE_SIZE / bs - DIV_UP(nsz, bs));
 		if (!e && nsz != osz)
-			e = md_set_size(v, in, nsz);
+			e = md_set_size(v, in, nsz, true);
 		md_end(v, in);
 	}
 	rl_unlock(in->rl, &r);
@@ -353,7 +353,7 @@ static int md_unwrite(struct dio_vol *v, struct dio_inode *in, uint64_t b0, uint
 	for (uint64_t at = b0; em_get(&in->map, at, &x) && x.lblk < b1;) {
 		uint64_t s = MAX(x.lblk, b0), e2 = MIN(x.lblk + x.len, b1);
 		if (!(x.flags & EXT_UNWRITTEN)) {
-			int e = md_map(v, in, s, x.pblk + (s - x.lblk), e2 - s, EXT_UNWRITTEN);
+			int e = md_map(v, in, s, x.pblk + (s - x.lblk), e2 - s, EXT_UNWRITTEN, true);
 			if (e)
 				return e;
 		}
@@ -405,7 +405,7 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 			if (!e && (mode & DIO_FALLOC_ZERO_RANGE) && f1 > f0)
 				e = md_unwrite(v, in, f0, f1);
 			if (!e && !(mode & DIO_FALLOC_KEEP_SIZE) && end > in->size)
-				e = md_set_size(v, in, end);
+				e = md_set_size(v, in, end, true);
 		}
 		md_end(v, in);
 	}

@@ -149,19 +149,24 @@ int bad_add(struct dio_vol *v, uint64_t pblk, uint64_t len)
 	return e;
 }
 
-void defer_free_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
+/* Blocks freed by the change whose journal record has sequence `seq`: to
+   the bad list, free now if that change is already durable (an unlinked
+   file's last close), else free once it is. */
+void blocks_freed(struct dio_vol *v, uint64_t seq, uint64_t pblk, uint64_t len, uint32_t flags)
 {
-	struct dio_vol *v = arg;
-	if (flags & EXT_BAD) {
+	if (flags & EXT_BAD)
 		bad_add(v, pblk, len);
-		return;
-	}
-	/* the operation that freed them may already be durable (an unlinked
-	   file's last close): then they are free now */
-	if (v->last_seq <= v->durable_seq)
+	else if (seq <= v->durable_seq)
 		alloc_give(&v->alloc, pblk, len);
 	else
-		alloc_defer(&v->alloc, pblk, len, v->last_seq);
+		alloc_defer(&v->alloc, pblk, len, seq);
+}
+
+/* em_remove's callback: blocks_freed with its sequence (struct freed). */
+void freed_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
+{
+	const struct freed *f = arg;
+	blocks_freed(f->v, f->seq, pblk, len, flags);
 }
 
 /* Release an inode's blocks (reusable once the unlink is durable). */
@@ -169,7 +174,7 @@ void ino_free_blocks(struct dio_vol *v, struct dio_inode *in)
 {
 	struct bt_cur c;
 	for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c))
-		defer_free_cb(v, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
+		blocks_freed(v, v->last_seq, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
 	v->md_bytes -= (uint64_t)em_count(&in->map) * MD_EXTENT_BYTES;
 	em_free(&in->map);
 }

@@ -425,9 +425,9 @@ struct dio_vol {
 	bool jbroken;              /* a commit failed: volume refuses metadata changes */
 	/* The pending records expose blocks that may hold stale bytes (dirty
 	   blocks made written, anything but a write into clean blocks): their
-	   commit flushes the data first.  j_append sets it unless
-	   jclean_append says the record only exposes clean blocks. */
-	bool jneed_order, jclean_append;
+	   commit flushes the data first.  j_append sets it for a record
+	   appended as ordered. */
+	bool jneed_order;
 	bool clean_off;            /* a refill failed: no more for this mount */
 	pthread_mutex_t clean_lock;  /* one refill of the clean ranges at a time */
 	uint8_t *zbuf;             /* zeros for refills, made at the first one */
@@ -478,7 +478,11 @@ int dev_flush(struct dio_vol *v);
 int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, size_t len);
 
 /* journal.c */
-int  j_append(struct dio_vol *v, const struct dio_rec *r);   /* under md_lock */
+/* Append a record (under md_lock).  ordered: it may expose blocks whose
+   data must reach the device before it (the next commit flushes first);
+   false only for a write's records that make clean blocks written
+   (rw.c finish_write). */
+int  j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered);
 int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt);
 int  j_replay(struct dio_vol *v);
 int  j_flush(struct dio_vol *v);                              /* counts for group commit */
@@ -538,13 +542,17 @@ void ino_free_blocks(struct dio_vol *v, struct dio_inode *in);
 void vol_free_inodes(struct dio_vol *v);
 int  bad_add(struct dio_vol *v, uint64_t pblk, uint64_t len);
 void release_blocks_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
-/* blocks a change freed: bad list, free now, or free once it is durable */
-void defer_free_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
+/* blocks the change with journal sequence seq freed: bad list, free now,
+   or free once that change is durable */
+void blocks_freed(struct dio_vol *v, uint64_t seq, uint64_t pblk, uint64_t len, uint32_t flags);
+struct freed { struct dio_vol *v; uint64_t seq; };
+void freed_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);   /* arg: struct freed */
 
 /* md.c: journalled map and size changes (under md_lock + map wrlock) */
 int  md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len);
-int  md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
-int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size);
+int  md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags,
+	    bool ordered);
+int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool ordered);
 #define MA_JOURNAL 1u    /* preallocation: journal the unwritten extents */
 #define MA_REFILL  2u    /* a write: -EAGAIN when a clean refill would serve it */
 int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,

@@ -45,7 +45,7 @@ static size_t rec_size(const struct dio_rec *r)
 	return 0;
 }
 
-int j_append(struct dio_vol *v, const struct dio_rec *r)
+int j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered)
 {
 	DIO_MD_HELD(v);
 	size_t need = rec_size(r);
@@ -100,7 +100,7 @@ int j_append(struct dio_vol *v, const struct dio_rec *r)
 	v->jlen += need;
 	v->last_seq++;
 	plog_append(v, v->jbuf + v->jlen - need, need, v->last_seq);
-	if (!v->jclean_append)
+	if (ordered)
 		v->jneed_order = true;
 	return 0;
 }

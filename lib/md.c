@@ -18,8 +18,10 @@ int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
 }
 
 /* A mapping that was written and changes invalidates the handles'
-   extent caches (map lock held). */
-int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
+   extent caches (map lock held).  ordered: as j_append's (false when the
+   record makes only clean blocks written). */
+int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags,
+	   bool ordered)
 {
 	DIO_MD_HELD(v);
 	DIO_MAP_HELD(v, in);
@@ -32,7 +34,7 @@ int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk
 	if (e)
 		return e;
 	struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = lblk, .b = pblk, .c = len, .flags = flags };
-	return j_append(v, &r);
+	return j_append(v, &r, ordered);
 }
 
 int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len)
@@ -45,23 +47,22 @@ int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t le
 		return 0;   /* nothing mapped there: no record needed */
 	atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
 	/* the freed blocks belong to the record appended next */
-	v->last_seq++;
-	int e = em_remove(&in->map, lblk, len, defer_free_cb, v);
-	v->last_seq--;
+	struct freed fr = { v, v->last_seq + 1 };
+	int e = em_remove(&in->map, lblk, len, freed_cb, &fr);
 	md_account(v, before, em_count(&in->map));
 	if (e)
 		return e;
 	struct dio_rec r = { .type = R_UNMAP, .ino = in->ino, .a = lblk, .c = len };
-	return j_append(v, &r);
+	return j_append(v, &r, true);
 }
 
-int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size)
+int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool ordered)
 {
 	DIO_MD_HELD(v);
 	DIO_MAP_HELD(v, in);
 	__atomic_store_n(&in->size, size, __ATOMIC_RELEASE);
 	struct dio_rec r = { .type = R_SIZE, .ino = in->ino, .a = size };
-	return j_append(v, &r);
+	return j_append(v, &r, ordered);
 }
 
 /*
@@ -147,7 +148,7 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 			if (!e && (how & MA_JOURNAL)) {
 				struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = cur, .b = p, .c = got,
 						     .flags = EXT_UNWRITTEN };
-				e = j_append(v, &r);
+				e = j_append(v, &r, true);
 			}
 			if (e) {
 				alloc_give(&v->alloc, p, got);

@@ -552,7 +552,7 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
 	struct dio_extent x;
 	for (uint64_t at = b0; em_get(&in->map, at, &x) && x.lblk < b1 && !md_room(v, 2, 0);) {
 		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
-		if (!(x.flags & EXT_BAD) && md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags | EXT_BAD))
+		if (!(x.flags & EXT_BAD) && md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags | EXT_BAD, true))
 			break;
 		if (t >= b1)
 			break;
@@ -626,13 +626,13 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 	int e = 0;
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
-	v->jclean_append = clean;   /* these records expose only clean blocks */
 	struct dio_extent x;
 	for (uint64_t at = b0; !e && em_get(&in->map, at, &x) && x.lblk < b1;) {
 		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
 		if (x.flags & EXT_UNWRITTEN) {
 			/* a block marked bad stays bad until punched */
-			e = md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags & ~EXT_UNWRITTEN);
+			/* clean blocks need no flush before the record */
+			e = md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags & ~EXT_UNWRITTEN, !clean);
 			*changed = true;
 		}
 		if (t >= b1)
@@ -640,10 +640,9 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 		at = t;
 	}
 	if (!e && end > in->size) {
-		e = md_set_size(v, in, end);
+		e = md_set_size(v, in, end, !clean);
 		*changed = true;
 	}
-	v->jclean_append = false;
 	pthread_rwlock_unlock(&in->map_lock);
 	md_unlock(v);
 	return e;

@@ -824,6 +824,157 @@ START_TEST(test_queue_fd_wakes_an_event_loop_for_every_completion)
 }
 END_TEST
 
+/*
+ * One random sequence of requests -- aligned and misaligned, reads and
+ * writes, vectored, extending, into holes -- run through the synchronous
+ * calls on one file and through a queue on another (in batches of up to
+ * 8 requests on disjoint ranges, so their order inside a batch cannot
+ * matter), both checked against one model: every read returns the
+ * model's bytes and count, and both files end equal to it.
+ */
+#define RND_SPAN (2u << 20)
+#define RMIN(a, b) ((a) < (b) ? (a) : (b))
+#define RMAX(a, b) ((a) > (b) ? (a) : (b))
+#define RND_OPS  1500
+
+struct rnd_op { int op; off_t off; size_t len; unsigned shift; };
+
+static struct rnd_op rnd_next(void)
+{
+	struct rnd_op o;
+	bool aligned = t_rand() % 3 != 0;
+	o.op = (int)(t_rand() % 4) + DIO_OP_READ;   /* READ, WRITE, READV, WRITEV */
+	o.off = aligned ? (off_t)(t_rand() % (RND_SPAN / 4096)) * 4096 : (off_t)(t_rand() % RND_SPAN);
+	o.len = aligned ? (size_t)(t_rand() % 16 + 1) * 4096 : (size_t)(t_rand() % 20000 + 1);
+	o.shift = aligned ? 0 : (unsigned)(t_rand() % 7 + 1);   /* buffer not mem_align'd */
+	return o;
+}
+
+/* The op's buffer: a vectored one is two segments, split where a page
+   (aligned) or anywhere (misaligned) falls. */
+static int rnd_iov(const struct rnd_op *o, uint8_t *buf, struct iovec *iov)
+{
+	size_t cut = o->shift ? o->len / 3 : (o->len / 4096 / 2) * 4096;
+	if (o->op == DIO_OP_READ || o->op == DIO_OP_WRITE || !cut) {
+		iov[0] = (struct iovec){ buf + o->shift, o->len };
+		return 1;
+	}
+	iov[0] = (struct iovec){ buf + o->shift, cut };
+	iov[1] = (struct iovec){ buf + o->shift + cut, o->len - cut };
+	return 2;
+}
+
+static bool rnd_is_write(int op) { return op == DIO_OP_WRITE || op == DIO_OP_WRITEV; }
+
+START_TEST(test_sync_and_queue_paths_agree_on_a_random_sequence)
+{
+	struct dio_file *fs = dio_open(vol, "path-sync", O_RDWR | O_CREAT);
+	struct dio_file *fq = dio_open(vol, "path-queue", O_RDWR | O_CREAT);
+	uint8_t *model = calloc(1, RND_SPAN + 65536);
+	uint64_t msize = 0;
+	enum { B = 8 };
+	uint8_t *sbuf[B], *qbuf[B];
+	for (int i = 0; i < B; i++) {
+		sbuf[i] = t_aligned(65536 + 4096);
+		qbuf[i] = t_aligned(65536 + 4096);
+	}
+	struct dio_queue *q = dio_queue_create(vol, 16);
+	t_seed(0x5eed13);
+	struct rnd_op ops[B];
+	struct dio_req req[B];
+	struct iovec qiov[B][2];
+	for (int done = 0, batch = 0; done < RND_OPS; batch++) {
+		/* a batch of disjoint ranges */
+		int n = 0;
+		while (n < B && done + n < RND_OPS) {
+			struct rnd_op o = rnd_next();
+			bool clash = false;
+			for (int k = 0; k < n; k++)
+				clash |= o.off < ops[k].off + (off_t)ops[k].len + 4096 && ops[k].off < o.off + (off_t)o.len + 4096;
+			if (clash)
+				break;
+			ops[n++] = o;
+		}
+		for (int k = 0; k < n; k++) {
+			struct rnd_op *o = &ops[k];
+			uint32_t wid = (uint32_t)(done + k + 1);
+			if (rnd_is_write(o->op)) {
+				t_fill(sbuf[k] + o->shift, o->len, 7, wid, (uint64_t)o->off);
+				memcpy(qbuf[k] + o->shift, sbuf[k] + o->shift, o->len);
+			} else {
+				memset(sbuf[k], 0xEE, 65536 + 4096);
+				memset(qbuf[k], 0xEE, 65536 + 4096);
+			}
+			struct iovec siov[2];
+			int cnt = rnd_iov(o, sbuf[k], siov);
+			rnd_iov(o, qbuf[k], qiov[k]);
+			ssize_t r = o->op == DIO_OP_READ    ? dio_pread(fs, sbuf[k] + o->shift, o->len, o->off)
+				  : o->op == DIO_OP_WRITE   ? dio_pwrite(fs, sbuf[k] + o->shift, o->len, o->off)
+				  : o->op == DIO_OP_READV   ? dio_preadv(fs, siov, cnt, o->off)
+							    : dio_pwritev(fs, siov, cnt, o->off);
+			/* the model: what both must return */
+			ssize_t want;
+			if (rnd_is_write(o->op)) {
+				t_fill(model + o->off, o->len, 7, wid, (uint64_t)o->off);
+				msize = RMAX((uint64_t)o->off + o->len, msize);
+				want = (ssize_t)o->len;
+			} else {
+				want = (uint64_t)o->off >= msize ? 0 : (ssize_t)RMIN(o->len, msize - (uint64_t)o->off);
+			}
+			ck_assert_msg(r == want, "op %d (type %d off %lld len %zu): sync path returned %zd, model %zd",
+				      done + k, o->op, (long long)o->off, o->len, r, want);
+			if (!rnd_is_write(o->op))
+				ck_assert_msg(!memcmp(sbuf[k] + o->shift, model + o->off, (size_t)want),
+					      "op %d: sync read differs from the model", done + k);
+			bool vec = o->op == DIO_OP_READV || o->op == DIO_OP_WRITEV;
+			req[k] = (struct dio_req){ .op = o->op, .file = fq, .offset = o->off, .user_data = (uint64_t)k,
+						   .buf = vec ? NULL : qbuf[k] + o->shift, .len = vec ? 0 : o->len,
+						   .iov = vec ? qiov[k] : NULL, .iovcnt = vec ? cnt : 0 };
+		}
+		ck_assert_int_eq(dio_submit(q, req, (unsigned)n), n);
+		struct dio_cqe c[B];
+		for (int got = 0; got < n;) {
+			int r = dio_reap(q, c + got, 1, (unsigned)(n - got), -1);
+			ck_assert_int_gt(r, 0);
+			got += r;
+		}
+		for (int i = 0; i < n; i++) {
+			struct rnd_op *o = &ops[c[i].user_data];
+			int k = (int)c[i].user_data;
+			/* the sync path's result for the same op, the model's */
+			ssize_t want = rnd_is_write(o->op) ? (ssize_t)o->len
+				     : (uint64_t)o->off >= msize ? 0 : (ssize_t)RMIN(o->len, msize - (uint64_t)o->off);
+			ck_assert_msg(c[i].res == want, "op %d (type %d off %lld len %zu): queue returned %zd, model %zd",
+				      done + k, o->op, (long long)o->off, o->len, c[i].res, want);
+			if (!rnd_is_write(o->op))
+				ck_assert_msg(!memcmp(qbuf[k] + o->shift, sbuf[k] + o->shift, (size_t)want),
+					      "op %d: the queue's read differs from the sync path's", done + k);
+		}
+		done += n;
+	}
+	struct dio_stat a, b;
+	ck_assert_int_eq(dio_fstat(fs, &a), 0);
+	ck_assert_int_eq(dio_fstat(fq, &b), 0);
+	ck_assert_uint_eq(a.size, msize);
+	ck_assert_uint_eq(b.size, msize);
+	uint8_t *all = t_aligned(RND_SPAN + 65536);
+	for (int f = 0; f < 2; f++) {
+		memset(all, 0xEE, RND_SPAN + 65536);
+		ck_assert_int_eq(dio_pread(f ? fq : fs, all, RND_SPAN + 65536, 0), (ssize_t)msize);
+		ck_assert_msg(!memcmp(all, model, msize), "%s path's file differs from the model", f ? "queue" : "sync");
+	}
+	dio_queue_destroy(q);
+	for (int i = 0; i < B; i++) {
+		free(sbuf[i]);
+		free(qbuf[i]);
+	}
+	free(all);
+	free(model);
+	dio_close(fs);
+	dio_close(fq);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("queue");
@@ -842,6 +993,7 @@ int main(void)
 	tcase_add_test(tc, test_queued_writes_into_preallocated_blocks_go_down_asynchronously);
 	tcase_add_test(tc, test_queue_fd_wakes_an_event_loop_for_every_completion);
 	tcase_add_test(tc, test_a_submission_cut_short_fails_only_the_requests_not_started);
+	tcase_add_test(tc, test_sync_and_queue_paths_agree_on_a_random_sequence);
 	tcase_add_test(tc, test_a_file_closed_with_requests_in_flight_lives_until_they_complete);
 	suite_add_tcase(s, tc);
 	return t_run(s);

@@ -33,7 +33,7 @@ if [ -d "$target" ]; then fio_t="$target/fio.img"; dio_t="$target/dio.img"; else
 # that serve io_uring on tmpfs (both fio and libdio fall to a third).
 pin=""
 if [ -n "$BENCH_CPU" ] && [ "$jobs" = 1 ]; then pin="taskset -c $BENCH_CPU"; fi
-extra_fio="" fio_where="--filename=$fio_t"
+extra_fio="" fio_where="--filename=$fio_t" append_dir=""
 for a in "$@"; do
   case $a in
     --fsync=*) extra_fio="$extra_fio --fdatasync=${a#--fsync=}" ;;
@@ -42,7 +42,7 @@ for a in "$@"; do
     --append)  # every job appends to a fresh file of its own, which grows
                # with its writes as libdio's do (fio would fallocate --size
                # first, and on tmpfs allocate every page before timing)
-               mkdir -p "$target/fio-append"; rm -f "$target"/fio-append/*
+               append_dir="$target/fio-append"
                fio_where="--directory=$target/fio-append --filename_format=f.\$jobnum --file_append=1 --fallocate=none" ;;
   esac
 done
@@ -67,6 +67,7 @@ done
 # each prints "IOPS CPU_US_PER_IO"
 run_fio() {
   warm
+  if [ -n "$append_dir" ]; then mkdir -p "$append_dir"; rm -f "$append_dir"/*; fi
   $pin fio --name=base $fio_where --rw="$rw" --bs="$bs" --iodepth="$qd" --numjobs="$jobs" \
     --size="$size" --runtime="$runtime" --time_based --direct=1 --ioengine="$engine" --group_reporting \
     --randrepeat=0 $extra_fio --output-format=json 2>/dev/null | python3 -c '

@@ -35,49 +35,6 @@ static inline void cur_advance(struct cursor *c, size_t n)
 	}
 }
 
-/* Slices covering the next n bytes into out[]; -1 if more than max. */
-static inline int cur_slices(const struct cursor *c0, size_t n, struct iovec *out, int max)
-{
-	struct cursor c = *c0;
-	int k = 0;
-	while (n) {
-		if (!c.cnt || k == max)
-			return -1;
-		size_t take = MIN(n, c.iov->iov_len - c.skip);
-		if (take) {
-			out[k].iov_base = (char *)c.iov->iov_base + c.skip;
-			out[k].iov_len = take;
-			k++;
-		}
-		n -= take;
-		c.skip += take;
-		if (c.skip == c.iov->iov_len) {
-			c.iov++;
-			c.cnt--;
-			c.skip = 0;
-		}
-	}
-	return k;
-}
-
-/* If the next n bytes are whole segments of the caller's (the usual
-   aligned request: one piece, from its first segment to its last), how
-   many: the I/O can take the caller's iovec array as it is, with no
-   copy and no limit but IOV_MAX.  0 if not. */
-static inline int cur_whole(const struct cursor *c, size_t n)
-{
-	if (c->skip)
-		return 0;
-	int k = 0;
-	while (n && k < c->cnt && k < IOV_MAX) {
-		size_t l = c->iov[k++].iov_len;
-		if (l > n)
-			return 0;
-		n -= l;
-	}
-	return n ? 0 : k;
-}
-
 /* Slices for as much of the next *n bytes as max slices hold, ending
    where a segment ends if they cannot hold all; *n becomes that. */
 static inline int cur_take(const struct cursor *c0, size_t *n, struct iovec *out, int max)
@@ -99,6 +56,33 @@ static inline int cur_take(const struct cursor *c0, size_t *n, struct iovec *out
 	}
 	*n -= left;
 	return k;
+}
+
+/* Slices covering all of the next n bytes into out[]; -1 if more than
+   max (a queue slot takes a request whole or runs it inline). */
+static inline int cur_slices(const struct cursor *c0, size_t n, struct iovec *out, int max)
+{
+	size_t got = n;
+	int k = cur_take(c0, &got, out, max);
+	return got == n ? k : -1;
+}
+
+/* If the next n bytes are whole segments of the caller's (the usual
+   aligned request: one piece, from its first segment to its last), how
+   many: the I/O can take the caller's iovec array as it is, with no
+   copy and no limit but IOV_MAX.  0 if not. */
+static inline int cur_whole(const struct cursor *c, size_t n)
+{
+	if (c->skip)
+		return 0;
+	int k = 0;
+	while (n && k < c->cnt && k < IOV_MAX) {
+		size_t l = c->iov[k++].iov_len;
+		if (l > n)
+			return 0;
+		n -= l;
+	}
+	return n ? 0 : k;
 }
 
 /* Copy between the cursor and a flat buffer (dir 0: into buf). */

@@ -38,8 +38,12 @@ static int issue(struct dio_vol *v, struct dio_devctx **c, struct dio_bio *bios,
 static NOINLINE void continue_short(struct dio_vol *v, struct dio_devctx **c, struct dio_bio *b)
 {
 	size_t want = iov_bytes(b->iov, b->iovcnt);
+	/* each round moves at most REST_IOVS slices, and a device that
+	   splits may move less: give up only after a round per slice and 16
+	   more (a round that moves nothing fails at once) */
+	int limit = 16 + b->iovcnt;
 	for (int tries = 0; b->res >= 0 && (size_t)b->res < want; tries++) {
-		if (b->res == 0 || tries > 16) {
+		if (b->res == 0 || tries > limit) {
 			b->res = -EIO;
 			return;
 		}

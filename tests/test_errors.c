@@ -325,6 +325,24 @@ START_TEST(test_short_device_transfers_are_completed)
 	ck_assert_int_eq(dio_pwrite(f, buf, 65536, 0), 65536);
 	ck_assert_int_eq(dio_pread(f, chk, 65536, 0), 65536);
 	ck_assert(!memcmp(buf, chk, 65536));
+	/* a vectored write of 1,024 segments is one device I/O whose rest,
+	   after each short transfer, goes down 16 slices at a time (and is
+	   halved again each time): every byte still arrives */
+	struct dio_info di;
+	ck_assert_int_eq(dio_info(f, &di), 0);
+	size_t seg = di.mem_align > di.offset_align ? di.mem_align : di.offset_align;
+	uint8_t *big = t_aligned(1024 * seg), *bchk = t_aligned(1024 * seg);
+	t_fill(big, 1024 * seg, 9, 2, 0);
+	struct iovec *iov = calloc(1024, sizeof(*iov));
+	for (int i = 0; i < 1024; i++)
+		iov[i] = (struct iovec){ big + (size_t)i * seg, seg };
+	ck_assert_int_eq(dio_pwritev(f, iov, 1024, 0), (ssize_t)(1024 * seg));
+	ck_assert_int_eq(dio_pwritev(f, iov, 1024, 0), (ssize_t)(1024 * seg));   /* in place */
+	ck_assert_int_eq(dio_pread(f, bchk, 1024 * seg, 0), (ssize_t)(1024 * seg));
+	ck_assert(!memcmp(big, bchk, 1024 * seg));
+	free(iov);
+	free(big);
+	free(bchk);
 	dio_close(f);
 	ck_assert_int_eq(dio_umount(v), 0);
 	free(buf);

@@ -8,7 +8,6 @@
 
 #define REST_IOVS 16   /* the continuation of a short transfer */
 #define DEV_RW_BIOS 8
-#define NOINLINE __attribute__((noinline))
 
 /*
  * Issue n I/Os and wait for them.  One I/O alone goes down as the calling

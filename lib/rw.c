@@ -33,8 +33,6 @@
 #define SYNC_PIECES  16
 #define BATCH_BIOS   8
 #define BATCH_IOVS   64
-/* the functions that own a batch: their frames never nest in a caller's */
-#define NOINLINE __attribute__((noinline))
 
 #include "cursor.h"
 

@@ -550,17 +550,27 @@ static void *release_later(void *arg)
 	return NULL;
 }
 
-START_TEST(test_queued_writes_into_preallocated_blocks_go_down_asynchronously)
+/* Remount the test's volume on "fault-async" configured by cfg; false
+   (and a SKIP line for test) when the run's backend has no asynchronous
+   pair, so every queue request runs inline. */
+static bool remount_fault_async(const struct fault_cfg *cfg, const char *test)
 {
-	fault_setup(&(struct fault_cfg){ 0 });
+	fault_setup(cfg);
 	if (!fault_inner_has_async()) {
 		fprintf(stderr, "SKIP %s: backend %s has no asynchronous pair, every queue request runs inline\n",
-			__func__, t_backend());
-		return;
+			test, t_backend());
+		return false;
 	}
 	ck_assert_int_eq(dio_umount(vol), 0);
 	vol = dio_mount(img, &(struct dio_mount_opts){ .backend = "fault-async" });
 	ck_assert_ptr_nonnull(vol);
+	return true;
+}
+
+START_TEST(test_queued_writes_into_preallocated_blocks_go_down_asynchronously)
+{
+	if (!remount_fault_async(&(struct fault_cfg){ 0 }, __func__))
+		return;
 	uint8_t *buf = t_aligned(8192), *rd = t_aligned(8192);
 	/* a plain handle and a DIO_O_CONCURRENT one, whose conversions need
 	   the exclusive range lock too */
@@ -630,15 +640,8 @@ static uint64_t read_ios(struct dio_file *f, uint8_t *buf, size_t len, off_t off
 
 START_TEST(test_a_submission_cut_short_fails_only_the_requests_not_started)
 {
-	fault_setup(&(struct fault_cfg){ .async_refuse_from = 3 });
-	if (!fault_inner_has_async()) {
-		fprintf(stderr, "SKIP %s: backend %s has no asynchronous pair, every queue request runs inline\n",
-			__func__, t_backend());
+	if (!remount_fault_async(&(struct fault_cfg){ .async_refuse_from = 3 }, __func__))
 		return;
-	}
-	ck_assert_int_eq(dio_umount(vol), 0);
-	vol = dio_mount(img, &(struct dio_mount_opts){ .backend = "fault-async" });
-	ck_assert_ptr_nonnull(vol);
 	/* A's block 1, punched and written again before the punch is
 	   committed, lives away from block 0 (a freed block is not reused
 	   until then), so a read of blocks 0-1 is two device I/Os */

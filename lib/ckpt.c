@@ -58,14 +58,14 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 		need = v->sb.ckpt_blocks;
 	struct sink s = { NULL, bs, bs - MBLK_HDR, 0, 0, need };
 	size_t bytes;
-	if (!size_mul(need, bs, &bytes) || posix_memalign((void **)&s.img, MAX(v->geom.mem_align, 4096u), bytes))
+	if (!size_mul(need, bs, &bytes) || posix_memalign((void **)&s.img, MAX(v->dev.geom.mem_align, 4096u), bytes))
 		return -ENOMEM;
 	memset(s.img, 0, bytes);
-	int e = put64(&s, v->nnames);
-	e = e ? e : put64(&s, v->next_ino);
-	e = e ? e : put64(&s, v->last_seq);
-	for (size_t i = 0; i < v->nnames && !e; i++) {
-		struct dio_inode *in = v->names[i];
+	int e = put64(&s, v->ns.nnames);
+	e = e ? e : put64(&s, v->ns.next_ino);
+	e = e ? e : put64(&s, v->j.last_seq);
+	for (size_t i = 0; i < v->ns.nnames && !e; i++) {
+		struct dio_inode *in = v->ns.names[i];
 		uint8_t h[26];
 		put_le64(h, in->ino);
 		put_le64(h + 8, in->size);
@@ -133,7 +133,7 @@ static int load_inode(struct dio_vol *v, struct source *s)
 		return -EUCLEAN;
 	uint64_t ino = get_le64(h), size = get_le64(h + 8), n = get_le64(h + 16);
 	size_t nl = get_le16(h + 24);
-	if (!ino || ino >= v->next_ino || size > DIO_MAX_FILE_SIZE || nl < 1 || nl > DIO_NAME_MAX ||
+	if (!ino || ino >= v->ns.next_ino || size > DIO_MAX_FILE_SIZE || nl < 1 || nl > DIO_NAME_MAX ||
 	    n > (s->len - s->off) / 24 || take(s, name, nl) || memchr(name, 0, nl) ||
 	    ino_lookup(v, ino) || ns_lookup(v, name, nl, NULL))
 		return -EUCLEAN;
@@ -173,7 +173,7 @@ int ckpt_load(struct dio_vol *v)
 	uint8_t *img, *pay;
 	size_t bytes, pbytes;
 	if (!size_mul(nb, bs, &bytes) || !size_mul(nb, bs - MBLK_HDR, &pbytes) ||
-	    posix_memalign((void **)&img, MAX(v->geom.mem_align, 4096u), bytes))
+	    posix_memalign((void **)&img, MAX(v->dev.geom.mem_align, 4096u), bytes))
 		return -ENOMEM;
 	pay = malloc(pbytes);
 	int e = pay ? dev_rw(v, DIO_BIO_READ, 0, v->sb.ckpt_start[v->sb.ckpt_slot] * bs, img, bytes) : -ENOMEM;
@@ -192,8 +192,8 @@ int ckpt_load(struct dio_vol *v)
 	free(img);
 	struct source s = { pay, plen, 0 };
 	uint64_t ninodes = 0, seq = 0;
-	if (!e && (take64(&s, &ninodes) || take64(&s, &v->next_ino) || take64(&s, &seq) ||
-		   seq != v->sb.ckpt_seq || !v->next_ino))
+	if (!e && (take64(&s, &ninodes) || take64(&s, &v->ns.next_ino) || take64(&s, &seq) ||
+		   seq != v->sb.ckpt_seq || !v->ns.next_ino))
 		e = -EUCLEAN;
 	for (uint64_t i = 0; i < ninodes && !e; i++)
 		e = load_inode(v, &s);

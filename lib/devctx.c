@@ -60,14 +60,14 @@ static __thread uint64_t tl_refused;        /* a volume that could not open
 static void tctx_detach(struct dio_tctx *e)
 {
 	struct dio_vol *v = e->v;
-	for (struct dio_tctx **p = &v->tctx; *p; p = &(*p)->vnext) {
+	for (struct dio_tctx **p = &v->dev.tctx; *p; p = &(*p)->vnext) {
 		if (*p == e) {
 			*p = e->vnext;
 			break;
 		}
 	}
-	atomic_store_explicit(&v->ntctx_hint, --v->ntctx, memory_order_relaxed);
-	v->ops->close(e->dc.ctx);
+	atomic_store_explicit(&v->dev.ntctx_hint, --v->dev.ntctx, memory_order_relaxed);
+	v->dev.ops->close(e->dc.ctx);
 	e->dc.ctx = NULL;
 	e->v = NULL;
 }
@@ -124,13 +124,13 @@ static void tctx_prune(void)
    bound allows. */
 static struct dio_tctx *tctx_open(struct dio_vol *v, bool *refused)
 {
-	if (atomic_load_explicit(&v->ntctx_hint, memory_order_relaxed) >= DIO_NTCTX)
+	if (atomic_load_explicit(&v->dev.ntctx_hint, memory_order_relaxed) >= DIO_NTCTX)
 		return NULL;
 	pthread_once(&thread_key_once, thread_key_make);
 	pthread_mutex_lock(&registry_lock);
-	bool room = v->ntctx < DIO_NTCTX;
+	bool room = v->dev.ntctx < DIO_NTCTX;
 	if (room)
-		atomic_store_explicit(&v->ntctx_hint, ++v->ntctx, memory_order_relaxed);
+		atomic_store_explicit(&v->dev.ntctx_hint, ++v->dev.ntctx, memory_order_relaxed);
 	pthread_mutex_unlock(&registry_lock);
 	if (!room)
 		return NULL;
@@ -140,22 +140,22 @@ static struct dio_tctx *tctx_open(struct dio_vol *v, bool *refused)
 		memset(e, 0, sizeof(*e));
 		/* only this thread submits on it: the backend may bind it to
 		   the thread (io_uring: SINGLE_ISSUER|DEFER_TASKRUN) */
-		e->dc.ctx = backend_has_owned(v->ops) ? v->ops->open_owned(v->fd, v->depth, &err)
-						      : v->ops->open(v->fd, v->depth, &err);
+		e->dc.ctx = backend_has_owned(v->dev.ops) ? v->dev.ops->open_owned(v->dev.fd, v->dev.depth, &err)
+						      : v->dev.ops->open(v->dev.fd, v->dev.depth, &err);
 	}
 	pthread_mutex_lock(&registry_lock);
 	if (!e || !e->dc.ctx) {
 		*refused = true;
-		atomic_store_explicit(&v->ntctx_hint, --v->ntctx, memory_order_relaxed);
+		atomic_store_explicit(&v->dev.ntctx_hint, --v->dev.ntctx, memory_order_relaxed);
 		pthread_mutex_unlock(&registry_lock);
 		free(e);
 		return NULL;
 	}
-	e->vol_id = v->id;
+	e->vol_id = v->dev.id;
 	e->v = v;
 	tctx_prune();
-	e->vnext = v->tctx;
-	v->tctx = e;
+	e->vnext = v->dev.tctx;
+	v->dev.tctx = e;
 	e->tnext = tl_head;
 	tl_head = e;
 	pthread_mutex_unlock(&registry_lock);
@@ -168,18 +168,18 @@ static struct dio_tctx *tctx_open(struct dio_vol *v, bool *refused)
    free and no other opens, wait for the first. */
 static struct dio_devctx *pool_get(struct dio_vol *v)
 {
-	for (unsigned i = 0; i < v->nctx; i++) {
-		unsigned k = (pool_hint + i) % v->nctx;
-		struct dio_devctx *c = &v->ctx[k];
+	for (unsigned i = 0; i < v->dev.nctx; i++) {
+		unsigned k = (pool_hint + i) % v->dev.nctx;
+		struct dio_devctx *c = &v->dev.ctx[k];
 		if (pthread_mutex_trylock(&c->lock) != 0)
 			continue;
 		if (!c->ctx) {
 			int err = 0;
-			if (!atomic_load_explicit(&v->pool_full, memory_order_relaxed))
-				c->ctx = v->ops->open(v->fd, v->depth, &err);
+			if (!atomic_load_explicit(&v->dev.pool_full, memory_order_relaxed))
+				c->ctx = v->dev.ops->open(v->dev.fd, v->dev.depth, &err);
 			if (!c->ctx) {
 				/* the backend is out of contexts: do not ask on every call */
-				atomic_store_explicit(&v->pool_full, true, memory_order_relaxed);
+				atomic_store_explicit(&v->dev.pool_full, true, memory_order_relaxed);
 				pthread_mutex_unlock(&c->lock);
 				continue;
 			}
@@ -187,22 +187,22 @@ static struct dio_devctx *pool_get(struct dio_vol *v)
 		pool_hint = k;
 		return c;
 	}
-	struct dio_devctx *c = &v->ctx[0];
+	struct dio_devctx *c = &v->dev.ctx[0];
 	pthread_mutex_lock(&c->lock);
 	return c;
 }
 
 struct dio_devctx *devctx_get(struct dio_vol *v)
 {
-	if (tl_last && tl_last->vol_id == v->id)
+	if (tl_last && tl_last->vol_id == v->dev.id)
 		return &tl_last->dc;
 	for (struct dio_tctx *e = tl_head; e; e = e->tnext) {
-		if (e->vol_id == v->id) {
+		if (e->vol_id == v->dev.id) {
 			tl_last = e;
 			return &e->dc;
 		}
 	}
-	if (tl_refused != v->id) {
+	if (tl_refused != v->dev.id) {
 		bool refused = false;
 		struct dio_tctx *e = tctx_open(v, &refused);
 		if (e) {
@@ -210,7 +210,7 @@ struct dio_devctx *devctx_get(struct dio_vol *v)
 			return &e->dc;
 		}
 		if (refused)
-			tl_refused = v->id;
+			tl_refused = v->dev.id;
 	}
 	return pool_get(v);
 }
@@ -224,15 +224,15 @@ void devctx_put(struct dio_devctx *c)
 int devctx_init(struct dio_vol *v)
 {
 	long nproc = sysconf(_SC_NPROCESSORS_ONLN);
-	v->id = atomic_fetch_add_explicit(&next_vol_id, 1, memory_order_relaxed);
-	v->nctx = (unsigned)MIN(MAX(nproc, 1L), (long)DIO_NCTX);
-	for (unsigned i = 0; i < v->nctx; i++) {
-		pthread_mutex_init(&v->ctx[i].lock, NULL);
-		v->ctx[i].pooled = true;
+	v->dev.id = atomic_fetch_add_explicit(&next_vol_id, 1, memory_order_relaxed);
+	v->dev.nctx = (unsigned)MIN(MAX(nproc, 1L), (long)DIO_NCTX);
+	for (unsigned i = 0; i < v->dev.nctx; i++) {
+		pthread_mutex_init(&v->dev.ctx[i].lock, NULL);
+		v->dev.ctx[i].pooled = true;
 	}
 	int err = 0;
-	v->ctx[0].ctx = v->ops->open(v->fd, v->depth, &err);
-	if (!v->ctx[0].ctx)
+	v->dev.ctx[0].ctx = v->dev.ops->open(v->dev.fd, v->dev.depth, &err);
+	if (!v->dev.ctx[0].ctx)
 		return -(err ? err : EIO);
 	return 0;
 }
@@ -243,13 +243,13 @@ int devctx_init(struct dio_vol *v)
 void devctx_release(struct dio_vol *v)
 {
 	pthread_mutex_lock(&registry_lock);
-	while (v->tctx)
-		tctx_detach(v->tctx);
+	while (v->dev.tctx)
+		tctx_detach(v->dev.tctx);
 	pthread_mutex_unlock(&registry_lock);
-	for (unsigned i = 0; i < v->nctx; i++) {
-		if (v->ctx[i].ctx)
-			v->ops->close(v->ctx[i].ctx);
-		pthread_mutex_destroy(&v->ctx[i].lock);
+	for (unsigned i = 0; i < v->dev.nctx; i++) {
+		if (v->dev.ctx[i].ctx)
+			v->dev.ops->close(v->dev.ctx[i].ctx);
+		pthread_mutex_destroy(&v->dev.ctx[i].lock);
 	}
-	v->nctx = 0;
+	v->dev.nctx = 0;
 }

@@ -20,13 +20,13 @@
 static int issue(struct dio_vol *v, struct dio_devctx **c, struct dio_bio *bios, unsigned n)
 {
 	cnt_add(&CNT(v)->device_ios, n);
-	if (n == 1 && v->plain_single) {
-		dio_dev_bio(v->fd, bios);
+	if (n == 1 && v->dev.plain_single) {
+		dio_dev_bio(v->dev.fd, bios);
 		return 0;
 	}
 	if (!*c)
 		*c = devctx_get(v);
-	return v->ops->submit((*c)->ctx, bios, n);
+	return v->dev.ops->submit((*c)->ctx, bios, n);
 }
 
 /*
@@ -80,10 +80,27 @@ int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n)
 	return e;
 }
 
+/* A queued bio came back short (res >= 0): the rest moves synchronously,
+   through the thread's context, which has none of the queue's registered
+   buffers.  0 or -errno (also in b->res). */
+int dev_finish_short(struct dio_vol *v, struct dio_bio *b)
+{
+	if ((size_t)b->res >= iov_bytes(b->iov, b->iovcnt))
+		return 0;
+	struct dio_bio nb = *b;
+	nb.flags &= DIO_BIO_FUA;
+	struct dio_devctx *c = NULL;
+	continue_short(v, &c, &nb);
+	if (c)
+		devctx_put(c);
+	b->res = nb.res;
+	return nb.res < 0 ? (int)nb.res : 0;
+}
+
 int dev_flush(struct dio_vol *v)
 {
 	struct dio_devctx *c = devctx_get(v);
-	int e = v->ops->flush(c->ctx);
+	int e = v->dev.ops->flush(c->ctx);
 	devctx_put(c);
 	if (!e)
 		cnt_add(&CNT(v)->flushes, 1);
@@ -98,7 +115,7 @@ int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, s
 	while (len) {
 		unsigned n = 0;
 		while (len && n < DEV_RW_BIOS) {
-			size_t piece = MIN(len, (size_t)v->geom.max_io);
+			size_t piece = MIN(len, (size_t)v->dev.geom.max_io);
 			iov[n] = (struct iovec){ buf, piece };
 			bios[n] = (struct dio_bio){ op, flags, off, &iov[n], 1, 0 };
 			buf = (char *)buf + piece;

@@ -72,10 +72,10 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		e = -EROFS;
 	else if (!in) {
 		e = md_room(v, 0, len);
-		if (!e && !(in = ino_new(v, v->next_ino)))
+		if (!e && !(in = ino_new(v, v->ns.next_ino)))
 			e = -ENOMEM;
 		if (!e) {
-			v->next_ino++;
+			v->ns.next_ino++;
 			e = ns_insert(v, in, name, len);
 			if (e)
 				ino_destroy(v, in);
@@ -91,7 +91,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 	}
 	if (!e) {
 		in->nopen++;
-		v->nopen_total++;
+		v->ns.nopen_total++;
 		f->vol = v;
 		f->ino = in;
 		f->flags = flags;
@@ -172,7 +172,7 @@ DIO_API int dio_unlink(struct dio_vol *v, const char *name)
 	struct dio_inode *in = ns_lookup(v, name, len, NULL);
 	if (!in)
 		e = -ENOENT;
-	else if (v->jbroken)
+	else if (v->j.broken)
 		e = -EIO;
 	if (!e) {
 		struct dio_rec r = { .type = R_UNLINK, .n1 = name, .l1 = len };
@@ -219,7 +219,7 @@ DIO_API int dio_rename(struct dio_vol *v, const char *oldname, const char *newna
 			if (e) {
 				/* out of memory mid-rename: the journal already holds
 				   it; refuse further changes rather than diverge */
-				v->jbroken = true;
+				v->j.broken = true;
 			}
 			if (target && !target->nopen) {
 				ino_free_blocks(v, target);
@@ -250,7 +250,7 @@ DIO_API int dio_list(struct dio_vol *v, const char *prefix,
 			ns_lookup(v, prefix ? prefix : "", plen, &pos);
 		else if (ns_lookup(v, last, lastlen, &pos))
 			pos++;
-		struct dio_inode *in = pos < v->nnames ? v->names[pos] : NULL;
+		struct dio_inode *in = pos < v->ns.nnames ? v->ns.names[pos] : NULL;
 		if (in && plen && (in->namelen < plen || memcmp(in->name, prefix, plen)))
 			in = NULL;
 		if (in) {
@@ -282,20 +282,16 @@ static int writable(struct dio_file *f)
 	return 0;
 }
 
-static bool range_has_written(struct dio_inode *in, uint64_t lblk)
-{
-	pthread_rwlock_rdlock(&in->map_lock);
-	bool w = em_written(&in->map, lblk);
-	pthread_rwlock_unlock(&in->map_lock);
-	return w;
-}
-
 /* Zero [off, off+len) inside one block if that block holds written data. */
 static int zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
 {
-	if (!len || !range_has_written(f->ino, off / f->vol->bs))
+	uint64_t blk = off / f->vol->bs;
+	if (!len || !block_is_written(f->ino, blk))
 		return 0;
-	return rw_zero_partial(f, off, len);
+	int e = rw_zero_partial(f, off, len);
+	if (e)
+		rw_mark_failed(f, blk, blk + 1);
+	return e;
 }
 
 static void md_begin(struct dio_vol *v, struct dio_inode *in)
@@ -488,7 +484,7 @@ static int file_sync(struct dio_file *f)
 		   not covered and sets the flag again */
 		int dirty = atomic_exchange(&in->data_dirty, 0);
 		pthread_mutex_lock(&v->md_lock);
-		uint64_t seq = v->last_seq;
+		uint64_t seq = v->j.last_seq;
 		md_unlock(v);
 		e = j_commit(v, seq, dirty != 0, false);
 		if (e && dirty)

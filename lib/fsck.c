@@ -51,7 +51,7 @@ static void check_slots(struct dio_vol *v, struct fsck *k)
 		if (e)
 			problem(k, DIO_FSCK_WARN, "superblock slot %d: %s", s,
 				e == -EINVAL ? "no superblock" : "checksum mismatch");
-		else if (sb_validate(&sb, v->geom.size))
+		else if (sb_validate(&sb, v->dev.geom.size))
 			problem(k, DIO_FSCK_WARN, "superblock slot %d: fields inconsistent", s);
 		else if (sb.uuid != v->sb.uuid)
 			problem(k, DIO_FSCK_WARN, "superblock slot %d: belongs to another volume", s);
@@ -67,8 +67,8 @@ static int cmp_ext(const void *a, const void *b)
 static void check_files(struct dio_vol *v, struct fsck *k)
 {
 	size_t total = 0;
-	for (size_t i = 0; i < v->nnames; i++)
-		total += em_count(&v->names[i]->map);
+	for (size_t i = 0; i < v->ns.nnames; i++)
+		total += em_count(&v->ns.names[i]->map);
 	total += em_count(&v->bad);
 	struct dio_extent *all = malloc((total + 1) * sizeof(*all));
 	if (!all) {
@@ -76,10 +76,10 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 		return;
 	}
 	size_t n = 0;
-	for (size_t i = 0; i < v->nnames; i++) {
-		struct dio_inode *in = v->names[i];
+	for (size_t i = 0; i < v->ns.nnames; i++) {
+		struct dio_inode *in = v->ns.names[i];
 		uint64_t prev_end = 0, size_blocks = DIV_UP(in->size, v->bs);
-		if (i && strcmp(v->names[i - 1]->name, in->name) >= 0)
+		if (i && strcmp(v->ns.names[i - 1]->name, in->name) >= 0)
 			problem(k, DIO_FSCK_ERROR, "names out of order at \"%s\"", in->name);
 		struct bt_cur c;
 		size_t j = 0;

@@ -9,7 +9,7 @@
    dio info(1) shows the same without opening a file. */
 void vol_info(const struct dio_vol *v, bool strict, struct dio_info *info)
 {
-	const struct dio_geom *g = &v->geom;
+	const struct dio_geom *g = &v->dev.geom;
 	memset(info, 0, sizeof(*info));
 	info->mem_align = g->mem_align;
 	info->offset_align = g->logical_bs;

@@ -20,10 +20,10 @@ static int name_cmp(const char *a, size_t la, const char *b, size_t lb)
 /* The inode named (name, len), or NULL; *pos is where it is or would go. */
 struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, size_t *pos)
 {
-	size_t lo = 0, hi = v->nnames;
+	size_t lo = 0, hi = v->ns.nnames;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = name_cmp(v->names[mid]->name, v->names[mid]->namelen, name, len);
+		int c = name_cmp(v->ns.names[mid]->name, v->ns.names[mid]->namelen, name, len);
 		if (c < 0)
 			lo = mid + 1;
 		else if (c > 0)
@@ -31,7 +31,7 @@ struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, siz
 		else {
 			if (pos)
 				*pos = mid;
-			return v->names[mid];
+			return v->ns.names[mid];
 		}
 	}
 	if (pos)
@@ -45,22 +45,22 @@ int ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t 
 	size_t pos;
 	if (ns_lookup(v, name, len, &pos))
 		return -EEXIST;
-	if (v->nnames == v->names_cap) {
-		size_t cap = v->names_cap ? v->names_cap * 2 : 64;
-		struct dio_inode **n = realloc(v->names, cap * sizeof(*n));
+	if (v->ns.nnames == v->ns.names_cap) {
+		size_t cap = v->ns.names_cap ? v->ns.names_cap * 2 : 64;
+		struct dio_inode **n = realloc(v->ns.names, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
-		v->names = n;
-		v->names_cap = cap;
+		v->ns.names = n;
+		v->ns.names_cap = cap;
 	}
 	char *copy = malloc(len + 1);
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy, name, len);
 	copy[len] = 0;
-	memmove(&v->names[pos + 1], &v->names[pos], (v->nnames - pos) * sizeof(v->names[0]));
-	v->names[pos] = in;
-	v->nnames++;
+	memmove(&v->ns.names[pos + 1], &v->ns.names[pos], (v->ns.nnames - pos) * sizeof(v->ns.names[0]));
+	v->ns.names[pos] = in;
+	v->ns.nnames++;
 	in->name = copy;
 	in->namelen = len;
 	v->md_bytes += md_inode_bytes(len);
@@ -73,8 +73,8 @@ void ns_remove(struct dio_vol *v, struct dio_inode *in)
 	size_t pos;
 	if (!in->name || ns_lookup(v, in->name, in->namelen, &pos) != in)
 		return;
-	memmove(&v->names[pos], &v->names[pos + 1], (v->nnames - pos - 1) * sizeof(v->names[0]));
-	v->nnames--;
+	memmove(&v->ns.names[pos], &v->ns.names[pos + 1], (v->ns.nnames - pos - 1) * sizeof(v->ns.names[0]));
+	v->ns.nnames--;
 	v->md_bytes -= md_inode_bytes(in->namelen);
 	free(in->name);
 	in->name = NULL;
@@ -85,14 +85,14 @@ void ns_remove(struct dio_vol *v, struct dio_inode *in)
 
 static size_t ihash(const struct dio_vol *v, uint64_t ino)
 {
-	return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (v->ihash_size - 1);
+	return (size_t)((ino * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (v->ns.ihash_size - 1);
 }
 
 struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino)
 {
-	if (!v->ihash_size)
+	if (!v->ns.ihash_size)
 		return NULL;
-	for (struct dio_inode *in = v->ihash[ihash(v, ino)]; in; in = in->hnext)
+	for (struct dio_inode *in = v->ns.ihash[ihash(v, ino)]; in; in = in->hnext)
 		if (in->ino == ino)
 			return in;
 	return NULL;
@@ -100,14 +100,14 @@ struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino)
 
 static int ihash_grow(struct dio_vol *v)
 {
-	size_t ns = v->ihash_size ? v->ihash_size * 2 : 256;
+	size_t ns = v->ns.ihash_size ? v->ns.ihash_size * 2 : 256;
 	struct dio_inode **t = calloc(ns, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
-	struct dio_inode **old = v->ihash;
-	size_t os = v->ihash_size;
-	v->ihash = t;
-	v->ihash_size = ns;
+	struct dio_inode **old = v->ns.ihash;
+	size_t os = v->ns.ihash_size;
+	v->ns.ihash = t;
+	v->ns.ihash_size = ns;
 	for (size_t i = 0; i < os; i++) {
 		for (struct dio_inode *in = old[i], *nx; in; in = nx) {
 			nx = in->hnext;
@@ -122,7 +122,7 @@ static int ihash_grow(struct dio_vol *v)
 
 struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
 {
-	if (v->ninodes + 1 > v->ihash_size / 2 && ihash_grow(v) < 0)
+	if (v->ns.ninodes + 1 > v->ns.ihash_size / 2 && ihash_grow(v) < 0)
 		return NULL;
 	struct dio_inode *in = calloc(1, sizeof(*in));
 	if (!in)
@@ -130,9 +130,9 @@ struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
 	in->ino = ino;
 	pthread_rwlock_init(&in->map_lock, NULL);
 	size_t h = ihash(v, ino);
-	in->hnext = v->ihash[h];
-	v->ihash[h] = in;
-	v->ninodes++;
+	in->hnext = v->ns.ihash[h];
+	v->ns.ihash[h] = in;
+	v->ns.ninodes++;
 	return in;
 }
 
@@ -156,7 +156,7 @@ void blocks_freed(struct dio_vol *v, uint64_t seq, uint64_t pblk, uint64_t len, 
 {
 	if (flags & EXT_BAD)
 		bad_add(v, pblk, len);
-	else if (seq <= v->durable_seq)
+	else if (seq <= v->j.durable_seq)
 		alloc_give(&v->alloc, pblk, len);
 	else
 		alloc_defer(&v->alloc, pblk, len, seq);
@@ -174,7 +174,7 @@ void ino_free_blocks(struct dio_vol *v, struct dio_inode *in)
 {
 	struct bt_cur c;
 	for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c))
-		blocks_freed(v, v->last_seq, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
+		blocks_freed(v, v->j.last_seq, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
 	v->md_bytes -= (uint64_t)em_count(&in->map) * MD_EXTENT_BYTES;
 	em_free(&in->map);
 }
@@ -188,12 +188,12 @@ void release_blocks_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
 
 void ino_destroy(struct dio_vol *v, struct dio_inode *in)
 {
-	struct dio_inode **pp = &v->ihash[ihash(v, in->ino)];
+	struct dio_inode **pp = &v->ns.ihash[ihash(v, in->ino)];
 	while (*pp && *pp != in)
 		pp = &(*pp)->hnext;
 	if (*pp)
 		*pp = in->hnext;
-	v->ninodes--;
+	v->ns.ninodes--;
 	ns_remove(v, in);
 	em_free(&in->map);
 	pthread_rwlock_destroy(&in->map_lock);
@@ -204,8 +204,8 @@ void ino_destroy(struct dio_vol *v, struct dio_inode *in)
 
 void vol_free_inodes(struct dio_vol *v)
 {
-	for (size_t i = 0; i < v->ihash_size; i++) {
-		for (struct dio_inode *in = v->ihash[i], *nx; in; in = nx) {
+	for (size_t i = 0; i < v->ns.ihash_size; i++) {
+		for (struct dio_inode *in = v->ns.ihash[i], *nx; in; in = nx) {
 			nx = in->hnext;
 			free(in->name);
 			em_free(&in->map);
@@ -215,11 +215,11 @@ void vol_free_inodes(struct dio_vol *v)
 			free(in);
 		}
 	}
-	free(v->ihash);
-	free(v->names);
-	v->ihash = NULL;
-	v->names = NULL;
-	v->ihash_size = v->nnames = v->ninodes = 0;
+	free(v->ns.ihash);
+	free(v->ns.names);
+	v->ns.ihash = NULL;
+	v->ns.names = NULL;
+	v->ns.ihash_size = v->ns.nnames = v->ns.ninodes = 0;
 }
 
 /* ---- handles ---------------------------------------------------------- */
@@ -246,7 +246,7 @@ void file_put(struct dio_file *f)
 	struct dio_inode *in = f->ino;
 	pthread_mutex_lock(&v->md_lock);
 	in->nopen--;
-	v->nopen_total--;
+	v->ns.nopen_total--;
 	if (!in->nopen && !in->name) {
 		/* last handle of an unlinked file: its blocks go now */
 		ino_free_blocks(v, in);

@@ -2,10 +2,10 @@
  * libdio internals shared by the files of lib/.  Nothing here is public.
  *
  * Lock order (outermost first), never taken the other way round:
- *   inode range lock  ->  vol->commit_lock  ->  vol->md_lock
+ *   inode range lock  ->  vol->j.commit_lock  ->  vol->md_lock
  *   ->  inode->map_lock  ->  vol->bounce.lock / device context locks
- * vol->clean_lock (a refill of the clean ranges) comes after the range
- * lock and before md_lock; vol->flush_lock is a leaf, never held across
+ * vol->clean.lock (a refill of the clean ranges) comes after the range
+ * lock and before md_lock; vol->j.flush_lock is a leaf, never held across
  * a flush.
  * md_lock guards every metadata change (namespace, extent maps, sizes,
  * allocator, the pending journal records).  Readers of one file's map take
@@ -386,18 +386,15 @@ struct j_replay_tap {
 };
 
 /* ---- the volume ---- */
-struct dio_vol {
+/* The device under a volume: its descriptor, geometry, backend and the
+   pool of backend contexts for synchronous I/O (devctx.c). */
+struct dio_device {
 	int fd;
-	bool rdonly;
 	bool created;              /* dio_mkfs made the image file */
 	char *path;
 	struct dio_geom geom;
-	struct dio_sb sb;
-	uint32_t bs;
-	unsigned bshift;
 	const struct dio_backend_ops *ops;
-	bool plain_single;         /* a built-in backend: a lone I/O is a syscall (rw.c issue) */
-	bool recovering;           /* loaded and replayed by one thread, not yet handed out */
+	bool plain_single;         /* a built-in backend: a lone I/O is a syscall (devio.c issue) */
 	uint64_t id;               /* unique for the process's life (devctx.c) */
 	struct dio_tctx *tctx;     /* threads' own contexts, under devctx.c's registry_lock */
 	unsigned ntctx;
@@ -406,48 +403,68 @@ struct dio_vol {
 	atomic_bool pool_full;     /* an open for the pool failed: open no more */
 	unsigned nctx;
 	unsigned depth;
+};
 
-	pthread_mutex_t md_lock;
-	/* namespace: sorted by name */
-	struct dio_inode **names;
+/* The namespace and the live inodes (inode.c), under md_lock. */
+struct dio_names {
+	struct dio_inode **names;  /* sorted by name */
 	size_t nnames, names_cap;
-	/* all live inodes by number */
-	struct dio_inode **ihash;
+	struct dio_inode **ihash;  /* all live inodes by number */
 	size_t ihash_size, ninodes;
 	uint64_t next_ino;
 	unsigned nopen_total;
-	unsigned nqueues;          /* queues not yet destroyed */
-	struct dio_alloc alloc;
-	struct dio_emap bad;       /* blocks a write failed on, keyed by pblk: never reused */
-	uint64_t md_bytes;         /* size of a checkpoint of the current state */
-	uint64_t md_cap;           /* what a checkpoint area holds */
+};
 
-	/* journal: records appended under md_lock */
-	uint8_t *jbuf;
-	size_t jlen, jcap;
+/* The journal (journal.c): records appended under md_lock, committed
+   under commit_lock, flushes shared by their waiters. */
+struct dio_journal {
+	uint8_t *buf;
+	size_t len, cap;
 	uint64_t last_seq;         /* seq of the last record appended */
-	bool jbroken;              /* a commit failed: volume refuses metadata changes */
+	bool broken;               /* a commit failed: volume refuses metadata changes */
 	/* The pending records expose blocks that may hold stale bytes (dirty
 	   blocks made written, anything but a write into clean blocks): their
 	   commit flushes the data first.  j_append sets it for a record
 	   appended as ordered. */
-	bool jneed_order;
-	bool clean_off;            /* a refill failed: no more for this mount */
-	pthread_mutex_t clean_lock;  /* one refill of the clean ranges at a time */
-	uint8_t *zbuf;             /* zeros for refills, made at the first one */
-
+	bool need_order;
 	pthread_mutex_t commit_lock;
 	uint64_t durable_seq;      /* records up to here are on stable storage */
 	uint64_t written_seq;      /* ... in the journal, maybe not flushed yet (md_lock) */
 	uint64_t written_mark;     /* flush_started when that journal write completed */
-	uint64_t jhead_pos, jhead_bseq;   /* next journal block to write */
-	uint8_t *jio;              /* aligned staging for journal/checkpoint I/O */
-	size_t jio_cap;
+	uint64_t head_pos, head_bseq;   /* next journal block to write */
+	uint8_t *io;               /* aligned staging for journal/checkpoint I/O */
+	size_t io_cap;
 	atomic_uint_fast64_t flush_started, flush_done;
 	pthread_mutex_t flush_lock;  /* j_flush: one flush at a time, shared by waiters */
 	pthread_cond_t flush_cv;
 	bool flush_busy;
 	uint64_t flush_failed;     /* number of the last flush that failed */
+};
+
+/* Clean ranges' refill (refill.c). */
+struct dio_refill {
+	bool off;                  /* a refill failed: no more for this mount */
+	pthread_mutex_t lock;      /* one refill of the clean ranges at a time */
+	uint8_t *zbuf;             /* zeros for refills, made at the first one */
+};
+
+struct dio_vol {
+	struct dio_device dev;
+	bool rdonly;
+	bool recovering;           /* loaded and replayed by one thread, not yet handed out */
+	struct dio_sb sb;
+	uint32_t bs;
+	unsigned bshift;
+
+	pthread_mutex_t md_lock;
+	struct dio_names ns;
+	unsigned nqueues;          /* queues not yet destroyed */
+	struct dio_alloc alloc;
+	struct dio_emap bad;       /* blocks a write failed on, keyed by pblk: never reused */
+	uint64_t md_bytes;         /* size of a checkpoint of the current state */
+	uint64_t md_cap;           /* what a checkpoint area holds */
+	struct dio_journal j;
+	struct dio_refill clean;
 
 	struct dio_bounce bounce;
 	const struct j_replay_tap *replay_tap;   /* NULL but in dio dump */
@@ -479,6 +496,7 @@ void devctx_release(struct dio_vol *v);
 /* device I/O (rw.c) */
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n);
 int dev_flush(struct dio_vol *v);
+int dev_finish_short(struct dio_vol *v, struct dio_bio *b);   /* a queued bio came back short */
 int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, size_t len);
 
 /* journal.c */
@@ -563,30 +581,50 @@ int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint
 		    bool *clean);
 int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
 
-/* rw.c: asynchronous requests for queues (queue.c) */
+/*
+ * rw.c: one request, synchronous or queued (the kernel's iomap_dio): see
+ * the steps at the top of rw.c.  A synchronous call keeps it on its
+ * stack; a queue slot keeps it with its I/Os until the last is back.
+ */
+struct rw_req {
+	struct dio_file *f;
+	struct dio_range r;          /* held from rq_lock to rq_finish */
+	const struct iovec *iov;     /* the caller's */
+	int iovcnt;
+	uint64_t off, end;           /* bytes [off, end) */
+	uint64_t xend;               /* end of the transfer (EOF, logical blocks) */
+	uint64_t b0, b1;             /* the blocks locked */
+	uint64_t ret;                /* bytes to report on success */
+	struct iovec pad[2];         /* zeros before and after an aligned write */
+	unsigned bio_flags;          /* DIO_BIO_FUA for O_DSYNC */
+	bool write, aligned;
+	bool excl;                   /* the range lock is exclusive */
+	bool convert;                /* not an overwrite: convert blocks, grow size */
+	bool clean;                  /* ... every block allocated was clean */
+	bool alloc_failed;           /* nothing went down */
+	bool changed;                /* the conversion journalled something */
+	bool bounced;
+};
+
+/* rw.c: queued requests (queue.c) */
 #define RW_ASYNC_BIOS 8
 #define RW_ASYNC_IOVS 64
 struct rw_async {
-	struct dio_file *f;
-	struct dio_range r;
-	bool write;
-	uint64_t ret;                /* bytes to report on success */
-	uint64_t b0, b1, end;
-	bool alloc;                  /* blocks were allocated: convert at completion */
-	bool clean;                  /* ... all of them clean (alloc.c) */
+	struct rw_req rq;
+	ssize_t res;                 /* RWA_DONE: the result */
 	unsigned nbio;
 	struct dio_bio bio[RW_ASYNC_BIOS];
 	struct iovec iov[RW_ASYNC_IOVS];
 };
 enum { RWA_INLINE = 0, RWA_READY = 1, RWA_DONE = 2 };
-int  rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
-		      int iovcnt, off_t offset, bool may_block);
-int  rw_async_finish(struct rw_async *a, int err);   /* the request's final error */
-int  rw_finish_short(struct dio_vol *v, struct dio_bio *b);
+int     rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
+			 int iovcnt, off_t offset, bool may_block);
+ssize_t rw_async_finish(struct rw_async *a, int err);   /* the request's result */
 
-/* rw.c helpers for file.c */
-int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);
-void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1);   /* no md/map locks held */
+/* the data path's helpers for file.c */
+int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);   /* rmw.c */
+void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1);   /* rw.c; no md/map locks held */
+bool block_is_written(struct dio_inode *in, uint64_t lblk);          /* xfer.c */
 
 /* tail.c: the tail block of misaligned writers; callers hold the blocks'
    range lock (tail_load, tail_store: exclusively) */

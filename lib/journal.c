@@ -49,17 +49,17 @@ int j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered)
 {
 	DIO_MD_HELD(v);
 	size_t need = rec_size(r);
-	if (v->jlen + need > v->jcap) {
-		size_t cap = v->jcap ? v->jcap * 2 : 4096;
-		while (cap < v->jlen + need)
+	if (v->j.len + need > v->j.cap) {
+		size_t cap = v->j.cap ? v->j.cap * 2 : 4096;
+		while (cap < v->j.len + need)
 			cap *= 2;
-		uint8_t *n = realloc(v->jbuf, cap);
+		uint8_t *n = realloc(v->j.buf, cap);
 		if (!n)
 			return -ENOMEM;
-		v->jbuf = n;
-		v->jcap = cap;
+		v->j.buf = n;
+		v->j.cap = cap;
 	}
-	uint8_t *p = v->jbuf + v->jlen;
+	uint8_t *p = v->j.buf + v->j.len;
 	p[0] = (uint8_t)r->type;
 	p[1] = 0;
 	put_le16(p + 2, (uint16_t)need);
@@ -97,11 +97,11 @@ int j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered)
 		put_le64(p + 16, r->c);
 		break;
 	}
-	v->jlen += need;
-	v->last_seq++;
-	plog_append(v, v->jbuf + v->jlen - need, need, v->last_seq);
+	v->j.len += need;
+	v->j.last_seq++;
+	plog_append(v, v->j.buf + v->j.len - need, need, v->j.last_seq);
 	if (ordered)
-		v->jneed_order = true;
+		v->j.need_order = true;
 	return 0;
 }
 
@@ -194,8 +194,8 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r)
 		in = ino_new(v, r->ino);
 		if (!in)
 			return -ENOMEM;
-		if (r->ino >= v->next_ino)
-			v->next_ino = r->ino + 1;
+		if (r->ino >= v->ns.next_ino)
+			v->ns.next_ino = r->ino + 1;
 		return ns_insert(v, in, r->n1, r->l1);
 	case R_UNLINK:
 		if (!name_ok(r->n1, r->l1) || !(in = ns_lookup(v, r->n1, r->l1, NULL)))
@@ -243,15 +243,15 @@ static uint32_t jpayload(const struct dio_vol *v) { return v->bs - MBLK_HDR; }
 
 static int jio_reserve(struct dio_vol *v, size_t bytes)
 {
-	if (bytes <= v->jio_cap)
+	if (bytes <= v->j.io_cap)
 		return 0;
 	void *p;
-	size_t cap = MAX(bytes, v->jio_cap * 2);
-	if (posix_memalign(&p, MAX(v->geom.mem_align, 4096u), cap))
+	size_t cap = MAX(bytes, v->j.io_cap * 2);
+	if (posix_memalign(&p, MAX(v->dev.geom.mem_align, 4096u), cap))
 		return -ENOMEM;
-	free(v->jio);
-	v->jio = p;
-	v->jio_cap = cap;
+	free(v->j.io);
+	v->j.io = p;
+	v->j.io_cap = cap;
 	return 0;
 }
 
@@ -264,35 +264,35 @@ static int jio_reserve(struct dio_vol *v, size_t bytes)
  */
 static int flush_after(struct dio_vol *v, uint64_t mark)
 {
-	pthread_mutex_lock(&v->flush_lock);
+	pthread_mutex_lock(&v->j.flush_lock);
 	uint64_t need = mark + 1;   /* any flush started after the mark */
 	int e = 0;
-	while (atomic_load(&v->flush_done) < need && !e) {
-		if (v->flush_failed >= need) {
+	while (atomic_load(&v->j.flush_done) < need && !e) {
+		if (v->j.flush_failed >= need) {
 			e = -EIO;
-		} else if (v->flush_busy) {
-			pthread_cond_wait(&v->flush_cv, &v->flush_lock);
+		} else if (v->j.flush_busy) {
+			pthread_cond_wait(&v->j.flush_cv, &v->j.flush_lock);
 		} else {
-			v->flush_busy = true;
-			uint64_t mine = atomic_fetch_add(&v->flush_started, 1) + 1;
-			pthread_mutex_unlock(&v->flush_lock);
+			v->j.flush_busy = true;
+			uint64_t mine = atomic_fetch_add(&v->j.flush_started, 1) + 1;
+			pthread_mutex_unlock(&v->j.flush_lock);
 			e = dev_flush(v);
-			pthread_mutex_lock(&v->flush_lock);
-			v->flush_busy = false;
+			pthread_mutex_lock(&v->j.flush_lock);
+			v->j.flush_busy = false;
 			if (e)
-				v->flush_failed = mine;
+				v->j.flush_failed = mine;
 			else
-				atomic_store(&v->flush_done, mine);
-			pthread_cond_broadcast(&v->flush_cv);
+				atomic_store(&v->j.flush_done, mine);
+			pthread_cond_broadcast(&v->j.flush_cv);
 		}
 	}
-	pthread_mutex_unlock(&v->flush_lock);
+	pthread_mutex_unlock(&v->j.flush_lock);
 	return e;
 }
 
 int j_flush(struct dio_vol *v)
 {
-	return flush_after(v, atomic_load(&v->flush_started));
+	return flush_after(v, atomic_load(&v->j.flush_started));
 }
 
 /* Write one transaction of `len` bytes from buf at the journal head
@@ -308,24 +308,24 @@ static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len, unsign
 	if (e)
 		return e;
 	for (uint64_t i = 0; i < n; i++) {
-		uint8_t *blk = v->jio + i * bs;
+		uint8_t *blk = v->j.io + i * bs;
 		size_t used = MIN((size_t)pl, len - (size_t)i * pl);   /* i < n: i * pl < len */
 		memset(blk, 0, bs);
 		memcpy(blk + MBLK_HDR, buf + i * pl, used);
-		struct dio_mblk_hdr h = { DIO_MAGIC_JRNL, 0, v->sb.uuid, v->jhead_bseq + i,
-					  v->jhead_bseq, (uint32_t)n, (uint32_t)used };
+		struct dio_mblk_hdr h = { DIO_MAGIC_JRNL, 0, v->sb.uuid, v->j.head_bseq + i,
+					  v->j.head_bseq, (uint32_t)n, (uint32_t)used };
 		mblk_seal(blk, bs, &h);
 	}
-	uint64_t first = MIN(n, J - v->jhead_pos);
-	e = dev_rw(v, DIO_BIO_WRITE, flags, (v->sb.journal_start + v->jhead_pos) * bs,
-		   v->jio, (size_t)first * bs);
+	uint64_t first = MIN(n, J - v->j.head_pos);
+	e = dev_rw(v, DIO_BIO_WRITE, flags, (v->sb.journal_start + v->j.head_pos) * bs,
+		   v->j.io, (size_t)first * bs);
 	if (!e && n > first)
 		e = dev_rw(v, DIO_BIO_WRITE, flags, v->sb.journal_start * bs,
-			   v->jio + (size_t)first * bs, (size_t)(n - first) * bs);
+			   v->j.io + (size_t)first * bs, (size_t)(n - first) * bs);
 	if (e)
 		return e;
-	v->jhead_pos = (v->jhead_pos + n) % J;
-	v->jhead_bseq += n;
+	v->j.head_pos = (v->j.head_pos + n) % J;
+	v->j.head_bseq += n;
 	cnt_add(&CNT(v)->journal_commits, 1);
 	return 0;
 }
@@ -333,9 +333,9 @@ static int j_write_txn(struct dio_vol *v, const uint8_t *buf, size_t len, unsign
 static void mark_durable(struct dio_vol *v, uint64_t seq)
 {
 	pthread_mutex_lock(&v->md_lock);
-	if (seq > v->durable_seq)
-		v->durable_seq = seq;
-	alloc_release_durable(&v->alloc, v->durable_seq);
+	if (seq > v->j.durable_seq)
+		v->j.durable_seq = seq;
+	alloc_release_durable(&v->alloc, v->j.durable_seq);
 	md_unlock(v);
 }
 
@@ -343,15 +343,15 @@ static void mark_durable(struct dio_vol *v, uint64_t seq)
    md_lock released. */
 static int checkpoint_locked(struct dio_vol *v)
 {
-	DIO_HELD(&v->commit_lock);
+	DIO_HELD(&v->j.commit_lock);
 	DIO_MD_HELD(v);
 	uint8_t *img = NULL;
 	size_t img_len = 0;
-	uint64_t nblocks = 0, seq = v->last_seq;
+	uint64_t nblocks = 0, seq = v->j.last_seq;
 	int e = ckpt_write(v, &nblocks, &img, &img_len);
 	if (!e) {
-		v->jlen = 0;   /* the checkpoint holds every pending record */
-		v->jneed_order = false;   /* and is written after a flush */
+		v->j.len = 0;   /* the checkpoint holds every pending record */
+		v->j.need_order = false;   /* and is written after a flush */
 	}
 	md_unlock(v);
 	if (e)
@@ -361,8 +361,8 @@ static int checkpoint_locked(struct dio_vol *v)
 	nsb.ckpt_slot ^= 1;
 	nsb.ckpt_nblocks = nblocks;
 	nsb.ckpt_seq = seq;
-	nsb.jstart_pos = v->jhead_pos;
-	nsb.jstart_bseq = v->jhead_bseq;
+	nsb.jstart_pos = v->j.head_pos;
+	nsb.jstart_bseq = v->j.head_bseq;
 	/* re-seal the image with the new generation */
 	for (uint64_t i = 0; i < nblocks; i++) {
 		uint8_t *blk = img + i * v->bs;
@@ -381,9 +381,9 @@ static int checkpoint_locked(struct dio_vol *v)
 	if (!e) {
 		e = jio_reserve(v, v->bs);
 		if (!e) {
-			memset(v->jio, 0, v->bs);
-			sb_encode(&nsb, v->jio);
-			e = dev_rw(v, DIO_BIO_WRITE, 0, (nsb.gen % 2) * v->bs, v->jio, v->bs);
+			memset(v->j.io, 0, v->bs);
+			sb_encode(&nsb, v->j.io);
+			e = dev_rw(v, DIO_BIO_WRITE, 0, (nsb.gen % 2) * v->bs, v->j.io, v->bs);
 		}
 	}
 	if (!e)
@@ -395,9 +395,9 @@ static int checkpoint_locked(struct dio_vol *v)
 	pthread_mutex_lock(&v->md_lock);
 	v->sb = nsb;
 	plog_checkpoint(v, nsb.gen, seq, true);
-	if (seq > v->written_seq) {
-		v->written_seq = seq;
-		v->written_mark = atomic_load(&v->flush_started);
+	if (seq > v->j.written_seq) {
+		v->j.written_seq = seq;
+		v->j.written_mark = atomic_load(&v->j.flush_started);
 	}
 	md_unlock(v);
 	cnt_add(&CNT(v)->journal_commits, 1);
@@ -408,7 +408,7 @@ static int checkpoint_locked(struct dio_vol *v)
 static void set_broken(struct dio_vol *v, int e)
 {
 	pthread_mutex_lock(&v->md_lock);
-	v->jbroken = true;
+	v->j.broken = true;
 	md_unlock(v);
 	dio_log(DIO_LOG_ERR, "journal commit failed (%s): volume refuses further metadata changes",
 		strerror(-e));
@@ -416,7 +416,7 @@ static void set_broken(struct dio_vol *v, int e)
 
 int j_checkpoint_locked(struct dio_vol *v)
 {
-	DIO_HELD(&v->commit_lock);
+	DIO_HELD(&v->j.commit_lock);
 	pthread_mutex_lock(&v->md_lock);
 	int e = checkpoint_locked(v);
 	if (e)
@@ -451,48 +451,48 @@ static int flush_written(struct dio_vol *v, uint64_t seq, uint64_t mark)
  */
 int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt)
 {
-	uint64_t flush_mark = atomic_load(&v->flush_started);
+	uint64_t flush_mark = atomic_load(&v->j.flush_started);
 	int e = 0;
-	pthread_mutex_lock(&v->commit_lock);
+	pthread_mutex_lock(&v->j.commit_lock);
 	pthread_mutex_lock(&v->md_lock);
-	if (v->jbroken) {
+	if (v->j.broken) {
 		md_unlock(v);
-		pthread_mutex_unlock(&v->commit_lock);
+		pthread_mutex_unlock(&v->j.commit_lock);
 		return -EIO;
 	}
-	bool recs_done = v->durable_seq >= target_seq;
-	bool flush_done = !need_flush || atomic_load(&v->flush_done) > flush_mark;
+	bool recs_done = v->j.durable_seq >= target_seq;
+	bool flush_done = !need_flush || atomic_load(&v->j.flush_done) > flush_mark;
 	if (!force_ckpt && recs_done && flush_done) {
 		md_unlock(v);
-		pthread_mutex_unlock(&v->commit_lock);
+		pthread_mutex_unlock(&v->j.commit_lock);
 		return 0;
 	}
-	if (!force_ckpt && (v->written_seq >= target_seq || !v->jlen)) {
+	if (!force_ckpt && (v->j.written_seq >= target_seq || !v->j.len)) {
 		/* in the journal already, or nothing to journal: a flush
 		   started now covers the records and the caller's data */
-		uint64_t seq = v->written_seq, mark = MAX(flush_mark, v->written_mark);
-		bool at_stake = seq > v->durable_seq;
+		uint64_t seq = v->j.written_seq, mark = MAX(flush_mark, v->j.written_mark);
+		bool at_stake = seq > v->j.durable_seq;
 		md_unlock(v);
-		pthread_mutex_unlock(&v->commit_lock);
+		pthread_mutex_unlock(&v->j.commit_lock);
 		return at_stake ? flush_written(v, seq, mark) : flush_after(v, mark);
 	}
 	uint64_t J = v->sb.journal_blocks;
-	uint64_t used = v->jhead_bseq - v->sb.jstart_bseq;
-	uint64_t need = DIV_UP(v->jlen, jpayload(v));
+	uint64_t used = v->j.head_bseq - v->sb.jstart_bseq;
+	uint64_t need = DIV_UP(v->j.len, jpayload(v));
 	if (force_ckpt || used + need > J) {
 		e = checkpoint_locked(v);
-		pthread_mutex_unlock(&v->commit_lock);
+		pthread_mutex_unlock(&v->j.commit_lock);
 		if (e)
 			set_broken(v, e);
 		return e;
 	}
-	uint8_t *buf = v->jbuf;
-	size_t len = v->jlen;
-	uint64_t seq = v->last_seq;
-	bool ordered = v->jneed_order;
-	v->jbuf = NULL;
-	v->jlen = v->jcap = 0;
-	v->jneed_order = false;
+	uint8_t *buf = v->j.buf;
+	size_t len = v->j.len;
+	uint64_t seq = v->j.last_seq;
+	bool ordered = v->j.need_order;
+	v->j.buf = NULL;
+	v->j.len = v->j.cap = 0;
+	v->j.need_order = false;
 	md_unlock(v);
 	if (ordered) {
 		e = j_flush(v);
@@ -502,17 +502,17 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 		e = j_write_txn(v, buf, len, 0);
 	}
 	free(buf);
-	uint64_t mark = atomic_load(&v->flush_started);
+	uint64_t mark = atomic_load(&v->j.flush_started);
 	if (!e) {
 		pthread_mutex_lock(&v->md_lock);
-		v->written_seq = seq;
-		v->written_mark = mark;
+		v->j.written_seq = seq;
+		v->j.written_mark = mark;
 		plog_trim(v, seq);   /* on the device: a killed process loses none of it */
 		md_unlock(v);
 		if (ordered)
 			mark_durable(v, seq);
 	}
-	pthread_mutex_unlock(&v->commit_lock);
+	pthread_mutex_unlock(&v->j.commit_lock);
 	if (e) {
 		set_broken(v, e);
 		return e;
@@ -556,8 +556,8 @@ static const char *jblock_problem(const struct dio_vol *v, const uint8_t *blk, u
 void j_maybe_commit(struct dio_vol *v)
 {
 	pthread_mutex_lock(&v->md_lock);
-	bool big = v->jlen > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
-	uint64_t seq = v->last_seq;
+	bool big = v->j.len > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
+	uint64_t seq = v->j.last_seq;
 	md_unlock(v);
 	if (big)
 		j_commit(v, seq, false, false);
@@ -583,7 +583,7 @@ int j_replay(struct dio_vol *v)
 	uint64_t J = v->sb.journal_blocks, bs = v->bs;
 	uint8_t *area;
 	size_t jbytes;
-	if (!size_mul(J, bs, &jbytes) || posix_memalign((void **)&area, MAX(v->geom.mem_align, 4096u), jbytes))
+	if (!size_mul(J, bs, &jbytes) || posix_memalign((void **)&area, MAX(v->dev.geom.mem_align, 4096u), jbytes))
 		return -ENOMEM;
 	int e = dev_rw(v, DIO_BIO_READ, 0, v->sb.journal_start * bs, area, jbytes);
 	if (e) {
@@ -663,8 +663,8 @@ int j_replay(struct dio_vol *v)
 		tap->stop(tap->arg, pos, bseq, e && e != -EUCLEAN ? strerror(-e) : stop, e);
 	free(txn);
 	free(area);
-	v->jhead_pos = pos;
-	v->jhead_bseq = bseq;
-	v->last_seq = v->durable_seq = v->written_seq = v->sb.ckpt_seq + nrec;
+	v->j.head_pos = pos;
+	v->j.head_bseq = bseq;
+	v->j.last_seq = v->j.durable_seq = v->j.written_seq = v->sb.ckpt_seq + nrec;
 	return e;
 }

@@ -12,7 +12,7 @@ int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
 {
 	DIO_MD_HELD(v);
 	uint64_t add = extra_extents * MD_EXTENT_BYTES + (extra_name ? md_inode_bytes(extra_name) : 0);
-	if (v->jbroken)
+	if (v->j.broken)
 		return -EIO;
 	return v->md_bytes + add > v->md_cap ? -ENOSPC : 0;
 }
@@ -47,7 +47,7 @@ int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t le
 		return 0;   /* nothing mapped there: no record needed */
 	atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
 	/* the freed blocks belong to the record appended next */
-	struct freed fr = { v, v->last_seq + 1 };
+	struct freed fr = { v, v->j.last_seq + 1 };
 	int e = em_remove(&in->map, lblk, len, freed_cb, &fr);
 	md_account(v, before, em_count(&in->map));
 	if (e)

@@ -71,7 +71,7 @@ static uint64_t ld_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_A
 static int plog_name(struct dio_vol *v, char *buf, size_t len, uint64_t *dev, uint64_t *ino)
 {
 	struct stat st;
-	if (fstat(v->fd, &st) < 0)
+	if (fstat(v->dev.fd, &st) < 0)
 		return -errno;
 	*dev = S_ISBLK(st.st_mode) ? (uint64_t)st.st_rdev : (uint64_t)st.st_dev;
 	*ino = S_ISBLK(st.st_mode) ? 0 : (uint64_t)st.st_ino;
@@ -124,12 +124,12 @@ int plog_recover(struct dio_vol *v, int (*apply)(struct dio_vol *v, uint64_t seq
 		size_t rlen = get_le16(ring + off + 8 + 2);
 		if (rlen < 4 || 8 + rlen > room || start + 8 + rlen > tail)
 			break;   /* cannot happen: published records are whole */
-		if (seq > v->last_seq + 1)
+		if (seq > v->j.last_seq + 1)
 			break;   /* a gap: not ours to fill */
-		if (seq == v->last_seq + 1) {
+		if (seq == v->j.last_seq + 1) {
 			e = apply(v, seq, ring + off + 8, rlen);
 			if (!e) {
-				v->last_seq = seq;
+				v->j.last_seq = seq;
 				applied++;
 			}
 		}
@@ -137,11 +137,11 @@ int plog_recover(struct dio_vol *v, int (*apply)(struct dio_vol *v, uint64_t seq
 	}
 	if (ours && h->overflow)
 		dio_log(DIO_LOG_WARN, "process-death log overflowed: calls after record %llu were not kept",
-			(unsigned long long)v->last_seq);
+			(unsigned long long)v->j.last_seq);
 	if (applied)
 		dio_log(DIO_LOG_INFO, "applied %llu metadata changes a killed process made after its last commit",
 			(unsigned long long)applied);
-	v->durable_seq = v->written_seq = v->last_seq;   /* a read-write mount checkpoints them next */
+	v->j.durable_seq = v->j.written_seq = v->j.last_seq;   /* a read-write mount checkpoints them next */
 	munmap(m, (size_t)st.st_size);
 	return e;
 }

@@ -64,7 +64,7 @@ static int fail(int e)
 static void q_free(struct dio_queue *q)
 {
 	if (q->ctx)
-		q->vol->ops->close(q->ctx);
+		q->vol->dev.ops->close(q->ctx);
 	if (q->efd >= 0)
 		close(q->efd);
 	free(q->slot);
@@ -99,7 +99,7 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 	q->single = (flags & DIO_QUEUE_SINGLE_THREAD) != 0;
 	q->owner = pthread_self();
 	q->cq = calloc(entries, sizeof(*q->cq));
-	bool async = backend_has_async(v->ops);
+	bool async = backend_has_async(v->dev.ops);
 	if (async) {
 		unsigned depth = MIN(entries * RW_ASYNC_BIOS, 4096u);
 		q->slot = calloc(entries, sizeof(*q->slot));
@@ -108,8 +108,8 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 		q->subv = calloc(depth, sizeof(*q->subv));
 		int err = 0;
 		if (q->slot && q->free_slots && q->done && q->subv)
-			q->ctx = q->single && backend_has_owned(v->ops) ? v->ops->open_owned(v->fd, depth, &err)
-								       : v->ops->open(v->fd, depth, &err);
+			q->ctx = q->single && backend_has_owned(v->dev.ops) ? v->dev.ops->open_owned(v->dev.fd, depth, &err)
+								       : v->dev.ops->open(v->dev.fd, depth, &err);
 		/* no context (e.g. fs.aio-max-nr used up): the queue still
 		   works, inline */
 		for (unsigned i = 0; q->ctx && i < entries; i++)
@@ -170,10 +170,10 @@ static void flush_subs(struct dio_queue *q)
 		return;
 	unsigned n = q->nsub;
 	q->nsub = 0;
-	int r = q->vol->ops->submit_async(q->ctx, q->subv, n);
+	int r = q->vol->dev.ops->submit_async(q->ctx, q->subv, n);
 	/* ABI 6: how many went down (the first ones); before: 0 for all */
 	DIO_ASSERT(r <= (int)n);
-	unsigned started = r < 0 ? 0 : q->vol->ops->abi >= 6 ? MIN((unsigned)r, n) : n;
+	unsigned started = r < 0 ? 0 : q->vol->dev.ops->abi >= 6 ? MIN((unsigned)r, n) : n;
 	/* the ones not started fail with the backend's error, or EAGAIN
 	   when it took some (a retry puts the first refused I/O first, so
 	   the caller then hears the kernel's own reason) */
@@ -189,8 +189,8 @@ static void flush_subs(struct dio_queue *q)
 		DIO_ASSERT(s->busy && s->pending > 0 && q->inflight > 0);
 		if (--s->pending)
 			continue;
-		rw_async_finish(&s->a, e);   /* nothing went down: never convert */
-		post(q, s->user_data, e);
+		/* the first error wins: nothing went down, never convert */
+		post(q, s->user_data, rw_async_finish(&s->a, s->err));
 		s->busy = false;
 		q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
 		q->inflight--;
@@ -201,21 +201,20 @@ static void flush_subs(struct dio_queue *q)
 static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 {
 	unsigned depth = MIN(q->entries * RW_ASYNC_BIOS, 4096u);
-	int n = q->vol->ops->reap(q->ctx, q->done, min_nr, depth, timeout_ms);
+	int n = q->vol->dev.ops->reap(q->ctx, q->done, min_nr, depth, timeout_ms);
 	if (n < 0)
 		return n;
 	q->pending_bios -= (unsigned)n;
 	for (int i = 0; i < n; i++) {
 		struct dio_bio *b = q->done[i];
 		struct qslot *s = slot_of(q, b);
-		int e = b->res < 0 ? (int)b->res : rw_finish_short(q->vol, b);
+		int e = b->res < 0 ? (int)b->res : dev_finish_short(q->vol, b);
 		if (e && !s->err)
 			s->err = e;
 		DIO_ASSERT(s->busy && s->pending > 0 && q->inflight > 0);
 		if (--s->pending)
 			continue;
-		int e2 = rw_async_finish(&s->a, s->err);
-		post(q, s->user_data, e2 ? e2 : (ssize_t)s->a.ret);
+		post(q, s->user_data, rw_async_finish(&s->a, s->err));
 		s->busy = false;
 		q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
 		q->inflight--;
@@ -330,7 +329,7 @@ static bool try_async(struct dio_queue *q, const struct dio_req *r)
 	if (k == RWA_INLINE)
 		return false;
 	if (k == RWA_DONE) {
-		post(q, r->user_data, (ssize_t)s->a.ret);
+		post(q, r->user_data, s->a.res);
 		return true;
 	}
 	q->nfree--;   /* idx is free_slots[nfree - 1] */
@@ -401,8 +400,8 @@ DIO_API int dio_queue_register_buffers(struct dio_queue *q, const struct iovec *
 		qsort(nb, nr, sizeof(*nb), qbuf_cmp);
 	}
 	bool fixed = false;
-	if (q->ctx && backend_has_fixed(q->vol->ops)) {
-		int e = q->vol->ops->register_buffers(q->ctx, iov, nr);
+	if (q->ctx && backend_has_fixed(q->vol->dev.ops)) {
+		int e = q->vol->dev.ops->register_buffers(q->ctx, iov, nr);
 		if (e) {
 			free(nb);
 			q->fixed = false;   /* the old set is gone from the backend too */
@@ -462,14 +461,14 @@ DIO_API int dio_queue_fd(struct dio_queue *q)
 		return fail(EPERM);
 	if (q->efd >= 0)
 		return q->efd;
-	if (q->ctx && !backend_has_eventfd(q->vol->ops))
+	if (q->ctx && !backend_has_eventfd(q->vol->dev.ops))
 		return fail(EOPNOTSUPP);
 	if (q->inflight)
 		return fail(EBUSY);   /* the backend takes it with no I/O in flight */
 	int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	int e = q->ctx ? q->vol->ops->set_eventfd(q->ctx, fd) : 0;
+	int e = q->ctx ? q->vol->dev.ops->set_eventfd(q->ctx, fd) : 0;
 	if (e) {
 		close(fd);
 		return fail(e);

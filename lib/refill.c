@@ -10,7 +10,7 @@
 
 bool clean_can_refill(const struct dio_vol *v, uint64_t need)
 {
-	return !v->clean_off && alloc_can_refill(&v->alloc, v->bs, need);
+	return !v->clean.off && alloc_can_refill(&v->alloc, v->bs, need);
 }
 
 static int write_zeros(struct dio_vol *v, uint64_t pblk, uint64_t n)
@@ -22,8 +22,8 @@ static int write_zeros(struct dio_vol *v, uint64_t pblk, uint64_t n)
 	while (left) {
 		unsigned k = 0;
 		for (; left && k < NZ; k++) {
-			size_t piece = (size_t)MIN(left, (uint64_t)MIN(ZBUF_BYTES, v->geom.max_io));
-			iov[k] = (struct iovec){ v->zbuf, piece };
+			size_t piece = (size_t)MIN(left, (uint64_t)MIN(ZBUF_BYTES, v->dev.geom.max_io));
+			iov[k] = (struct iovec){ v->clean.zbuf, piece };
 			bios[k] = (struct dio_bio){ DIO_BIO_WRITE, 0, off, &iov[k], 1, 0 };
 			off += piece;
 			left -= piece;
@@ -53,20 +53,20 @@ static int write_zeros(struct dio_vol *v, uint64_t pblk, uint64_t n)
 int clean_refill(struct dio_vol *v, uint64_t need)
 {
 	struct dio_alloc *a = &v->alloc;
-	pthread_mutex_lock(&v->clean_lock);
-	if (!v->zbuf) {
-		if (posix_memalign((void **)&v->zbuf, MAX(v->geom.mem_align, 4096u), ZBUF_BYTES)) {
-			v->zbuf = NULL;
-			pthread_mutex_unlock(&v->clean_lock);
+	pthread_mutex_lock(&v->clean.lock);
+	if (!v->clean.zbuf) {
+		if (posix_memalign((void **)&v->clean.zbuf, MAX(v->dev.geom.mem_align, 4096u), ZBUF_BYTES)) {
+			v->clean.zbuf = NULL;
+			pthread_mutex_unlock(&v->clean.lock);
 			return 0;   /* not an error: the write takes dirty blocks */
 		}
-		memset(v->zbuf, 0, ZBUF_BYTES);
+		memset(v->clean.zbuf, 0, ZBUF_BYTES);
 	}
 	pthread_mutex_lock(&v->md_lock);
-	uint64_t p = 0, got = v->clean_off || v->jbroken ? 0 : alloc_take_for_refill(a, v->bs, need, &p);
+	uint64_t p = 0, got = v->clean.off || v->j.broken ? 0 : alloc_take_for_refill(a, v->bs, need, &p);
 	md_unlock(v);
 	if (!got) {
-		pthread_mutex_unlock(&v->clean_lock);
+		pthread_mutex_unlock(&v->clean.lock);
 		return 0;
 	}
 	int e = write_zeros(v, p, got), ef = 0;
@@ -75,14 +75,14 @@ int clean_refill(struct dio_vol *v, uint64_t need)
 	pthread_mutex_lock(&v->md_lock);
 	alloc_end_refill(a, p, got, !e);
 	if (e) {
-		v->clean_off = true;
+		v->clean.off = true;
 		if (ef)
-			v->jbroken = true;
+			v->j.broken = true;
 		dio_log(DIO_LOG_ERR, "zeroing free space failed (%s)%s", strerror(-e),
 			ef ? ": the flush failed, the volume refuses further metadata changes" : "");
 	}
 	md_unlock(v);
-	pthread_mutex_unlock(&v->clean_lock);
+	pthread_mutex_unlock(&v->clean.lock);
 	return e;
 }
 
@@ -92,7 +92,7 @@ bool clean_wait_zeroing(struct dio_vol *v)
 {
 	if (!__atomic_load_n(&v->alloc.zeroing, __ATOMIC_RELAXED))
 		return false;
-	pthread_mutex_lock(&v->clean_lock);
-	pthread_mutex_unlock(&v->clean_lock);
+	pthread_mutex_lock(&v->clean.lock);
+	pthread_mutex_unlock(&v->clean.lock);
 	return true;
 }

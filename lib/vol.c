@@ -45,12 +45,12 @@ static int layout(struct dio_sb *sb, uint64_t size, uint32_t bs, uint64_t journa
    block around it is read).  0 or -errno. */
 int read_sb_at(struct dio_vol *v, uint64_t off, uint8_t *raw)
 {
-	uint32_t rd = MAX(v->geom.logical_bs, 4096u);
+	uint32_t rd = MAX(v->dev.geom.logical_bs, 4096u);
 	uint64_t at = off - off % rd;
 	uint8_t *buf;
-	if (at + rd > v->geom.size)
+	if (at + rd > v->dev.geom.size)
 		return -ENXIO;
-	if (posix_memalign((void **)&buf, MAX(v->geom.mem_align, 4096u), rd))
+	if (posix_memalign((void **)&buf, MAX(v->dev.geom.mem_align, 4096u), rd))
 		return -ENOMEM;
 	int e = dev_rw(v, DIO_BIO_READ, 0, at, buf, rd);
 	if (!e)
@@ -82,7 +82,7 @@ int read_sb(struct dio_vol *v, struct dio_sb *out)
 		ours = true;
 		if (d || (off && cand.block_size != off))
 			continue;
-		if (sb_validate(&cand, v->geom.size)) {
+		if (sb_validate(&cand, v->dev.geom.size)) {
 			dio_log(DIO_LOG_WARN, "superblock at byte %u fails validation", off);
 			continue;
 		}
@@ -109,21 +109,21 @@ void vol_release(struct dio_vol *v)
 	alloc_destroy(&v->alloc);
 	if (v->bounce.mem)
 		bounce_destroy(&v->bounce);
-	free(v->jbuf);
-	free(v->jio);
-	free(v->zbuf);
-	free(v->path);
-	if (v->fd >= 0) {
+	free(v->j.buf);
+	free(v->j.io);
+	free(v->clean.zbuf);
+	free(v->dev.path);
+	if (v->dev.fd >= 0) {
 		/* Unlock explicitly: a backend may still hold a reference to
 		   the open file for a moment after its context is gone. */
-		dio_dev_release(v->fd);
-		close(v->fd);
+		dio_dev_release(v->dev.fd);
+		close(v->dev.fd);
 	}
 	pthread_mutex_destroy(&v->md_lock);
-	pthread_mutex_destroy(&v->commit_lock);
-	pthread_mutex_destroy(&v->clean_lock);
-	pthread_mutex_destroy(&v->flush_lock);
-	pthread_cond_destroy(&v->flush_cv);
+	pthread_mutex_destroy(&v->j.commit_lock);
+	pthread_mutex_destroy(&v->clean.lock);
+	pthread_mutex_destroy(&v->j.flush_lock);
+	pthread_cond_destroy(&v->j.flush_cv);
 	free(v);
 }
 
@@ -143,14 +143,14 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 		return NULL;
 	}
 	memset(v, 0, sizeof(*v));
-	v->fd = -1;
+	v->dev.fd = -1;
 	v->rdonly = rdonly;
 	pthread_mutex_init(&v->md_lock, NULL);
-	pthread_mutex_init(&v->commit_lock, NULL);
-	pthread_mutex_init(&v->clean_lock, NULL);
-	pthread_mutex_init(&v->flush_lock, NULL);
-	pthread_cond_init(&v->flush_cv, NULL);
-	v->path = strdup(path);
+	pthread_mutex_init(&v->j.commit_lock, NULL);
+	pthread_mutex_init(&v->clean.lock, NULL);
+	pthread_mutex_init(&v->j.flush_lock, NULL);
+	pthread_cond_init(&v->j.flush_cv, NULL);
+	v->dev.path = strdup(path);
 	v->recovering = true;   /* until dio_mount hands it out (fsck, dump: for good) */
 	int bes = 0;
 	/* mkfs (create) always writes with psync: one-shot, no env override */
@@ -158,25 +158,25 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 		    !ops->submit || !ops->flush || !ops->close))
 		bes = EINVAL;
 	else if (ops)
-		v->ops = ops;
+		v->dev.ops = ops;
 	else
-		v->ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
-	int e = !v->path ? -ENOMEM : !v->ops ? -bes : 0;
-	v->plain_single = v->ops && dio_backend_builtin(v->ops);
+		v->dev.ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
+	int e = !v->dev.path ? -ENOMEM : !v->dev.ops ? -bes : 0;
+	v->dev.plain_single = v->dev.ops && dio_backend_builtin(v->dev.ops);
 	if (!e)
-		e = dio_dev_open(path, rdonly, create, create_size, &v->fd, &v->created);
+		e = dio_dev_open(path, rdonly, create, create_size, &v->dev.fd, &v->dev.created);
 	if (!e)
-		e = dio_dev_probe(v->fd, &v->geom);
+		e = dio_dev_probe(v->dev.fd, &v->dev.geom);
 	if (!e) {
-		v->depth = depth ? depth : 64;
+		v->dev.depth = depth ? depth : 64;
 		e = devctx_init(v);   /* opens one context now, to fail early */
 		if (e)
-			dio_log(DIO_LOG_ERR, "backend %s: cannot open a context: %s", v->ops->name, strerror(-e));
+			dio_log(DIO_LOG_ERR, "backend %s: cannot open a context: %s", v->dev.ops->name, strerror(-e));
 	}
 	if (!e)
-		e = bounce_init(&v->bounce, v->geom.mem_align);
+		e = bounce_init(&v->bounce, v->dev.geom.mem_align);
 	if (e) {
-		bool created = v->created;
+		bool created = v->dev.created;
 		vol_release(v);
 		if (created)
 			unlink(path);   /* a failed mkfs leaves no file it made */
@@ -199,10 +199,10 @@ DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
 	struct dio_vol *v = vol_new(path, false, "psync", 4, true, opts->size, &e);
 	if (!v)
 		return fail(e);
-	uint64_t size = opts->size ? opts->size : v->geom.size;
-	uint32_t bs = opts->block_size ? opts->block_size : MAX(4096u, v->geom.logical_bs);
+	uint64_t size = opts->size ? opts->size : v->dev.geom.size;
+	uint32_t bs = opts->block_size ? opts->block_size : MAX(4096u, v->dev.geom.logical_bs);
 	struct dio_sb sb = { 0 }, old;
-	if (size > v->geom.size || bs < v->geom.logical_bs || bs < 512 || bs > 65536 || (bs & (bs - 1)))
+	if (size > v->dev.geom.size || bs < v->dev.geom.logical_bs || bs < 512 || bs > 65536 || (bs & (bs - 1)))
 		e = -EINVAL;
 	if (!e) {
 		e = read_sb(v, &old);
@@ -227,17 +227,17 @@ DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
 		v->sb = sb;
 		v->bs = bs;
 		v->bshift = (unsigned)__builtin_ctz(bs);
-		v->next_ino = 1;
+		v->ns.next_ino = 1;
 		v->md_cap = sb.ckpt_blocks * (bs - MBLK_HDR) - CKPT_HDR_BYTES;
-		v->jhead_pos = 0;
-		v->jhead_bseq = 1;
-		pthread_mutex_lock(&v->commit_lock);
+		v->j.head_pos = 0;
+		v->j.head_bseq = 1;
+		pthread_mutex_lock(&v->j.commit_lock);
 		e = j_checkpoint_locked(v);    /* gen 1: sb slot 1 */
 		if (!e)
 			e = j_checkpoint_locked(v);    /* gen 2: sb slot 0, both slots valid */
-		pthread_mutex_unlock(&v->commit_lock);
+		pthread_mutex_unlock(&v->j.commit_lock);
 	}
-	bool created = v->created;
+	bool created = v->dev.created;
 	vol_release(v);
 	if (e && created)
 		unlink(path);   /* a failed mkfs leaves no file it made */
@@ -257,8 +257,8 @@ static int build_alloc(struct dio_vol *v)
 {
 	int e = alloc_init(&v->alloc, v->sb.data_start, v->sb.total_blocks);
 	struct bt_cur c;
-	for (size_t h = 0; h < v->ihash_size && !e; h++)
-		for (struct dio_inode *in = v->ihash[h]; in && !e; in = in->hnext)
+	for (size_t h = 0; h < v->ns.ihash_size && !e; h++)
+		for (struct dio_inode *in = v->ns.ihash[h]; in && !e; in = in->hnext)
 			for (bool ok = em_first(&in->map, &c); ok && !e; ok = bt_next(&c))
 				e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len, in->ino);
 	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = bt_next(&c))
@@ -283,8 +283,8 @@ static int build_alloc(struct dio_vol *v)
    grew again: no sequence of operations leaves one, so it is damage. */
 static int check_sizes(struct dio_vol *v)
 {
-	for (size_t i = 0; i < v->nnames; i++) {
-		struct dio_inode *in = v->names[i];
+	for (size_t i = 0; i < v->ns.nnames; i++) {
+		struct dio_inode *in = v->ns.names[i];
 		uint64_t last = DIV_UP(in->size, v->bs);
 		struct bt_cur c;
 		for (bool ok = bt_last(&in->map.t, &c); ok; ok = bt_prev(&c)) {
@@ -303,8 +303,8 @@ static int check_sizes(struct dio_vol *v)
 /* Unlinked files that were open at the crash: gone now. */
 void drop_orphans(struct dio_vol *v)
 {
-	for (size_t h = 0; h < v->ihash_size; h++) {
-		struct dio_inode *in = v->ihash[h];
+	for (size_t h = 0; h < v->ns.ihash_size; h++) {
+		struct dio_inode *in = v->ns.ihash[h];
 		while (in) {
 			struct dio_inode *nx = in->hnext;
 			if (!in->name) {
@@ -321,8 +321,8 @@ void drop_orphans(struct dio_vol *v)
 void recount_md(struct dio_vol *v)
 {
 	v->md_bytes = (uint64_t)em_count(&v->bad) * MD_EXTENT_BYTES;
-	for (size_t i = 0; i < v->nnames; i++)
-		v->md_bytes += md_inode_bytes(v->names[i]->namelen) + (uint64_t)em_count(&v->names[i]->map) * MD_EXTENT_BYTES;
+	for (size_t i = 0; i < v->ns.nnames; i++)
+		v->md_bytes += md_inode_bytes(v->ns.names[i]->namelen) + (uint64_t)em_count(&v->ns.names[i]->map) * MD_EXTENT_BYTES;
 }
 
 DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts *opts)
@@ -346,9 +346,9 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 		dio_log(DIO_LOG_ERR, "%s: not a libdio volume", path);
 	else if (e == -EUCLEAN)
 		dio_log(DIO_LOG_ERR, "%s: superblocks damaged or of an unknown version", path);
-	if (!e && v->sb.block_size < v->geom.logical_bs) {
+	if (!e && v->sb.block_size < v->dev.geom.logical_bs) {
 		dio_log(DIO_LOG_ERR, "%s: block size %u is below the device's %u", path,
-			v->sb.block_size, v->geom.logical_bs);
+			v->sb.block_size, v->dev.geom.logical_bs);
 		e = -EUCLEAN;
 	}
 	if (!e) {
@@ -372,10 +372,10 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 	if (!e && !ro) {
 		/* Start a new journal era past every block the old one may have
 		   left behind, so a stale block can never pass for a new one. */
-		pthread_mutex_lock(&v->commit_lock);
-		v->jhead_bseq = v->sb.jstart_bseq + v->sb.journal_blocks + 1;
+		pthread_mutex_lock(&v->j.commit_lock);
+		v->j.head_bseq = v->sb.jstart_bseq + v->sb.journal_blocks + 1;
 		e = j_checkpoint_locked(v);
-		pthread_mutex_unlock(&v->commit_lock);
+		pthread_mutex_unlock(&v->j.commit_lock);
 		if (!e)
 			e = plog_start(v);   /* everything recovered is in that checkpoint */
 	}
@@ -394,16 +394,16 @@ DIO_API int dio_umount(struct dio_vol *v)
 	if (!v)
 		return fail(EINVAL);
 	pthread_mutex_lock(&v->md_lock);
-	bool busy = v->nopen_total > 0 || v->nqueues > 0;
-	bool broken = v->jbroken;
+	bool busy = v->ns.nopen_total > 0 || v->nqueues > 0;
+	bool broken = v->j.broken;
 	md_unlock(v);
 	if (busy)
 		return fail(EBUSY);
 	int e = 0;
 	if (!v->rdonly && !broken) {
-		pthread_mutex_lock(&v->commit_lock);
+		pthread_mutex_lock(&v->j.commit_lock);
 		e = j_checkpoint_locked(v);
-		pthread_mutex_unlock(&v->commit_lock);
+		pthread_mutex_unlock(&v->j.commit_lock);
 	} else if (broken) {
 		e = -EIO;
 	}
@@ -422,7 +422,7 @@ DIO_API int dio_syncfs(struct dio_vol *v)
 	if (v->rdonly)
 		return 0;
 	pthread_mutex_lock(&v->md_lock);
-	uint64_t seq = v->last_seq;
+	uint64_t seq = v->j.last_seq;
 	md_unlock(v);
 	int e = j_commit(v, seq, true, false);
 	return e ? fail(e) : 0;
@@ -435,12 +435,12 @@ DIO_API int dio_statvfs(struct dio_vol *v, struct dio_statvfs *st)
 	memset(st, 0, sizeof(*st));
 	pthread_mutex_lock(&v->md_lock);
 	st->block_size = v->bs;
-	st->dev_logical_block_size = v->geom.logical_bs;
+	st->dev_logical_block_size = v->dev.geom.logical_bs;
 	st->total_blocks = v->sb.total_blocks - v->sb.data_start;
 	st->free_blocks = v->alloc.free_blocks;
-	st->nfiles = v->nnames;
+	st->nfiles = v->ns.nnames;
 	md_unlock(v);
-	snprintf(st->backend, sizeof(st->backend), "%s", v->ops->name);
+	snprintf(st->backend, sizeof(st->backend), "%s", v->dev.ops->name);
 	return 0;
 }
 

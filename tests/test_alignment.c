@@ -259,6 +259,78 @@ START_TEST(test_units_of_one_new_block_written_at_once_keep_each_others_bytes)
 }
 END_TEST
 
+/*
+ * The same through a queue, where such writes go down asynchronously as
+ * the same request (zeros beside the data in one batch, converted when
+ * the last I/O is back): into a hole past EOF, into unwritten blocks over
+ * stale free space, and units of one block in one batch (the second
+ * waits for the first's range), beside a block of old data that keeps it.
+ */
+START_TEST(test_queued_sub_block_writes_keep_zeros_beside_and_each_others_bytes)
+{
+	struct dio_vol *v = vol16("align-queued");
+	dirty_free_space(v);
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT | DIO_O_STRICT);
+	uint32_t u = unit_of(f);
+	uint8_t *old = t_aligned(BS), *b = t_aligned(BS);
+	memset(old, 0x11, BS);
+	memset(b, 0x77, BS);
+	ck_assert_int_eq(dio_pwrite(f, old, BS, 0), BS);           /* block 0: written */
+	ck_assert_int_eq(dio_fallocate(f, 0, BS, 2 * BS), 0);       /* blocks 1, 2: unwritten */
+	struct dio_queue *q = dio_queue_create(v, 8);
+	ck_assert_ptr_nonnull(q);
+	struct dio_req r[5] = {
+		{ .op = DIO_OP_WRITE, .file = f, .buf = b, .len = u, .offset = u, .user_data = 0 },
+		{ .op = DIO_OP_WRITE, .file = f, .buf = b, .len = u, .offset = BS + u, .user_data = 1 },
+		{ .op = DIO_OP_WRITE, .file = f, .buf = b, .len = u, .offset = BS + 3 * u, .user_data = 2 },
+		{ .op = DIO_OP_WRITE, .file = f, .buf = b, .len = 2 * u, .offset = 3 * BS - u, .user_data = 3 },
+		{ .op = DIO_OP_WRITE, .file = f, .buf = b, .len = u, .offset = 5 * BS + 2 * u, .user_data = 4 },
+	};
+	struct dio_counters c0, c1;
+	dio_counters(v, &c0);
+	ck_assert_int_eq(dio_submit(q, r, 5), 5);
+	struct dio_cqe cqe[5];
+	for (int got = 0; got < 5;) {
+		int n = dio_reap(q, cqe + got, 1, 5 - (unsigned)got, -1);
+		ck_assert_int_gt(n, 0);
+		got += n;
+	}
+	for (int i = 0; i < 5; i++)
+		ck_assert_msg(cqe[i].res == (ssize_t)r[cqe[i].user_data].len, "request %llu: %zd",
+			      (unsigned long long)cqe[i].user_data, cqe[i].res);
+	dio_counters(v, &c1);
+	ck_assert_uint_eq(c1.bounced, c0.bounced);
+	ck_assert_uint_eq(c1.writes, c0.writes + 5);
+	uint8_t *got = t_aligned(BS);
+	ck_assert_int_eq(dio_pread(f, got, BS, 0), BS);
+	for (uint32_t i = 0; i < BS; i++)
+		T_CHECK(got[i] == (i >= u && i < 2 * u ? 0x77 : 0x11), "block 0 byte %u: %02x", i, got[i]);
+	free(got);
+	check_block(f, 2 * BS, BS - u, BS, 0x77);
+	check_block(f, 3 * BS, 0, u, 0x77);
+	check_block(f, 4 * BS, 0, 0, 0);
+	/* block 5, past the old EOF: zeros before the unit, EOF after it */
+	uint8_t *b1 = t_aligned(BS);
+	ck_assert_int_eq(dio_pread(f, b1, BS, 5 * BS), 3 * u);
+	for (uint32_t i = 0; i < 3 * u; i++)
+		T_CHECK(b1[i] == (i >= 2 * u ? 0x77 : 0), "block 5 byte %u: %02x", i, b1[i]);
+	/* block 1: two units, each with zeros around it */
+	ck_assert_int_eq(dio_pread(f, b1, BS, BS), BS);
+	for (uint32_t i = 0; i < BS; i++)
+		T_CHECK(b1[i] == ((i >= u && i < 2 * u) || (i >= 3 * u && i < 4 * u) ? 0x77 : 0),
+			"block 1 byte %u: %02x", i, b1[i]);
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_eq(st.size, 5 * BS + 3 * u);
+	dio_queue_destroy(q);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(b1);
+	free(old);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("alignment");
@@ -270,6 +342,7 @@ int main(void)
 	tcase_add_test(tc, test_units_written_in_any_order_fill_a_block_without_a_copy);
 	tcase_add_test(tc, test_strict_refuses_what_is_not_aligned_and_changes_nothing);
 	tcase_add_test(tc, test_units_of_one_new_block_written_at_once_keep_each_others_bytes);
+	tcase_add_test(tc, test_queued_sub_block_writes_keep_zeros_beside_and_each_others_bytes);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -86,7 +86,7 @@ static void dump_sb(struct dio_vol *v, const struct dio_sb *best, bool have_best
 		int re = read_sb_at(v, at, raw);
 		int d = re ? re : sb_decode(raw, &s);
 		uint32_t stored = get_le32(raw + 252), computed = dio_crc32c(0, raw, 252);
-		bool valid = !d && !sb_validate(&s, v->geom.size);
+		bool valid = !d && !sb_validate(&s, v->dev.geom.size);
 		bool current = valid && have_best && s.gen == best->gen && s.uuid == best->uuid;
 		const char *state = re ? "unreadable" : d == -EINVAL ? "no superblock" : d ? "checksum mismatch"
 				  : !valid ? "fields inconsistent" : current ? "valid, current" : "valid, older";
@@ -124,7 +124,7 @@ static void dump_ckpt_blocks(struct dio_vol *v)
 	const struct dio_sb *sb = &v->sb;
 	uint32_t bs = v->bs;
 	uint8_t *blk;
-	if (posix_memalign((void **)&blk, MAX(v->geom.mem_align, 4096u), bs))
+	if (posix_memalign((void **)&blk, MAX(v->dev.geom.mem_align, 4096u), bs))
 		return;
 	uint64_t start = sb->ckpt_start[sb->ckpt_slot], bad = 0;
 	if (G.json)
@@ -162,8 +162,8 @@ static void dump_files(struct dio_vol *v)
 {
 	if (G.json)
 		json_arr("files");
-	for (size_t i = 0; i < v->nnames; i++) {
-		const struct dio_inode *in = v->names[i];
+	for (size_t i = 0; i < v->ns.nnames; i++) {
+		const struct dio_inode *in = v->ns.names[i];
 		if (G.json) {
 			json_obj(NULL);
 			json_strn("name", in->name, in->namelen);
@@ -204,8 +204,8 @@ static bool dump_ckpt(struct dio_vol *v)
 		if (e)
 			json_str("error", tool_last_log()[0] ? tool_last_log() : errstr(-e));
 		else {
-			json_u64("nfiles", v->nnames);
-			json_u64("next_id", v->next_ino);
+			json_u64("nfiles", v->ns.nnames);
+			json_u64("next_id", v->ns.next_ino);
 			json_u64("bad_extents", em_count(&v->bad));
 			dump_files(v);
 		}
@@ -213,8 +213,8 @@ static bool dump_ckpt(struct dio_vol *v)
 	} else if (e) {
 		printf("  does not load: %s\n", tool_last_log()[0] ? tool_last_log() : errstr(-e));
 	} else {
-		printf("  %zu files, next id %llu, %zu bad-block extents\n", v->nnames,
-		       (unsigned long long)v->next_ino, em_count(&v->bad));
+		printf("  %zu files, next id %llu, %zu bad-block extents\n", v->ns.nnames,
+		       (unsigned long long)v->ns.next_ino, em_count(&v->bad));
 		dump_files(v);
 	}
 	return e == 0;
@@ -384,8 +384,8 @@ static void dump_bad(struct dio_vol *v)
 	} else {
 		printf("bad extents still mapped by files:\n");
 	}
-	for (size_t i = 0; i < v->nnames; i++) {
-		const struct dio_inode *in = v->names[i];
+	for (size_t i = 0; i < v->ns.nnames; i++) {
+		const struct dio_inode *in = v->ns.names[i];
 		for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c)) {
 			const struct dio_extent *x = bt_rec(&c);
 			if (!(x->flags & EXT_BAD))

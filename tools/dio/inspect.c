@@ -22,15 +22,15 @@ void tool_volinfo(struct dio_vol *v, struct tool_volinfo *vi)
 	vi->journal_bytes = sb->journal_blocks * bs;
 	/* blocks written since the checkpoint the superblock names: what a
 	   mount after a crash now would replay */
-	vi->journal_used_bytes = (v->jhead_bseq - sb->jstart_bseq) * bs;
+	vi->journal_used_bytes = (v->j.head_bseq - sb->jstart_bseq) * bs;
 	if (vi->journal_used_bytes > vi->journal_bytes)
 		vi->journal_used_bytes = vi->journal_bytes;
 	vi->checkpoint_bytes = sb->ckpt_blocks * bs;
 	vi->data_start_bytes = sb->data_start * bs;
 	pthread_mutex_unlock(&v->md_lock);
-	vi->device_size = v->geom.size;
-	vi->physical_block_size = v->geom.physical_bs;
-	vi->is_block_device = v->geom.is_blockdev;
+	vi->device_size = v->dev.geom.size;
+	vi->physical_block_size = v->dev.geom.physical_bs;
+	vi->is_block_device = v->dev.geom.is_blockdev;
 	vol_info(v, false, &vi->info);
 }
 

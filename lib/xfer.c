@@ -195,9 +195,24 @@ void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, str
 {
 	struct dio_vol *v = f->vol;
 	uint64_t blk = off >> v->bshift, bend = DIV_UP(end, v->bs);
+	struct piece more[MAP_PIECES];
+	if (!n && c->cnt == 1 && !c->skip && c->iov->iov_len >= end - off && end - off <= v->dev.geom.max_io &&
+	    b->nbio < b->max_bio && b->niov < b->max_iov) {
+		/* the usual request, one segment that maps to one piece of
+		   blocks to move (not a hole; for a read, written): its one
+		   I/O, with none of the general walk */
+		if (map_pieces(f, blk, bend, more, 1) == 1 && more[0].lblk + more[0].len >= bend &&
+		    more[0].pblk != PBLK_HOLE && (op == DIO_BIO_WRITE || !(more[0].flags & EXT_UNWRITTEN))) {
+			struct iovec *s = &b->iov[b->niov++];
+			*s = (struct iovec){ c->iov->iov_base, (size_t)(end - off) };
+			b->bio[b->nbio++] = (struct dio_bio){ op, flags, more[0].pblk * v->bs + (off - blk * v->bs),
+							      s, 1, 0 };
+			cur_advance(c, (size_t)(end - off));
+			return;
+		}
+	}
 	if (n)
 		blk = xfer_pieces(b, op, flags, c, off, end, p, n);
-	struct piece more[MAP_PIECES];
 	while (blk < bend && !b->err) {
 		unsigned k = map_pieces(f, blk, bend, more, MAP_PIECES);
 		blk = xfer_pieces(b, op, flags, c, MAX(off, blk << v->bshift), end, more, k);

@@ -6,7 +6,8 @@
  *   rq_init    validated (handle, access, iovec, alignment, limits);
  *   rq_lock    its blocks range-locked, shared for reads and for
  *              DIO_O_CONCURRENT overwrites, exclusive otherwise;
- *   rq_plan    sized against EOF (reads), or given its blocks (writes:
+ *   rq_plan_read, rq_plan_write
+ *              sized against EOF (reads), or given its blocks (writes:
  *              holes allocated unwritten, zeros planned beside a partial
  *              block that holds no data), mapped once;
  *   rq_build   made into device I/Os, one per contiguous piece (xfer.c),

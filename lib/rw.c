@@ -348,7 +348,7 @@ static int rq_finish(struct rw_req *rq, int e)
 	if (rq->bounced)
 		cnt_add(&cnt->bounced, 1);
 	if (rq->changed && !(rq->bio_flags & DIO_BIO_FUA))
-		j_maybe_commit(f->vol);   /* O_DSYNC commits itself, in do_write */
+		j_maybe_commit(f->vol);   /* O_DSYNC commits itself, in do_rw */
 	return e;
 }
 
@@ -399,20 +399,6 @@ static int run_write(struct rw_req *rq)
 	return write_bounce(rq->f, rq->bio_flags, &c, rq->off, rq->end - rq->off);
 }
 
-static ssize_t do_read(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
-{
-	struct rw_req rq;
-	int e = rq_init(&rq, f, false, iov, iovcnt, offset);
-	if (e)
-		return e < 0 ? fail(e) : 0;
-	rq_lock(&rq, true);
-	e = rq_finish(&rq, run_read(&rq));
-	if (e)
-		return fail(e);
-	rq_count(&rq);
-	return (ssize_t)rq.ret;
-}
-
 /* O_DSYNC is "as if followed by fdatasync": the data went down with FUA,
    and the metadata that reaches it (this write's, or an earlier one's
    still pending, e.g. the allocation of the blocks just overwritten) is
@@ -426,14 +412,15 @@ static int dsync_commit(struct dio_vol *v, bool changed)
 	return pending || changed ? j_commit(v, seq, false, false) : 0;
 }
 
-static ssize_t do_write(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
+/* A synchronous call: the request, submitted and waited for. */
+static ssize_t do_rw(struct dio_file *f, bool write, const struct iovec *iov, int iovcnt, off_t offset)
 {
 	struct rw_req rq;
-	int e = rq_init(&rq, f, true, iov, iovcnt, offset);
+	int e = rq_init(&rq, f, write, iov, iovcnt, offset);
 	if (e)
 		return e < 0 ? fail(e) : 0;
 	rq_lock(&rq, true);
-	e = rq_finish(&rq, run_write(&rq));
+	e = rq_finish(&rq, write ? run_write(&rq) : run_read(&rq));
 	if (!e && (rq.bio_flags & DIO_BIO_FUA))
 		e = dsync_commit(f->vol, rq.changed);
 	if (e)
@@ -513,12 +500,12 @@ ssize_t rw_async_finish(struct rw_async *a, int err)
 
 DIO_API ssize_t dio_preadv(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
 {
-	return do_read(f, iov, iovcnt, offset);
+	return do_rw(f, false, iov, iovcnt, offset);
 }
 
 DIO_API ssize_t dio_pwritev(struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset)
 {
-	return do_write(f, iov, iovcnt, offset);
+	return do_rw(f, true, iov, iovcnt, offset);
 }
 
 DIO_API ssize_t dio_pread(struct dio_file *f, void *buf, size_t count, off_t offset)
@@ -526,7 +513,7 @@ DIO_API ssize_t dio_pread(struct dio_file *f, void *buf, size_t count, off_t off
 	struct iovec one = { buf, count };
 	if (!count)
 		one.iov_base = (void *)&one;   /* a zero-length read needs no buffer */
-	return do_read(f, &one, 1, offset);
+	return do_rw(f, false, &one, 1, offset);
 }
 
 DIO_API ssize_t dio_pwrite(struct dio_file *f, const void *buf, size_t count, off_t offset)
@@ -534,5 +521,5 @@ DIO_API ssize_t dio_pwrite(struct dio_file *f, const void *buf, size_t count, of
 	struct iovec one = { (void *)buf, count };
 	if (!count)
 		one.iov_base = (void *)&one;
-	return do_write(f, &one, 1, offset);
+	return do_rw(f, true, &one, 1, offset);
 }

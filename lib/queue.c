@@ -5,14 +5,16 @@
  * and the completion ring are allocated at creation: submitting and
  * reaping allocate nothing.
  *
- * Aligned reads and aligned overwrites of written blocks go to the
- * backend asynchronously: dio_submit maps them once, takes their range
- * lock and starts their I/Os; the lock is released when the last I/O of
- * the request comes back.  Everything else (misaligned, allocating,
- * O_DSYNC, fsync, or a backend without an asynchronous pair, like psync)
- * runs through the synchronous path inline, after the queue's in-flight
- * requests have completed, so the same rules hold by construction and a
- * queue never waits on a range lock its own requests hold.
+ * A queued read or write is the synchronous call's request (rw.c:
+ * rw_async_prepare runs the same steps into the slot): an aligned one
+ * goes to the backend asynchronously; dio_submit locks its range, maps
+ * it once, allocates what it writes into and starts its I/Os; the lock
+ * is released, and new blocks converted, when the last I/O of the
+ * request comes back.  Everything else (misaligned, O_DSYNC, fsync, too
+ * fragmented for a slot, or a backend without an asynchronous pair,
+ * like psync) runs through the synchronous path inline, after the
+ * queue's in-flight requests have completed, so a queue never waits on
+ * a range lock its own requests hold.
  */
 #include "internal.h"
 #include <stdlib.h>

@@ -198,6 +198,20 @@ START_TEST(test_enospc_changes_nothing_and_volume_stays_usable)
 	struct dio_file *g = dio_open(v, "more", O_RDWR | O_CREAT);
 	ck_assert_int_eq(dio_pwrite(g, b, bs, 0), -1);
 	ck_assert_int_eq(errno, ENOSPC);
+	/* the same write through a queue (the same request, asynchronous
+	   when aligned): its completion carries ENOSPC, nothing changed */
+	struct dio_queue *q = dio_queue_create(v, 2);
+	ck_assert_ptr_nonnull(q);
+	struct dio_req req = { .op = DIO_OP_WRITE, .file = g, .buf = b, .len = bs, .offset = 0, .user_data = 7 };
+	ck_assert_int_eq(dio_submit(q, &req, 1), 1);
+	struct dio_cqe cqe;
+	ck_assert_int_eq(dio_reap(q, &cqe, 1, 1, -1), 1);
+	ck_assert_uint_eq(cqe.user_data, 7);
+	ck_assert_int_eq(cqe.res, -ENOSPC);
+	dio_queue_destroy(q);
+	dio_fstat(g, &st);
+	ck_assert_uint_eq(st.size, 0);
+	ck_assert_uint_eq(st.allocated, 0);
 	/* delete, truncate and sync still work, and give space back */
 	ck_assert_int_eq(dio_ftruncate(f, (off_t)(total / 2)), 0);
 	ck_assert_int_eq(dio_fsync(f), 0);

@@ -323,6 +323,21 @@ START_TEST(test_queued_sub_block_writes_keep_zeros_beside_and_each_others_bytes)
 	ck_assert_int_eq(dio_fstat(f, &st), 0);
 	ck_assert_uint_eq(st.size, 5 * BS + 3 * u);
 	dio_queue_destroy(q);
+	/* converted by the queue's completions, durable after fdatasync */
+	ck_assert_int_eq(dio_fdatasync(f), 0);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	v = t_mount(t_img);
+	f = dio_open(v, "f", O_RDONLY);
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_eq(st.size, 5 * BS + 3 * u);
+	ck_assert_int_eq(dio_pread(f, b1, BS, BS), BS);
+	for (uint32_t i = 0; i < BS; i++)
+		T_CHECK(b1[i] == ((i >= u && i < 2 * u) || (i >= 3 * u && i < 4 * u) ? 0x77 : 0),
+			"block 1 after remount, byte %u: %02x", i, b1[i]);
+	check_block(f, 2 * BS, BS - u, BS, 0x77);
+	check_block(f, 3 * BS, 0, u, 0x77);
 	dio_close(f);
 	ck_assert_int_eq(dio_umount(v), 0);
 	free(b1);

@@ -84,10 +84,21 @@ void bt_destroy(struct dio_btree *t)
 	bt_init(t, t->kind);
 }
 
-/* Largest child whose key is <= k (0 if none). */
-static unsigned child_index(const struct bt_node *nd, struct bt_key k)
+/* Largest child whose key is <= k (0 if none).  A file map's keys have
+   one field (b is 0), compared alone. */
+static unsigned child_index(uint8_t kind, const struct bt_node *nd, struct bt_key k)
 {
 	unsigned lo = 1, hi = nd->n;   /* answer in [0, n) */
+	if (kind == BT_LBLK) {
+		while (lo < hi) {
+			unsigned mid = (lo + hi) / 2;
+			if (nd->k[mid].a <= k.a)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return lo - 1;
+	}
 	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
 		if (kcmp(nd->k[mid], k) <= 0)
@@ -98,10 +109,21 @@ static unsigned child_index(const struct bt_node *nd, struct bt_key k)
 	return lo - 1;
 }
 
-/* First record of the leaf whose key is >= k (n if none). */
+/* First record of the leaf whose key is >= k (n if none).  File maps,
+   the trees searched on every I/O, compare one field as child_index. */
 static unsigned leaf_lower(uint8_t kind, const struct bt_leaf *l, struct bt_key k)
 {
 	unsigned lo = 0, hi = l->n;
+	if (kind == BT_LBLK) {
+		while (lo < hi) {
+			unsigned mid = (lo + hi) / 2;
+			if (l->r[mid].lblk < k.a)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		return lo;
+	}
 	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
 		if (kcmp(key_of(kind, &l->r[mid]), k) < 0)
@@ -125,7 +147,7 @@ static struct bt_leaf *descend(const struct dio_btree *t, struct bt_key k, struc
 	p->depth = 0;
 	for (unsigned lvl = t->height; lvl > 1; lvl--) {
 		struct bt_node *nd = node;
-		unsigned i = child_index(nd, k);
+		unsigned i = child_index(t->kind, nd, k);
 		p->nd[p->depth] = nd;
 		p->i[p->depth++] = i;
 		node = nd->c[i];
@@ -321,6 +343,45 @@ int bt_insert(struct dio_btree *t, const struct dio_extent *x)
 	return 0;
 }
 
+/*
+ * Insert x right after the record at c (x's key lies between that
+ * record's and the next one's) and point c at it.  A conversion in the
+ * middle of an extent inserts its new pieces where it already stands: in
+ * a leaf with room, and not past its last record unless it is the tree's
+ * last leaf (past it, the next leaf's key in its parent may be below x's
+ * key), that is a move inside the leaf with no descent.  Else a full
+ * insertion and a seek.  Fails as bt_insert does, changing nothing.
+ */
+int bt_insert_after(struct dio_btree *t, struct bt_cur *c, const struct dio_extent *x)
+{
+	struct bt_leaf *l = c->leaf;
+	unsigned at = c->i + 1;
+	if (l && l->n < LEAF_MAX && (at < l->n || !l->next)) {
+		DIO_ASSERT(kcmp(key_of(t->kind, &l->r[c->i]), key_of(t->kind, x)) < 0);
+		DIO_ASSERT(at == l->n || kcmp(key_of(t->kind, x), key_of(t->kind, &l->r[at])) < 0);
+		memmove(&l->r[at + 1], &l->r[at], (l->n - at) * sizeof(l->r[0]));
+		l->r[at] = *x;
+		l->n++;
+		t->n++;
+		c->i = at;
+		return 0;
+	}
+	int e = bt_insert(t, x);
+	if (!e)
+		bt_seek_ge(t, x, c);
+	return e;
+}
+
+/* May the record at c take, in place, a new key that keeps it between its
+   neighbours?  Inside its leaf, yes: the parents' keys stay bounds.  Not
+   lower for a leaf's first record (its parent's key for the leaf may be
+   above the new one), not higher for a leaf's last (the next leaf's key
+   may be below it). */
+bool bt_may_rekey(const struct bt_cur *c, bool raise)
+{
+	return raise ? c->i + 1 < c->leaf->n : c->i > 0;
+}
+
 /* ---- deletion ------------------------------------------------------------------ */
 
 /* Remove child i of nd. */
@@ -425,4 +486,24 @@ int bt_delete(struct dio_btree *t, const struct dio_extent *x)
 		t->height = 0;
 	}
 	return 0;
+}
+
+/*
+ * Delete the record at c.  A leaf that stays a quarter full needs nothing
+ * but the move inside it, which is all bt_delete would do there; else
+ * bt_delete, which rebalances.  True: it was the move, so every cursor
+ * before c (in its leaf or an earlier one) is still valid; c never is.
+ */
+bool bt_delete_at(struct dio_btree *t, struct bt_cur *c)
+{
+	struct bt_leaf *l = c->leaf;
+	if (l->n > 1 && (t->height == 1 || l->n - 1 >= LEAF_MAX / 4)) {
+		memmove(&l->r[c->i], &l->r[c->i + 1], (l->n - c->i - 1) * sizeof(l->r[0]));
+		l->n--;
+		t->n--;
+		return true;
+	}
+	struct dio_extent x = l->r[c->i];
+	bt_delete(t, &x);
+	return false;
 }

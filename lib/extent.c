@@ -63,67 +63,83 @@ static bool em_joins(const struct dio_extent *a, const struct dio_extent *b)
  * blocks; only its state changes (a write's unwritten->written
  * conversion, blocks marked bad).  The parts that change in place do so
  * first, then at most two new records go in (and out again if the second
- * cannot), and the range merges with a neighbour where it now can: one
- * lookup and two or three tree operations, where a remove and an insert
- * would cost eight.
+ * cannot), and the range merges with a neighbour where it now can.  All
+ * of it happens where c stands: the new records go in beside it, a
+ * merged neighbour's key moves in place when that keeps it inside its
+ * leaf (bt_may_rekey), and records go out at their cursor, so a random
+ * write into preallocated space costs its one lookup (em_find's) and
+ * moves inside a leaf; a full descent only where a leaf is full or its
+ * edge is crossed.
  */
-static int em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len, uint32_t flags)
+int em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len, uint32_t flags)
 {
 	struct dio_extent *x = bt_rec(c), old = *x;
 	uint64_t e = lblk + len, xe = old.lblk + old.len;
 	struct dio_extent mid = { lblk, old.pblk + (lblk - old.lblk), (uint32_t)len, flags };
 	struct dio_extent back = { e, old.pblk + (e - old.lblk), (uint32_t)(xe - e), old.flags };
+	DIO_ASSERT(old.lblk <= lblk && e <= xe);
 	if (old.flags == flags)
 		return 0;
 	struct bt_cur pc = *c, nc = *c;
-	struct dio_extent *prev = lblk == old.lblk && bt_prev(&pc) && em_joins(bt_rec(&pc), &mid) ? bt_rec(&pc) : NULL;
-	struct dio_extent *next = e == xe && bt_next(&nc) && em_joins(&mid, bt_rec(&nc)) ? bt_rec(&nc) : NULL;
-	if (prev && next && (uint64_t)prev->len + len + next->len > EXT_MAX_LEN)
-		next = NULL;
-	struct dio_extent nx = next ? *next : old;
+	bool prev = lblk == old.lblk && bt_prev(&pc) && em_joins(bt_rec(&pc), &mid);
+	bool next = e == xe && bt_next(&nc) && em_joins(&mid, bt_rec(&nc));
+	if (prev && next && (uint64_t)bt_rec(&pc)->len + len + bt_rec(&nc)->len > EXT_MAX_LEN)
+		next = false;
+	struct dio_extent nx = next ? *bt_rec(&nc) : old;
 	int err = 0;
 	if (lblk == old.lblk && e == xe) {
-		/* the whole extent: into its neighbours, or in place */
-		if (prev) {
-			prev->len += (uint32_t)len + (next ? nx.len : 0);
+		/* the whole extent: into its neighbours, or in place; the one
+		   after goes first, which leaves c valid if it was a move */
+		if (prev)
+			bt_rec(&pc)->len += (uint32_t)len + (next ? nx.len : 0);
+		else
+			*x = (struct dio_extent){ old.lblk, old.pblk, old.len + (next ? nx.len : 0), flags };
+		bool kept = !next || bt_delete_at(&m->t, &nc);
+		if (prev && kept)
+			bt_delete_at(&m->t, c);
+		else if (prev)
 			bt_delete(&m->t, &old);
-		} else {
-			x->flags = flags;
-			x->len += next ? nx.len : 0;
-		}
-		if (next)
-			bt_delete(&m->t, &nx);
 		return 0;
 	}
 	if (lblk == old.lblk) {
-		/* the front: into the neighbour before, or in place; the back
-		   keeps the old state as a record of its own */
-		if (prev)
-			prev->len += (uint32_t)len;
-		else
+		/* the front: into the neighbour before, the back keeping the
+		   old state (its key raised in place, or a record of its own);
+		   or in place, the back a new record after it.  A failed
+		   insertion changed nothing, so the cursors still hold. */
+		if (!prev) {
 			*x = mid;
-		err = bt_insert(&m->t, &back);
-		if (err) {
-			em_find(m, prev ? lblk - 1 : lblk, c);
-			if (prev)
-				bt_rec(c)->len -= (uint32_t)len;
-			else
-				*bt_rec(c) = old;
-		} else if (prev) {
-			bt_delete(&m->t, &old);
+			err = bt_insert_after(&m->t, c, &back);
+			if (err)
+				*x = old;
+			return err;
 		}
+		bt_rec(&pc)->len += (uint32_t)len;
+		if (bt_may_rekey(c, true)) {
+			*x = back;
+			return 0;
+		}
+		err = bt_insert(&m->t, &back);
+		if (err)
+			bt_rec(&pc)->len -= (uint32_t)len;
+		else
+			bt_delete(&m->t, &old);
 		return err;
 	}
-	/* the front keeps the old state in place; the range (with the
-	   neighbour after it, when they join) and the back are new */
+	/* the front keeps the old state in place; the range joins the
+	   extent after it (whose key comes down in place when it can) or is
+	   a new record after the front, and so is the back */
 	x->len = (uint32_t)(lblk - old.lblk);
+	if (next && bt_may_rekey(&nc, false)) {
+		*bt_rec(&nc) = (struct dio_extent){ lblk, mid.pblk, (uint32_t)len + nx.len, flags };
+		return 0;
+	}
 	if (next)
 		mid.len += nx.len;
-	err = e < xe ? bt_insert(&m->t, &back) : 0;
-	if (!err) {
-		err = bt_insert(&m->t, &mid);
-		if (err && e < xe)
-			bt_delete(&m->t, &back);
+	err = bt_insert_after(&m->t, c, &mid);
+	if (!err && e < xe) {
+		err = bt_insert_after(&m->t, c, &back);
+		if (err)
+			bt_delete(&m->t, &mid);
 	}
 	if (err) {
 		em_find(m, old.lblk, c);

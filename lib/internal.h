@@ -24,6 +24,7 @@
 #include <stdint.h>
 #include <errno.h>
 #include <stddef.h>
+#include <string.h>
 #include "dio/dio.h"
 #include "dio/backend.h"
 #include "platform.h"
@@ -154,6 +155,11 @@ bool bt_first(const struct dio_btree *t, struct bt_cur *c);
 bool bt_last(const struct dio_btree *t, struct bt_cur *c);
 bool bt_next(struct bt_cur *c);
 bool bt_prev(struct bt_cur *c);
+/* Changes at a known position (a conversion's): what bt_insert and
+   bt_delete do there, without a descent when the leaf allows it. */
+int  bt_insert_after(struct dio_btree *t, struct bt_cur *c, const struct dio_extent *x);
+bool bt_delete_at(struct dio_btree *t, struct bt_cur *c);
+bool bt_may_rekey(const struct bt_cur *c, bool raise);
 /* The record at c.  Fields other than the tree's key may change in place;
    the key never (delete and insert). */
 static inline struct dio_extent *bt_rec(const struct bt_cur *c) { return &c->leaf->r[c->i]; }
@@ -175,6 +181,7 @@ typedef void (*em_free_fn)(void *arg, uint64_t pblk, uint64_t len, uint32_t flag
 int  em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg);
 int  em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_set(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags, bool *had_written);
+int  em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len, uint32_t flags);
 void em_free(struct dio_emap *m);
 
 /* ---- free space (alloc.c) ---- */
@@ -509,6 +516,7 @@ int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool forc
 int  j_replay(struct dio_vol *v);
 int  j_flush(struct dio_vol *v);                              /* counts for group commit */
 void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
+uint64_t j_due(struct dio_vol *v);                           /* md_lock held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
 int  rec_apply(struct dio_vol *v, const struct dio_rec *r);   /* replay only */
 int  j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len);   /* plog_recover's */
@@ -574,6 +582,8 @@ void freed_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);   /* arg:
 int  md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len);
 int  md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags,
 	    bool ordered);
+int  md_restate(struct dio_vol *v, struct dio_inode *in, struct bt_cur *c, uint64_t lblk, uint64_t len,
+		 uint32_t flags, bool ordered);
 int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool ordered);
 #define MA_JOURNAL 1u    /* preallocation: journal the unwritten extents */
 #define MA_REFILL  2u    /* a write: -EAGAIN when a clean refill would serve it */
@@ -669,14 +679,29 @@ static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-static inline void put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
-static inline void put_le32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = v >> (8 * i); }
-static inline void put_le64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = v >> (8 * i); }
+/*
+ * Little-endian fields of the on-disk format (docs/FORMAT.md).  The byte
+ * by byte form is the definition, and what a big-endian host runs; a
+ * little-endian one copies (compilers do not merge the byte stores, and
+ * every journal record and checkpoint extent goes through these).
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+static inline void put_le16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
+static inline void put_le32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
+static inline void put_le64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline uint16_t get_le16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+static inline uint32_t get_le32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline uint64_t get_le64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+#else
+static inline void put_le16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void put_le32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static inline void put_le64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
 static inline uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 static inline uint32_t get_le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static inline uint64_t get_le64(const uint8_t *p) { return get_le32(p) | (uint64_t)get_le32(p + 4) << 32; }
+#endif
 
 #endif

@@ -543,23 +543,24 @@ static const char *jblock_problem(const struct dio_vol *v, const uint8_t *blk, u
 	return buf;
 }
 
-/*
- * Replay the journal after the checkpoint.  One read of the area, then
- * whole transactions in order, up to the first block that is not the
- * expected one; a transaction with such a block inside is torn (it never
- * committed) and is discarded.  v->replay_tap, if set, sees every
- * transaction and the reason replay stopped (dio dump).
- */
 /* Keep the pending journal small: commit when it holds a quarter of the
    journal, so it never has to be checkpointed in one huge piece, or half
-   of the process-death log, so that it never overflows. */
+   of the process-death log, so that it never overflows.  The sequence to
+   commit up to, or 0 (a caller that holds md_lock anyway asks here and
+   commits after releasing it). */
+uint64_t j_due(struct dio_vol *v)
+{
+	DIO_MD_HELD(v);
+	bool big = v->j.len > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
+	return big ? v->j.last_seq : 0;
+}
+
 void j_maybe_commit(struct dio_vol *v)
 {
 	pthread_mutex_lock(&v->md_lock);
-	bool big = v->j.len > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
-	uint64_t seq = v->j.last_seq;
+	uint64_t seq = j_due(v);
 	md_unlock(v);
-	if (big)
+	if (seq)
 		j_commit(v, seq, false, false);
 }
 
@@ -577,6 +578,13 @@ int j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t 
 	return e;
 }
 
+/*
+ * Replay the journal after the checkpoint.  One read of the area, then
+ * whole transactions in order, up to the first block that is not the
+ * expected one; a transaction with such a block inside is torn (it never
+ * committed) and is discarded.  v->replay_tap, if set, sees every
+ * transaction and the reason replay stopped (dio dump).
+ */
 int j_replay(struct dio_vol *v)
 {
 	const struct j_replay_tap *tap = v->replay_tap;

@@ -17,6 +17,18 @@ int md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name)
 	return v->md_bytes + add > v->md_cap ? -ENOSPC : 0;
 }
 
+/* After a change of the map (ending in e): the metadata accounting, and
+   the record that redoes it.  ordered: as j_append's. */
+static int map_logged(struct dio_vol *v, struct dio_inode *in, uint64_t before, int e, uint64_t lblk,
+		      uint64_t pblk, uint64_t len, uint32_t flags, bool ordered)
+{
+	md_account(v, before, em_count(&in->map));
+	if (e)
+		return e;
+	struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = lblk, .b = pblk, .c = len, .flags = flags };
+	return j_append(v, &r, ordered);
+}
+
 /* A mapping that was written and changes invalidates the handles'
    extent caches (map lock held).  ordered: as j_append's (false when the
    record makes only clean blocks written). */
@@ -30,11 +42,23 @@ int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk
 	int e = em_set(&in->map, lblk, pblk, len, flags, &had_written);
 	if (had_written)
 		atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
-	md_account(v, before, em_count(&in->map));
-	if (e)
-		return e;
-	struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = lblk, .b = pblk, .c = len, .flags = flags };
-	return j_append(v, &r, ordered);
+	return map_logged(v, in, before, e, lblk, pblk, len, flags, ordered);
+}
+
+/* md_map of [lblk, lblk+len) inside the extent at c (em_find's, under the
+   same locks) that keeps its device blocks: only the state changes (a
+   write's conversion), with no second lookup. */
+int md_restate(struct dio_vol *v, struct dio_inode *in, struct bt_cur *c, uint64_t lblk, uint64_t len,
+	       uint32_t flags, bool ordered)
+{
+	DIO_MD_HELD(v);
+	DIO_MAP_HELD(v, in);
+	const struct dio_extent *x = bt_rec(c);
+	uint64_t before = em_count(&in->map), pblk = x->pblk + (lblk - x->lblk);
+	if (!(x->flags & EXT_UNWRITTEN))
+		atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
+	int e = em_restate(&in->map, c, lblk, len, flags);
+	return map_logged(v, in, before, e, lblk, pblk, len, flags, ordered);
 }
 
 int md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len)

@@ -140,22 +140,35 @@ static int alloc_for_write(struct dio_file *f, uint64_t b0, uint64_t b1, bool *c
 	}
 }
 
+/* A write into blocks all mapped: nothing to allocate, but room for the
+   records its conversion adds, as md_alloc_range checks. */
+static int alloc_room(struct dio_vol *v)
+{
+	pthread_mutex_lock(&v->md_lock);
+	int e = md_room(v, 4, 0);
+	md_unlock(v);
+	return e;
+}
+
 /* After the data is down: unwritten blocks of [b0, b1) become written and
-   the size grows; journalled.  Returns whether anything changed. */
-static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool clean, bool *changed)
+   the size grows; journalled.  *changed: whether anything did; *due: a
+   journal commit due now (j_due), or 0. */
+static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool clean, bool *changed,
+			uint64_t *due)
 {
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
 	int e = 0;
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
-	struct dio_extent x;
-	for (uint64_t at = b0; !e && em_get(&in->map, at, &x) && x.lblk < b1;) {
-		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
-		if (x.flags & EXT_UNWRITTEN) {
+	struct bt_cur c;
+	for (uint64_t at = b0; !e && em_find(&in->map, at, &c) && bt_rec(&c)->lblk < b1;) {
+		const struct dio_extent *x = bt_rec(&c);
+		uint64_t s = MAX(x->lblk, b0), t = MIN(x->lblk + x->len, b1);
+		if (x->flags & EXT_UNWRITTEN) {
 			/* a block marked bad stays bad until punched */
 			/* clean blocks need no flush before the record */
-			e = md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags & ~EXT_UNWRITTEN, !clean);
+			e = md_restate(v, in, &c, s, t - s, x->flags & ~EXT_UNWRITTEN, !clean);
 			*changed = true;
 		}
 		if (t >= b1)
@@ -166,6 +179,7 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 		e = md_set_size(v, in, end, !clean);
 		*changed = true;
 	}
+	*due = *changed ? j_due(v) : 0;
 	pthread_rwlock_unlock(&in->map_lock);
 	md_unlock(v);
 	return e;
@@ -277,20 +291,28 @@ static int rq_plan_write(struct rw_req *rq, struct piece *p, unsigned *n, bool m
 			*n = map_pieces(f, rq->b0, rq->b1, p, MAP_PIECES);
 		if (*n && pieces_written(p, *n, rq->b1))
 			return 0;
-		*n = 0;
 	}
 	if (!rq->excl) {
 		rl_unlock(in->rl, &rq->r);
 		rq->excl = true;
+		*n = 0;   /* mapped under the shared lock: stale once it went */
 		if (!rq_lock(rq, may_block))
 			return RQ_BUSY;
 	}
 	rq->convert = true;
-	int e = alloc_for_write(f, rq->b0, rq->b1, &rq->clean);
+	if (rq->aligned && !*n)
+		*n = map_pieces(f, rq->b0, rq->b1, p, MAP_PIECES);
+	/* blocks all mapped (unwritten, or written past EOF): nothing to
+	   allocate, and the pieces hold under the exclusive lock; clean
+	   stays false, as unwritten blocks from before are not clean */
+	bool mapped = *n && pieces_mapped(p, *n, rq->b1);
+	int e = mapped ? alloc_room(f->vol) : alloc_for_write(f, rq->b0, rq->b1, &rq->clean);
 	if (e) {
 		rq->alloc_failed = true;
 		return e;
 	}
+	if (!mapped)
+		*n = 0;   /* the holes have blocks now: mapped as the I/Os are built */
 	if (rq->aligned) {
 		uint64_t head = rq->off & (bs - 1), tail = rq->end & (bs - 1);
 		if (head && !block_is_written(in, rq->b0))
@@ -333,9 +355,10 @@ static int rq_finish(struct rw_req *rq, int e)
 {
 	struct dio_file *f = rq->f;
 	struct dio_inode *in = f->ino;
+	uint64_t due = 0;
 	if (rq->write) {
 		if (!e && rq->convert)
-			e = finish_write(f, rq->b0, rq->b1, rq->end, rq->clean, &rq->changed);
+			e = finish_write(f, rq->b0, rq->b1, rq->end, rq->clean, &rq->changed, &due);
 		if (e && !not_media_error(e) && !rq->alloc_failed)
 			rw_mark_failed(f, rq->b0, rq->b1);
 		else if (e)
@@ -347,8 +370,8 @@ static int rq_finish(struct rw_req *rq, int e)
 	struct dio_counters_atomic *cnt = CNT(f->vol);
 	if (rq->bounced)
 		cnt_add(&cnt->bounced, 1);
-	if (rq->changed && !(rq->bio_flags & DIO_BIO_FUA))
-		j_maybe_commit(f->vol);   /* O_DSYNC commits itself, in do_rw */
+	if (due && !(rq->bio_flags & DIO_BIO_FUA))
+		j_commit(f->vol, due, false, false);   /* O_DSYNC commits itself, in do_rw */
 	return e;
 }
 

@@ -154,6 +154,15 @@ bool pieces_written(const struct piece *p, unsigned n, uint64_t end)
 	return n && p[n - 1].lblk + p[n - 1].len >= end;
 }
 
+/* Do they cover [b, end) with blocks, written or not (no hole)? */
+bool pieces_mapped(const struct piece *p, unsigned n, uint64_t end)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (p[i].pblk == PBLK_HOLE)
+			return false;
+	return n && p[n - 1].lblk + p[n - 1].len >= end;
+}
+
 /* Is block lblk mapped and written?  (Edge blocks of partial writes.) */
 bool block_is_written(struct dio_inode *in, uint64_t lblk)
 {

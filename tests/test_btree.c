@@ -3,8 +3,9 @@
  * (lib/extent.c), against reference models: random insertions and
  * deletions in the three orders, deep enough to split and merge at
  * several levels and to grow and shrink the root; in-order walks both
- * ways, seeks, keys grown in place; and extent maps checked block by
- * block after random maps, unmaps and merges.
+ * ways, seeks, keys grown in place; extent maps checked block by block
+ * after random maps, unmaps and merges, and after a deep map's random
+ * conversions in place.
  */
 #include "helpers.h"
 #include "../lib/internal.h"
@@ -283,6 +284,74 @@ START_TEST(test_extent_map_matches_a_block_array)
 }
 END_TEST
 
+/*
+ * The pattern of random writes into preallocated space, at the scale
+ * where the tree is several levels deep: one unwritten extent, single
+ * blocks and short runs of it converted in random order the way a
+ * write's completion does (em_find, then em_restate at that cursor), a
+ * few turned back or marked bad.  Conversions change records where they
+ * stand (bt_insert_after, bt_delete_at, keys moved in place inside a
+ * leaf), so after them every record must still be found from the root:
+ * a key moved past its parent's bound would send the lookup to the wrong
+ * leaf.  Checked against a block array.
+ */
+#define NBIG (1u << 17)
+static void check_big(const struct dio_emap *m, const struct blk *b)
+{
+	uint64_t blocks = 0, prev_end = 0;
+	struct bt_cur c, f;
+	const struct dio_extent *prev = NULL;
+	for (bool ok = em_first(m, &c); ok; ok = bt_next(&c)) {
+		const struct dio_extent *x = bt_rec(&c);
+		T_CHECK(x->lblk >= prev_end && x->len > 0);
+		if (prev)
+			T_CHECK(!(prev->lblk + prev->len == x->lblk && prev->pblk + prev->len == x->pblk &&
+				  prev->flags == x->flags));
+		/* found from the root, at its first and its last block */
+		T_CHECK(em_find(m, x->lblk, &f) && bt_rec(&f) == x);
+		T_CHECK(em_find(m, x->lblk + x->len - 1, &f) && bt_rec(&f) == x);
+		for (uint64_t i = 0; i < x->len; i++)
+			T_CHECK(b[x->lblk + i].pblk == x->pblk + i && b[x->lblk + i].flags == x->flags);
+		blocks += x->len;
+		prev_end = x->lblk + x->len;
+		prev = x;
+	}
+	T_CHECK(blocks == NBIG && em_blocks(m) == NBIG);
+}
+
+START_TEST(test_conversions_in_place_keep_every_record_reachable)
+{
+	static struct blk b[NBIG];
+	struct dio_emap m = { 0 };
+	ck_assert_int_eq(em_insert(&m, 0, 5000, NBIG, EXT_UNWRITTEN), 0);
+	for (uint64_t i = 0; i < NBIG; i++)
+		b[i] = (struct blk){ 5000 + i, EXT_UNWRITTEN, true };
+	t_seed(7);
+	size_t most = 0;
+	for (int op = 0; op < 200000; op++) {
+		uint64_t l = t_rand() % NBIG, n = t_rand() % 8 ? 1 : 1 + t_rand() % 6;
+		uint32_t fl = t_rand() % 16 ? 0 : t_rand() % 2 ? EXT_UNWRITTEN : EXT_BAD;
+		if (l + n > NBIG)
+			n = NBIG - l;
+		/* within one extent, as a conversion always is */
+		struct bt_cur c;
+		ck_assert(em_find(&m, l, &c));
+		const struct dio_extent *x = bt_rec(&c);
+		n = MIN(n, x->lblk + x->len - l);
+		ck_assert_int_eq(em_restate(&m, &c, l, n, fl), 0);
+		for (uint64_t i = l; i < l + n; i++)
+			b[i].flags = fl;
+		most = MAX(most, em_count(&m));
+		if (op % 20000 == 0 || getenv("EVERY"))
+			check_big(&m, b);
+	}
+	check_big(&m, b);
+	ck_assert_uint_ge(m.t.height, 3);   /* deep enough for leaf edges inside inner nodes */
+	ck_assert_uint_gt(most, 20000);
+	em_free(&m);
+}
+END_TEST
+
 /* ---- free space against a bitmap ------------------------------------------------ */
 
 /* Both trees hold the same ranges, disjoint, not touching (they merge),
@@ -406,6 +475,7 @@ int main(void)
 	tcase_add_test(tc, test_appending_in_order_fills_leaves);
 	tcase_add_test(tc, test_fields_other_than_the_key_change_in_place);
 	tcase_add_test(tc, test_extent_map_matches_a_block_array);
+	tcase_add_test(tc, test_conversions_in_place_keep_every_record_reachable);
 	tcase_add_test(tc, test_free_space_matches_a_bitmap);
 	tcase_add_test(tc, test_a_take_at_a_free_goal_starts_there);
 	suite_add_tcase(s, tc);

@@ -244,10 +244,11 @@ struct dio_range {
 	struct rl_node node[RL_STRIPES];
 };
 struct rl_stripe {
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	atomic_uint busy;          /* a spin lock over held (lock.c says why) */
+	atomic_uint waiters;       /* threads asleep on cv: unlock wakes only if any */
 	struct rl_node *held;
-	unsigned waiters;          /* threads in cond_wait: unlock wakes only if any */
+	pthread_mutex_t mu;        /* for cv only: sleeping on a conflict */
+	pthread_cond_t cv;
 } __attribute__((aligned(64)));
 struct dio_rangelock {
 	struct rl_stripe s[RL_STRIPES];

@@ -20,9 +20,11 @@
  * every key below child i and > every key below child i-1 (the key of
  * child 0 is never looked at: whatever is below child 1's key goes to
  * child 0).  Deleting leaves keys as they are, still lower bounds; so a
- * key may be lower than anything under its child, and a record's key must
- * never change in place: raised, it could pass the next child's key and
- * be routed to the wrong leaf.
+ * key may be lower than anything under its child, and a record's key
+ * changes in place only while it stays strictly between two records of
+ * its own leaf (bt_may_rekey): raised past its leaf's last record, it
+ * could pass the next child's key and be routed to the wrong leaf;
+ * lowered below its leaf's first, below its own child's key.
  *
  * Insertion allocates every node it may need before changing anything,
  * so it fails with -ENOMEM with the tree untouched.

@@ -141,7 +141,8 @@ struct dio_btree {
 	uint8_t kind;              /* BT_*; a zeroed tree is an empty BT_LBLK one */
 };
 /* A position in a tree; invalid (leaf NULL) past either end.  Any
-   insertion or deletion invalidates every cursor of the tree. */
+   insertion or deletion invalidates every cursor of the tree, except as
+   bt_insert_after and bt_delete_at say. */
 struct bt_cur {
 	struct bt_leaf *leaf;
 	unsigned i;
@@ -161,7 +162,7 @@ int  bt_insert_after(struct dio_btree *t, struct bt_cur *c, const struct dio_ext
 bool bt_delete_at(struct dio_btree *t, struct bt_cur *c);
 bool bt_may_rekey(const struct bt_cur *c, bool raise);
 /* The record at c.  Fields other than the tree's key may change in place;
-   the key never (delete and insert). */
+   the key only where bt_may_rekey allows (else delete and insert). */
 static inline struct dio_extent *bt_rec(const struct bt_cur *c) { return &c->leaf->r[c->i]; }
 
 /* ---- extent maps (extent.c): a file's map, the bad-block list ---- */

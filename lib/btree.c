@@ -136,6 +136,20 @@ static unsigned leaf_lower(uint8_t kind, const struct bt_leaf *l, struct bt_key 
 	return lo;
 }
 
+/* Ask for every cache line of a node's keys at once.  The probes of a
+   binary search each depend on the last, so in a cold node (a large map
+   searched at random) they would wait for its lines one after another. */
+static inline void prefetch_span(const void *p, size_t len)
+{
+#if defined(__GNUC__) || defined(__clang__)
+	const char *c = p;
+	for (size_t o = 0; o < len; o += 64)
+		__builtin_prefetch(c + o);
+#else
+	(void)p, (void)len;
+#endif
+}
+
 struct path {
 	struct bt_node *nd[MAX_HEIGHT];
 	unsigned i[MAX_HEIGHT];
@@ -149,12 +163,16 @@ static struct bt_leaf *descend(const struct dio_btree *t, struct bt_key k, struc
 	p->depth = 0;
 	for (unsigned lvl = t->height; lvl > 1; lvl--) {
 		struct bt_node *nd = node;
+		prefetch_span(nd->k, nd->n * sizeof(nd->k[0]));
 		unsigned i = child_index(t->kind, nd, k);
 		p->nd[p->depth] = nd;
 		p->i[p->depth++] = i;
 		node = nd->c[i];
 	}
-	return node;
+	struct bt_leaf *l = node;
+	if (l)
+		prefetch_span(l->r, l->n * sizeof(l->r[0]));
+	return l;
 }
 
 bool bt_seek_ge(const struct dio_btree *t, const struct dio_extent *key, struct bt_cur *c)

@@ -81,8 +81,9 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 				ino_destroy(v, in);
 		}
 		if (!e) {
+			/* exposes no data: needs no flush before it */
 			struct dio_rec r = { .type = R_CREATE, .ino = in->ino, .n1 = name, .l1 = len };
-			e = j_append(v, &r, true);
+			e = j_append(v, &r, false);
 		}
 	}
 	if (!e && !in->rl) {
@@ -175,8 +176,10 @@ DIO_API int dio_unlink(struct dio_vol *v, const char *name)
 	else if (v->j.broken)
 		e = -EIO;
 	if (!e) {
+		/* exposes no data (its blocks wait for the record's
+		   durability before reuse): needs no flush before it */
 		struct dio_rec r = { .type = R_UNLINK, .n1 = name, .l1 = len };
-		e = j_append(v, &r, true);
+		e = j_append(v, &r, false);
 	}
 	if (!e) {
 		ns_remove(v, in);

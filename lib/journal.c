@@ -12,10 +12,12 @@
  *   2. write the transaction's journal blocks with FUA.
  *
  * Unless every record of the transaction only exposes clean blocks
- * (zeroed and flushed during this mount, see alloc.c) and grows sizes:
- * then nothing stale can show if the record lands before the data, and
- * the commit writes the journal blocks and flushes once, which also makes
- * the data durable.  Small appends with fdatasync commit that way.
+ * (zeroed and flushed during this mount, see alloc.c) and grows sizes,
+ * or exposes no data at all (a create, an unlink): then nothing stale can
+ * show if the record lands before the data, and the commit writes the
+ * journal blocks and flushes once, which also makes the data durable.
+ * Small appends with fdatasync commit that way, and so does SQLite's
+ * rollback journal: created, written into clean blocks, synced, deleted.
  *
  * Journal blocks carry a block sequence number and the volume uuid.
  * Replay starts at the position the superblock names and stops at the

@@ -457,6 +457,20 @@ START_TEST(test_each_metadata_call_survives_kill_9)
 }
 END_TEST
 
+/* A fresh volume on the fault backend, counting device operations, whose
+   journal holds every commit of the tests below (no checkpoint). */
+static struct dio_vol *counted_volume(const char *tag)
+{
+	t_img = strdup(t_image_path(tag));
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 1 << 20 }), 0);
+	struct fault_cfg none = { 0 };
+	fault_setup(&none);
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	return v;
+}
+
 /* Device flushes and FUA writes the fault backend has seen. */
 static long cache_ops(long *fua)
 {
@@ -466,14 +480,7 @@ static long cache_ops(long *fua)
 
 START_TEST(test_small_appends_commit_with_one_flush_and_prealloc_stays_ordered)
 {
-	/* a journal that holds every commit below: no checkpoint flushes */
-	t_img = strdup(t_image_path("oneflush"));
-	unlink(t_img);
-	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 1 << 20 }), 0);
-	struct fault_cfg none = { 0 };
-	fault_setup(&none);
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
-	ck_assert_ptr_nonnull(v);
+	struct dio_vol *v = counted_volume("oneflush");
 	struct dio_file *f = dio_open(v, "log", O_RDWR | O_CREAT);
 	uint8_t *b = t_aligned(4096);
 	t_fill(b, 4096, 1, 0, 0);
@@ -539,13 +546,7 @@ END_TEST
  */
 START_TEST(test_fdatasync_of_overwrites_is_a_flush_and_no_journal_write)
 {
-	t_img = strdup(t_image_path("datasync"));
-	unlink(t_img);
-	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 24 << 20, .journal_size = 1 << 20 }), 0);
-	struct fault_cfg none = { 0 };
-	fault_setup(&none);
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = "fault" });
-	ck_assert_ptr_nonnull(v);
+	struct dio_vol *v = counted_volume("datasync");
 	struct dio_file *f = dio_open(v, "db", O_RDWR | O_CREAT);
 	uint8_t *b = t_aligned(8 * 4096);
 	t_fill(b, 8 * 4096, 1, 0, 0);
@@ -703,8 +704,9 @@ START_TEST(test_durable_writes_work_without_rwf_dsync)
 		struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT | O_DSYNC);
 		uint8_t *b = t_aligned(8192);
 		t_fill(b, 8192, 1, 1, 0);
-		ck_assert_int_eq(dio_pwrite(f, b, 8192, 0), 8192);   /* O_DSYNC: a FUA data write */
-		ck_assert_int_eq(dio_fsync(f), 0);                  /* a journal commit */
+		ck_assert_int_eq(dio_pwrite(f, b, 8192, 0), 8192);   /* O_DSYNC: a journal commit */
+		ck_assert_int_eq(dio_pwrite(f, b, 4096, 0), 4096);   /* an O_DSYNC overwrite: a FUA write */
+		ck_assert_int_eq(dio_fsync(f), 0);
 		ck_assert_int_eq(dio_rename(v, "f", "g"), 0);
 		ck_assert_int_eq(dio_syncfs(v), 0);
 		/* asked once, then never again: every later FUA write is a write
@@ -729,6 +731,74 @@ START_TEST(test_durable_writes_work_without_rwf_dsync)
 }
 END_TEST
 
+/*
+ * A create or an unlink exposes no data, so a commit of nothing else
+ * (beside writes into zeroed blocks) writes its record and flushes once,
+ * with no FUA: SQLite's rollback journal is created, written, synced and
+ * deleted in every transaction.  A rename stays ordered (the data
+ * renamed into place is on the device before the name): a flush, then
+ * the record with FUA.
+ */
+START_TEST(test_creates_and_unlinks_commit_with_one_flush_and_renames_stay_ordered)
+{
+	struct dio_vol *v = counted_volume("nsflush");
+	struct dio_file *db = dio_open(v, "db", O_RDWR | O_CREAT);
+	ck_assert_ptr_nonnull(db);
+	uint8_t *b = t_aligned(8192);
+	t_fill(b, 8192, 1, 0, 0);
+	ck_assert_int_eq(dio_pwrite(db, b, 4096, 0), 4096);   /* the first zeroes a chunk */
+	ck_assert_int_eq(dio_fdatasync(db), 0);
+	struct dio_counters c0, c1;
+	dio_counters(v, &c0);
+	long fua0, fua1, fl0 = cache_ops(&fua0);
+	for (int i = 0; i < 16; i++) {
+		/* the journal's sync also commits the last round's unlink */
+		struct dio_file *j = dio_open(v, "db-journal", O_RDWR | O_CREAT | O_EXCL);
+		ck_assert_ptr_nonnull(j);
+		ck_assert_int_eq(dio_pwrite(j, b, 8192, 0), 8192);
+		ck_assert_int_eq(dio_fsync(j), 0);
+		ck_assert_int_eq(dio_close(j), 0);
+		ck_assert_int_eq(dio_pwrite(db, b, 4096, 0), 4096);
+		ck_assert_int_eq(dio_fdatasync(db), 0);   /* an overwrite: a flush alone */
+		ck_assert_int_eq(dio_unlink(v, "db-journal"), 0);
+	}
+	dio_counters(v, &c1);
+	long fl1 = cache_ops(&fua1);
+	ck_assert_uint_eq(c1.journal_commits - c0.journal_commits, 16);
+	ck_assert_int_eq(fl1 - fl0, 32);
+	ck_assert_int_eq(fua1 - fua0, 0);
+
+	/* the atomic replace: its rename commits ordered */
+	struct dio_file *t = dio_open(v, "db.tmp", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(t, b, 8192, 0), 8192);
+	ck_assert_int_eq(dio_fdatasync(t), 0);
+	ck_assert_int_eq(dio_close(t), 0);
+	fl0 = cache_ops(&fua0);
+	ck_assert_int_eq(dio_rename(v, "db.tmp", "db2"), 0);
+	ck_assert_int_eq(dio_syncfs(v), 0);
+	fl1 = cache_ops(&fua1);
+	ck_assert_int_eq(fl1 - fl0, 1);
+	ck_assert_int_eq(fua1 - fua0, 1);
+	ck_assert_int_eq(dio_close(db), 0);
+	ck_assert_int_eq(dio_umount(v), 0);
+
+	/* every name as the calls left it */
+	v = t_mount(t_img);
+	ck_assert_ptr_null(dio_open(v, "db-journal", O_RDONLY));
+	ck_assert_int_eq(errno, ENOENT);
+	ck_assert_ptr_null(dio_open(v, "db.tmp", O_RDONLY));
+	struct dio_file *d2 = dio_open(v, "db2", O_RDONLY);
+	ck_assert_ptr_nonnull(d2);
+	uint8_t *r = t_aligned(8192);
+	ck_assert_int_eq(dio_pread(d2, r, 8192, 0), 8192);
+	ck_assert_int_eq(memcmp(r, b, 8192), 0);
+	dio_close(d2);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(r);
+	free(b);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("durability");
@@ -744,6 +814,7 @@ int main(void)
 	tcase_add_test(tc, test_a_killed_process_keeps_every_call_that_returned);
 	tcase_add_test(tc, test_each_metadata_call_survives_kill_9);
 	tcase_add_test(tc, test_fdatasync_of_overwrites_is_a_flush_and_no_journal_write);
+	tcase_add_test(tc, test_creates_and_unlinks_commit_with_one_flush_and_renames_stay_ordered);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -461,6 +461,47 @@ START_TEST(test_read_transactions_read_no_header_from_the_device)
 }
 END_TEST
 
+/* A rollback-journal commit rewrites the journal header's record count
+   (12 bytes at offset 0) before its second sync: written from the VFS's
+   copy of the journal's first block, it reads nothing back.  (SQLite
+   also looks for a stale header past the journal's end each commit: a
+   read of nothing.) */
+static uint64_t bytes_read(struct dio_vol *v)
+{
+	struct dio_counters c;
+	ck_assert_int_eq(dio_counters(v, &c), 0);
+	return c.bytes_read;
+}
+
+START_TEST(test_rollback_journal_commits_read_nothing_back)
+{
+	fresh_volume("sqljh");
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(dio_sqlite_register(v, "libdio-jh", 0), SQLITE_OK);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2("j.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-jh"), SQLITE_OK);
+	exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"
+		 "PRAGMA cache_size=-65536; CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);"
+		 "INSERT INTO t(b) SELECT printf('%0400d', x) FROM " SERIES(1, 2000));
+	integrity_ok(db);   /* every page in SQLite's cache from here on */
+	uint64_t r0 = bytes_read(v), m0 = ctr(v, 2), w0 = ctr(v, 0);
+	for (int i = 1; i <= 50; i++) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "UPDATE t SET b = 'changed %d' WHERE a = %d", i, i * 37);
+		exec(db, sql);
+	}
+	ck_assert_uint_gt(ctr(v, 0) - w0, 100);   /* journals and pages went down */
+	ck_assert_uint_eq(ctr(v, 2) - m0, 0);
+	ck_assert_uint_eq(bytes_read(v) - r0, 0);
+	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE b LIKE 'changed %'"), 50);
+	integrity_ok(db);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_eq(dio_umount(v), 0);
+	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+}
+END_TEST
+
 /* ---- one process per volume ----------------------------------------------------- */
 
 static char logged[512];
@@ -511,6 +552,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_a_killed_writer_loses_no_reported_commit, 0, 2);
 	tcase_add_test(tc, test_wal_frames_go_down_together_and_checkpoints_read_nothing);
 	tcase_add_test(tc, test_read_transactions_read_no_header_from_the_device);
+	tcase_add_test(tc, test_rollback_journal_commits_read_nothing_back);
 	tcase_add_test(tc, test_a_device_error_is_sqlite_ioerr_and_the_database_stays_consistent);
 	tcase_add_test(tc, test_page_io_of_a_registered_vfs_is_zero_copy);
 	tcase_add_test(tc, test_a_volume_held_by_another_process_is_cantopen_with_a_message);

@@ -73,6 +73,9 @@ struct dsq_lock {
 	bool hdr_ok;
 	uint8_t hdr[100];
 	struct dsq_wcache *wc;      /* a WAL's bytes (walcache.c), NULL for others */
+	/* the handle that last wrote or truncated a main journal: another
+	   handle's copy of its first block is stale (file.c) */
+	struct dsq_file *_Atomic jwriter;
 };
 
 /* What a VFS instance keeps: the volume it is bound to, if any. */
@@ -96,6 +99,10 @@ struct dsq_file {
 	bool readonly;
 	char *name;
 	bool main_db;               /* SQLITE_OPEN_MAIN_DB */
+	/* a rollback journal's first block as written, its first jhead_len
+	   bytes known (file.c, "The journal header"); NULL for other files */
+	uint8_t *jhead;
+	size_t jhead_len;
 	struct dsq_shm_conn *shm;
 	/* this file's run failed when another file's call wrote it: the
 	   error for this file's next call (file.c) */

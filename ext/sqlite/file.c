@@ -44,6 +44,20 @@
  * the database go through this VFS only (the volume belongs to this
  * process), so its first 100 bytes are kept beside its lock, as every
  * connection wrote them, and such reads are served from there.
+ *
+ * The journal header.  A rollback journal starts with a 512-byte header
+ * (SQLite's sector with POWERSAFE_OVERWRITE), followed by the records.
+ * At each sync SQLite rewrites the header's first 12 bytes (the record
+ * count), and in PERSIST mode zeroes its first 28 at the commit.  Written
+ * as they come, each such write would make libdio read the block back
+ * from the device to fill in the rest: a device read per transaction, as
+ * slow as the rest of the commit on a disk.  So a main journal keeps a
+ * copy of its first block as written (header and first records, one
+ * after another from offset 0), and once the copy holds the whole block,
+ * a write inside it goes down as that whole block: an aligned overwrite
+ * that reads nothing.  The copy is the handle's own: a write or truncate
+ * through another handle (another connection's transaction) empties it,
+ * as the file's lock record names the handle that wrote last.
  */
 #include "dsq.h"
 #include <errno.h>
@@ -200,6 +214,43 @@ static void hdr_written(struct dsq_file *p, const void *buf, int amt, uint64_t o
 	pthread_mutex_unlock(&hdr_lock);
 }
 
+/* Before p writes or truncates its main journal: if another handle did
+   last (another connection's transaction), p's copy knows nothing. */
+static void jhead_claim(struct dsq_file *p)
+{
+	if (atomic_load_explicit(&p->lk->jwriter, memory_order_acquire) != p) {
+		p->jhead_len = 0;
+		atomic_store_explicit(&p->lk->jwriter, p, memory_order_release);
+	}
+}
+
+/* A main journal's write that starts in its first block: kept in the
+   copy of that block, which knows the bytes [0, jhead_len) (written one
+   after another from the start).  Once it knows them all, a write that
+   stays inside the block becomes the whole block (*buf, *amt, *off). */
+static void jhead_written(struct dsq_file *p, const void **buf, int *amt, uint64_t *off)
+{
+	size_t bs = p->m->info.block_size;
+	if (!p->jhead)
+		return;
+	jhead_claim(p);
+	if (*off >= bs)
+		return;
+	size_t o = (size_t)*off, n = MIN_SIZE(bs - o, (size_t)*amt);
+	memcpy(p->jhead + o, *buf, n);
+	if (o > p->jhead_len)
+		return;   /* after a gap: the bytes between are not known */
+	if (o + n > p->jhead_len)
+		p->jhead_len = o + n;
+	if (p->jhead_len == bs && o + (size_t)*amt <= bs) {
+		/* the file holds the whole block: its bytes up to bs were
+		   written, and a truncate below bs shortens jhead_len */
+		*buf = p->jhead;
+		*amt = (int)bs;
+		*off = 0;
+	}
+}
+
 /* Under dsq_lock: the lock record of name on m. */
 static struct dsq_lock *lock_get(struct dsq_mount *m, const char *name)
 {
@@ -269,6 +320,11 @@ int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int
 	p->readonly = (oflags & O_ACCMODE) == O_RDONLY;
 	p->delete_on_close = (flags & SQLITE_OPEN_DELETEONCLOSE) != 0;
 	p->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+	p->jhead = NULL;
+	p->jhead_len = 0;
+	if ((flags & SQLITE_OPEN_MAIN_JOURNAL) && m->info.block_size &&
+	    posix_memalign((void **)&p->jhead, 4096, m->info.block_size))
+		p->jhead = NULL;   /* no copy: such writes read their block back */
 	if (out_flags)
 		*out_flags = flags;
 	p->base.pMethods = &dsq_io;
@@ -342,6 +398,8 @@ static int x_close(sqlite3_file *f)
 	if (p->shm)
 		dsq_shm_unmap(f, 0);
 	x_unlock(f, SQLITE_LOCK_NONE);
+	struct dsq_file *me = p;   /* a later handle at this address starts afresh */
+	atomic_compare_exchange_strong(&p->lk->jwriter, &me, NULL);
 	if (dio_close(p->f) && rc == SQLITE_OK)
 		rc = SQLITE_IOERR_CLOSE;
 	if (p->delete_on_close && dio_unlink(p->m->vol, p->name) && rc == SQLITE_OK)
@@ -351,6 +409,7 @@ static int x_close(sqlite3_file *f)
 	dsq_mount_put(p->m);
 	pthread_mutex_unlock(&dsq_lock);
 	free(p->name);
+	free(p->jhead);
 	p->base.pMethods = NULL;
 	return rc;
 }
@@ -421,6 +480,8 @@ static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 	uint64_t o = (uint64_t)off;
 	hdr_written(p, buf, amt, o);
 	dsq_wc_write(p->lk->wc, buf, (size_t)amt, o);
+	jhead_written(p, &buf, &amt, &o);
+	off = (sqlite3_int64)o;
 	pthread_mutex_lock(&m->run_lock);
 	struct dsq_file *owner = atomic_load_explicit(&m->run_owner, memory_order_relaxed);
 	if (owner && owner != p)
@@ -452,6 +513,11 @@ static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
 		pthread_mutex_unlock(&hdr_lock);
 	}
 	dsq_wc_cut(p->lk->wc, (uint64_t)size);
+	if (p->jhead) {
+		jhead_claim(p);
+		if ((uint64_t)size < p->jhead_len)
+			p->jhead_len = (size_t)size;   /* the file holds no more of the block */
+	}
 	if (rc == SQLITE_OK && dio_ftruncate(p->f, (off_t)size))
 		rc = dsq_errno_rc(errno, SQLITE_IOERR_TRUNCATE);
 	return rc;

@@ -502,6 +502,72 @@ START_TEST(test_rollback_journal_commits_read_nothing_back)
 }
 END_TEST
 
+/* Scattered writes (each ends a run, and ended runs are held to go in
+   flight several at a time) and a later write over one of them before
+   anything waits: the later one lands last, and every byte reads back as
+   written last, through the VFS and after a remount. */
+START_TEST(test_held_runs_keep_the_order_of_overlapping_writes)
+{
+	/* not on tmpfs (DIO_INFO_MEMORY), where runs are written at once */
+	char path[256];
+	snprintf(path, sizeof(path), "/var/tmp/libdio-test-sqlrun-%s-%d.img", t_backend(), (int)getpid());
+	t_img = strdup(path);
+	t_forget_plog(t_img);
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 64u << 20 }), 0);
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
+	ck_assert_ptr_nonnull(v);
+	struct dio_info info;
+	struct dio_file *probe = dio_open(v, "probe", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_info(probe, &info), 0);
+	dio_close(probe);
+	if (info.flags & DIO_INFO_MEMORY)
+		fprintf(stderr, "note: /var/tmp is in memory here; the queue of runs is not exercised\n");
+	ck_assert_int_eq(dio_sqlite_register(v, "libdio-run", 0), SQLITE_OK);
+	sqlite3_vfs *vfs = sqlite3_vfs_find("libdio-run");
+	ck_assert_ptr_nonnull(vfs);
+	sqlite3_file *f = calloc(1, (size_t)vfs->szOsFile);
+	int out = 0;
+	ck_assert_int_eq(vfs->xOpen(vfs, "runs.db", f, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				    SQLITE_OPEN_MAIN_DB, &out), SQLITE_OK);
+	enum { PAGES = 40, PS = 4096 };
+	uint8_t *page = t_aligned(PS), *back = t_aligned(PS);
+	/* every other page, then pages 4, 14 and 24 again, all held or in
+	   flight until the sync */
+	for (int round = 0; round < 2; round++) {
+		for (int i = 0; i < PAGES; i += 2) {
+			if (round && i % 10 != 4)
+				continue;
+			memset(page, 'a' + round * 10 + i % 10, PS);
+			ck_assert_int_eq(f->pMethods->xWrite(f, page, PS, (sqlite3_int64)i * PS), SQLITE_OK);
+		}
+	}
+	ck_assert_int_eq(f->pMethods->xSync(f, SQLITE_SYNC_FULL), SQLITE_OK);
+	for (int i = 0; i < PAGES; i += 2) {
+		ck_assert_int_eq(f->pMethods->xRead(f, back, PS, (sqlite3_int64)i * PS), SQLITE_OK);
+		char want = (char)('a' + (i % 10 == 4 ? 10 : 0) + i % 10);
+		ck_assert_msg(back[0] == (uint8_t)want && back[PS - 1] == (uint8_t)want, "page %d: %c, want %c",
+			      i, back[0], want);
+	}
+	ck_assert_int_eq(f->pMethods->xClose(f), SQLITE_OK);
+	free(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	/* on the device, in the same order */
+	v = t_mount(t_img);
+	struct dio_file *d = dio_open(v, "runs.db", O_RDONLY);
+	ck_assert_ptr_nonnull(d);
+	for (int i = 4; i < PAGES; i += 10) {
+		ck_assert_int_eq(dio_pread(d, back, PS, (off_t)i * PS), PS);
+		ck_assert_int_eq(back[0], 'a' + 14);
+		ck_assert_int_eq(back[PS - 1], 'a' + 14);
+	}
+	dio_close(d);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(page);
+	free(back);
+}
+END_TEST
+
 /* ---- one process per volume ----------------------------------------------------- */
 
 static char logged[512];
@@ -553,6 +619,7 @@ int main(void)
 	tcase_add_test(tc, test_wal_frames_go_down_together_and_checkpoints_read_nothing);
 	tcase_add_test(tc, test_read_transactions_read_no_header_from_the_device);
 	tcase_add_test(tc, test_rollback_journal_commits_read_nothing_back);
+	tcase_add_test(tc, test_held_runs_keep_the_order_of_overlapping_writes);
 	tcase_add_test(tc, test_a_device_error_is_sqlite_ioerr_and_the_database_stays_consistent);
 	tcase_add_test(tc, test_page_io_of_a_registered_vfs_is_zero_copy);
 	tcase_add_test(tc, test_a_volume_held_by_another_process_is_cantopen_with_a_message);

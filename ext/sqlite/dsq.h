@@ -45,7 +45,8 @@ struct dsq_mount {
 	/* the one run of writes held on the volume (file.c, "Write runs"):
 	   its file (also while earlier runs of it are in flight), bytes
 	   (aligned, allocated at the first run), offset; runs in flight on
-	   a queue of the volume, each in a slot with its own buffer */
+	   a queue of the volume, each in a slot with its own buffer; ended
+	   runs held in slots until several go in flight together */
 	pthread_mutex_t run_lock;
 	struct dsq_file *_Atomic run_owner;
 	uint8_t *run;
@@ -53,11 +54,13 @@ struct dsq_mount {
 	uint64_t run_off;
 	struct dio_queue *runq;     /* made at the first run in flight; NULL: none */
 	bool runq_failed;           /* could not be made: runs are written in place */
-	unsigned inflight;
+	unsigned inflight;          /* slots submitted, not reaped */
+	unsigned held;              /* slots ended, not submitted */
 	struct dsq_slot {
 		uint8_t *buf;       /* RUN_MAX bytes, aligned; NULL until used */
 		uint64_t off;
 		size_t len;         /* 0: free */
+		bool sent;          /* on the queue (else held) */
 	} slots[16];
 };
 

@@ -17,8 +17,12 @@
  * that ends inside an old block a device read first.  So every write is
  * copied into the volume's run buffer (aligned: aligned runs stay
  * zero-copy below), and a write that continues the run joins it.  One
- * that does not ends it: the run goes on the volume's queue (up to 16
- * in flight, each in a slot's buffer) and the write starts the next.
+ * that does not ends it: the run waits in one of 16 slots of the
+ * volume's queue, each with its own buffer, and the write starts the
+ * next.  Ended runs go in flight eight at a time, in one submission, so
+ * the device is told once for them (a checkpoint's scattered pages: on a
+ * virtual disk every notification is an exit to the host); the rest go
+ * when a call needs them on the device.
  * Everything held or in flight is on the device before any other call
  * goes on: a call on another file of the volume, from any connection
  * (m->run_owner: the file whose writes are held or in flight), and any
@@ -78,10 +82,45 @@ static struct dsq_file *F(sqlite3_file *f)
 
 #define NSLOTS (sizeof(((struct dsq_mount *)0)->slots) / sizeof(((struct dsq_mount *)0)->slots[0]))
 
-/* Under m->run_lock: wait for the runs in flight (all, or at least one);
-   a failed one is o's error (the runs in flight are all of the owner). */
+/* Under m->run_lock: the ended runs held in slots go in flight, in one
+   call, so the kernel passes them to the device together (one
+   notification for the batch instead of one per run: on a virtual disk
+   each is an exit to the host); any the queue does not take are written
+   here.  They are all o's, and no two slots overlap (runs_overlap). */
+static void runs_submit(struct dsq_mount *m, struct dsq_file *o)
+{
+	if (!m->held)
+		return;
+	struct dio_req r[NSLOTS];
+	unsigned n = 0;
+	for (unsigned i = 0; i < NSLOTS; i++) {
+		struct dsq_slot *sl = &m->slots[i];
+		if (sl->len && !sl->sent)
+			r[n++] = (struct dio_req){ .op = DIO_OP_WRITE, .file = o->f, .buf = sl->buf, .len = sl->len,
+						   .offset = (off_t)sl->off, .user_data = i };
+	}
+	int k = dio_submit(m->runq, r, n);
+	for (unsigned j = 0; j < n; j++) {
+		struct dsq_slot *sl = &m->slots[r[j].user_data];
+		if (k > 0 && j < (unsigned)k) {
+			sl->sent = true;
+			m->inflight++;
+			continue;
+		}
+		if (dio_pwrite(o->f, sl->buf, sl->len, (off_t)sl->off) != (ssize_t)sl->len && !o->run_err)
+			o->run_err = dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
+		sl->len = 0;
+	}
+	m->held = 0;
+}
+
+/* Under m->run_lock: wait for the runs in flight (all, held ones
+   submitted first; or at least one); a failed one is o's error (the runs
+   in flight are all of the owner). */
 static void runs_reap(struct dsq_mount *m, struct dsq_file *o, bool all)
 {
+	if (all)
+		runs_submit(m, o);
 	while (m->inflight) {
 		struct dio_cqe c[NSLOTS];
 		int n = dio_reap(m->runq, c, all ? m->inflight : 1, (unsigned)NSLOTS, -1);
@@ -95,6 +134,7 @@ static void runs_reap(struct dsq_mount *m, struct dsq_file *o, bool all)
 			if (c[i].res != (ssize_t)sl->len && !o->run_err)
 				o->run_err = dsq_errno_rc(c[i].res < 0 ? (int)-c[i].res : ENOSPC, SQLITE_IOERR_WRITE);
 			sl->len = 0;
+			sl->sent = false;
 			m->inflight--;
 		}
 		if (!all)
@@ -102,7 +142,7 @@ static void runs_reap(struct dsq_mount *m, struct dsq_file *o, bool all)
 	}
 }
 
-/* Under m->run_lock: does [off, off+len) meet a run in flight? */
+/* Under m->run_lock: does [off, off+len) meet a run held or in flight? */
 static bool runs_overlap(const struct dsq_mount *m, uint64_t off, size_t len)
 {
 	for (unsigned i = 0; i < NSLOTS; i++)
@@ -111,9 +151,11 @@ static bool runs_overlap(const struct dsq_mount *m, uint64_t off, size_t len)
 	return false;
 }
 
-/* Under m->run_lock: the run (o's) ends.  On its way in a slot of the
-   run queue if it may be (more of o's writes may follow before anyone
-   waits), else written now. */
+#define RUN_BATCH 8   /* ended runs that go in flight together */
+
+/* Under m->run_lock: the run (o's) ends.  Held in a slot of the run
+   queue if it may be (more of o's writes may follow before anyone
+   waits), to go in flight with the next ones, else written now. */
 static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
 {
 	if (!m->run_len)
@@ -123,29 +165,26 @@ static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
 	if (async && !m->runq && !m->runq_failed)
 		m->runq_failed = !(m->runq = dio_queue_create(m->vol, (unsigned)NSLOTS));
 	if (async && m->runq) {
-		if (m->inflight == NSLOTS)
+		if (m->inflight + m->held == NSLOTS) {
+			runs_submit(m, o);
 			runs_reap(m, o, false);
+		}
 		unsigned i = 0;
 		while (m->slots[i].len)
 			i++;
 		struct dsq_slot *sl = &m->slots[i];
 		if (sl->buf || !posix_memalign((void **)&sl->buf, 4096, RUN_MAX)) {
-			uint8_t *b = sl->buf;   /* the run's buffer goes in flight */
+			uint8_t *b = sl->buf;   /* the run's buffer goes to the slot */
 			sl->buf = m->run;
 			m->run = b;
 			sl->off = m->run_off;
 			sl->len = m->run_len;
-			struct dio_req r = { .op = DIO_OP_WRITE, .file = o->f, .buf = sl->buf, .len = sl->len,
-					     .offset = (off_t)sl->off, .user_data = i };
-			if (dio_submit(m->runq, &r, 1) == 1) {
-				m->inflight++;
-				m->run_len = 0;
-				return;
-			}
-			b = sl->buf;            /* not submitted: back, written here */
-			sl->buf = m->run;
-			m->run = b;
-			sl->len = 0;
+			sl->sent = false;
+			m->held++;
+			m->run_len = 0;
+			if (m->held >= RUN_BATCH)
+				runs_submit(m, o);
+			return;
 		}
 	}
 	if (dio_pwrite(o->f, m->run, m->run_len, (off_t)m->run_off) != (ssize_t)m->run_len && !o->run_err)
@@ -156,6 +195,7 @@ static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
 /* Under m->run_lock: everything of the owner o on the device. */
 static void run_drain_locked(struct dsq_mount *m, struct dsq_file *o)
 {
+	runs_submit(m, o);   /* in flight while the last run is written */
 	run_end(m, o, false);
 	runs_reap(m, o, true);
 	atomic_store_explicit(&m->run_owner, NULL, memory_order_release);
@@ -463,7 +503,7 @@ static bool run_take(struct dsq_file *p, const void *buf, size_t amt, uint64_t o
 		return false;   /* written now instead */
 	}
 	if (!m->run_len) {
-		if (m->inflight && runs_overlap(m, off, amt))
+		if ((m->inflight || m->held) && runs_overlap(m, off, amt))
 			runs_reap(m, p, true);   /* a later write of the same bytes lands last */
 		m->run_off = off;
 	}

@@ -393,6 +393,53 @@ START_TEST(test_page_io_of_a_registered_vfs_is_zero_copy)
 }
 END_TEST
 
+/* With the VFS registered before SQLite starts, every allocation of a
+   page or more is 4 KiB-aligned (what the zero-copy path needs); those up
+   to 8 KiB come from the VFS's page slots (one whole slot each, kept
+   across a realloc that still fits), and a realloc keeps the bytes. */
+START_TEST(test_page_sized_allocations_are_aligned_and_keep_their_bytes)
+{
+	fresh_volume("sqlmem");
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(dio_sqlite_register(v, "libdio-mem", 0), SQLITE_OK);
+	int sizes[] = { 4096, 4096 + 200, 8192, 8192 + 1, 65536 };
+	void *p[5];
+	for (int i = 0; i < 5; i++) {
+		p[i] = sqlite3_malloc(sizes[i]);
+		ck_assert_ptr_nonnull(p[i]);
+		ck_assert_uint_eq((uintptr_t)p[i] % 4096, 0);
+		ck_assert_int_ge(sqlite3_msize(p[i]), sizes[i]);
+		memset(p[i], 0x40 + i, (size_t)sizes[i]);
+	}
+	if (sizeof(void *) >= 8) {
+		ck_assert_int_eq(sqlite3_msize(p[1]), 8192);   /* a slot */
+		ck_assert_ptr_eq(sqlite3_realloc(p[1], 6000), p[1]);
+	}
+	/* shrunk below a page, grown past a slot: the bytes move along */
+	uint8_t *small = sqlite3_realloc(p[0], 100);
+	ck_assert_ptr_nonnull(small);
+	for (int k = 0; k < 100; k++)
+		ck_assert_int_eq(small[k], 0x40);
+	uint8_t *big = sqlite3_realloc(p[2], 20000);
+	ck_assert_ptr_nonnull(big);
+	ck_assert_uint_eq((uintptr_t)big % 4096, 0);
+	for (int k = 0; k < 8192; k += 97)
+		ck_assert_int_eq(big[k], 0x42);
+	sqlite3_free(small);
+	sqlite3_free(big);
+	for (int i = 1; i < 5; i++)
+		if (i != 2)
+			sqlite3_free(p[i]);
+	/* freed slots come back for the next pages */
+	void *again = sqlite3_malloc(4500);
+	ck_assert_ptr_nonnull(again);
+	ck_assert_uint_eq((uintptr_t)again % 4096, 0);
+	sqlite3_free(again);
+	ck_assert_int_eq(dio_umount(v), 0);
+}
+END_TEST
+
 /* ---- what the VFS spares the device --------------------------------------------- */
 
 static uint64_t ctr(struct dio_vol *v, int which)
@@ -622,6 +669,7 @@ int main(void)
 	tcase_add_test(tc, test_held_runs_keep_the_order_of_overlapping_writes);
 	tcase_add_test(tc, test_a_device_error_is_sqlite_ioerr_and_the_database_stays_consistent);
 	tcase_add_test(tc, test_page_io_of_a_registered_vfs_is_zero_copy);
+	tcase_add_test(tc, test_page_sized_allocations_are_aligned_and_keep_their_bytes);
 	tcase_add_test(tc, test_a_volume_held_by_another_process_is_cantopen_with_a_message);
 	suite_add_tcase(s, tc);
 	return t_run(s);

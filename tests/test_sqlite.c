@@ -480,6 +480,43 @@ START_TEST(test_wal_frames_go_down_together_and_checkpoints_read_nothing)
 }
 END_TEST
 
+/* Each WAL commit starts inside the block where the last one ended: its
+   run is completed to whole blocks from the VFS's copy of the WAL, so no
+   commit reads a block back (one that grows the WAL still ends inside a
+   block, which libdio's tail copy holds). */
+START_TEST(test_wal_commits_go_down_as_whole_blocks)
+{
+	fresh_volume("sqlwalblk");
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(dio_sqlite_register(v, "libdio-walblk", 0), SQLITE_OK);
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2("wb.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-walblk"),
+			 SQLITE_OK);
+	exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+		 "PRAGMA cache_size=-65536; CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);"
+		 "INSERT INTO t(b) SELECT printf('%0300d', x) FROM " SERIES(1, 3000));
+	struct dio_counters c0, c1;
+	ck_assert_int_eq(dio_counters(v, &c0), 0);
+	for (int i = 1; i <= 300; i++) {   /* past a checkpoint (1,000 frames) */
+		char sql[128];
+		snprintf(sql, sizeof(sql), "UPDATE t SET b = 'w%d' WHERE a = %d", i, (i * 7919) % 3000 + 1);
+		exec(db, sql);
+		if (i % 100 == 0)
+			exec(db, "PRAGMA wal_checkpoint(PASSIVE)");
+	}
+	ck_assert_int_eq(dio_counters(v, &c1), 0);
+	ck_assert_uint_ge(c1.writes - c0.writes, 300);
+	ck_assert_uint_eq(c1.rmw_blocks - c0.rmw_blocks, 0);
+	ck_assert_uint_eq(c1.bytes_read - c0.bytes_read, 0);
+	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE b LIKE 'w%'"), 300);
+	integrity_ok(db);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_eq(dio_umount(v), 0);
+	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+}
+END_TEST
+
 /* In rollback mode each read transaction reads the database's change
    counter: served from the VFS's copy of the header, not the device. */
 START_TEST(test_read_transactions_read_no_header_from_the_device)
@@ -664,6 +701,7 @@ int main(void)
 	tcase_add_loop_test(tc, test_every_journal_mode_keeps_every_row_through_a_remount, 0, 5);
 	tcase_add_loop_test(tc, test_a_killed_writer_loses_no_reported_commit, 0, 2);
 	tcase_add_test(tc, test_wal_frames_go_down_together_and_checkpoints_read_nothing);
+	tcase_add_test(tc, test_wal_commits_go_down_as_whole_blocks);
 	tcase_add_test(tc, test_read_transactions_read_no_header_from_the_device);
 	tcase_add_test(tc, test_rollback_journal_commits_read_nothing_back);
 	tcase_add_test(tc, test_held_runs_keep_the_order_of_overlapping_writes);

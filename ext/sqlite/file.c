@@ -153,6 +153,37 @@ static bool runs_overlap(const struct dsq_mount *m, uint64_t off, size_t len)
 
 #define RUN_BATCH 8   /* ended runs that go in flight together */
 
+/* Under m->run_lock: a WAL run's partial edge blocks completed from the
+   VFS's copy of the WAL, where it holds those bytes (the file has them
+   already: the copy is the file), so the run goes down as whole blocks,
+   with no copy and no read of its edges back.  A write continues where
+   the last ended, inside a block, so without this every commit's frames
+   would start in a block that libdio has to read or have kept.  The
+   grown run may now meet a run held or in flight (the last one ends in
+   its first block): those go down first, so the later bytes land last. */
+static void run_align(struct dsq_mount *m, struct dsq_file *o)
+{
+	struct dsq_wcache *wc = o->lk->wc;
+	uint64_t bs = m->info.block_size;
+	if (!wc || !bs || !m->run_len)
+		return;
+	uint64_t s = m->run_off, e = s + m->run_len;
+	size_t head = (size_t)(s % bs), tail = e % bs ? (size_t)(bs - e % bs) : 0;
+	if (head && m->run_len + head <= RUN_MAX) {
+		memmove(m->run + head, m->run, m->run_len);
+		if (dsq_wc_read(wc, m->run, head, s - head)) {
+			m->run_off -= head;
+			m->run_len += head;
+		} else {
+			memmove(m->run, m->run + head, m->run_len);   /* not there: as it was */
+		}
+	}
+	if (tail && m->run_len + tail <= RUN_MAX && dsq_wc_read(wc, m->run + m->run_len, tail, e))
+		m->run_len += tail;
+	if ((m->inflight || m->held) && runs_overlap(m, m->run_off, m->run_len))
+		runs_reap(m, o, true);
+}
+
 /* Under m->run_lock: the run (o's) ends.  Held in a slot of the run
    queue if it may be (more of o's writes may follow before anyone
    waits), to go in flight with the next ones, else written now. */
@@ -160,6 +191,7 @@ static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
 {
 	if (!m->run_len)
 		return;
+	run_align(m, o);
 	if (m->info.flags & DIO_INFO_MEMORY)
 		async = false;   /* a copy now is cheaper than a hand-off to a kernel thread */
 	if (async && !m->runq && !m->runq_failed)

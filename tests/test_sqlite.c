@@ -44,6 +44,25 @@ static void fresh_volume(const char *tag)
 	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 256u << 20 }), 0);
 }
 
+/* A fresh volume, mounted and registered as VFS vfs (before SQLite
+   starts, in a test's own process: with aligned page memory). */
+static struct dio_vol *registered_volume(const char *tag, const char *vfs)
+{
+	fresh_volume(tag);
+	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(dio_sqlite_register(v, vfs, 0), SQLITE_OK);
+	return v;
+}
+
+/* Database name through VFS vfs, created if missing. */
+static sqlite3 *open_with(const char *name, const char *vfs)
+{
+	sqlite3 *db;
+	ck_assert_int_eq(sqlite3_open_v2(name, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfs), SQLITE_OK);
+	return db;
+}
+
 static sqlite3 *open_uri(const char *name)
 {
 	snprintf(uri, sizeof(uri), "file:%s?vfs=libdio&volume=%s", name, t_img);
@@ -357,13 +376,9 @@ END_TEST
 
 START_TEST(test_page_io_of_a_registered_vfs_is_zero_copy)
 {
-	fresh_volume("sqlzc");
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
-	ck_assert_ptr_nonnull(v);
 	/* before SQLite is initialized: aligned page buffers */
-	ck_assert_int_eq(dio_sqlite_register(v, "libdio-zc", 0), SQLITE_OK);
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open_v2("zc.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-zc"), SQLITE_OK);
+	struct dio_vol *v = registered_volume("sqlzc", "libdio-zc");
+	sqlite3 *db = open_with("zc.db", "libdio-zc");
 	/* only the database file on the volume: the journal in memory, one
 	   connection (no change-counter reads) */
 	exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=MEMORY; PRAGMA locking_mode=EXCLUSIVE;"
@@ -399,10 +414,7 @@ END_TEST
    across a realloc that still fits), and a realloc keeps the bytes. */
 START_TEST(test_page_sized_allocations_are_aligned_and_keep_their_bytes)
 {
-	fresh_volume("sqlmem");
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
-	ck_assert_ptr_nonnull(v);
-	ck_assert_int_eq(dio_sqlite_register(v, "libdio-mem", 0), SQLITE_OK);
+	struct dio_vol *v = registered_volume("sqlmem", "libdio-mem");
 	int sizes[] = { 4096, 4096 + 200, 8192, 8192 + 1, 65536 };
 	void *p[5];
 	for (int i = 0; i < 5; i++) {
@@ -455,12 +467,8 @@ static uint64_t ctr(struct dio_vol *v, int which)
    the device, and writes the database's pages in runs. */
 START_TEST(test_wal_frames_go_down_together_and_checkpoints_read_nothing)
 {
-	fresh_volume("sqlwal");
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
-	ck_assert_ptr_nonnull(v);
-	ck_assert_int_eq(dio_sqlite_register(v, "libdio-wal", 0), SQLITE_OK);
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open_v2("w.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-wal"), SQLITE_OK);
+	struct dio_vol *v = registered_volume("sqlwal", "libdio-wal");
+	sqlite3 *db = open_with("w.db", "libdio-wal");
 	exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		 "PRAGMA wal_autocheckpoint=0; CREATE TABLE t(a INTEGER PRIMARY KEY, b BLOB)");
 	uint64_t w0 = ctr(v, 0), m0 = ctr(v, 2);
@@ -486,13 +494,8 @@ END_TEST
    block, which libdio's tail copy holds). */
 START_TEST(test_wal_commits_go_down_as_whole_blocks)
 {
-	fresh_volume("sqlwalblk");
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
-	ck_assert_ptr_nonnull(v);
-	ck_assert_int_eq(dio_sqlite_register(v, "libdio-walblk", 0), SQLITE_OK);
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open_v2("wb.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-walblk"),
-			 SQLITE_OK);
+	struct dio_vol *v = registered_volume("sqlwalblk", "libdio-walblk");
+	sqlite3 *db = open_with("wb.db", "libdio-walblk");
 	exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 		 "PRAGMA cache_size=-65536; CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);"
 		 "INSERT INTO t(b) SELECT printf('%0300d', x) FROM " SERIES(1, 3000));
@@ -521,12 +524,8 @@ END_TEST
    counter: served from the VFS's copy of the header, not the device. */
 START_TEST(test_read_transactions_read_no_header_from_the_device)
 {
-	fresh_volume("sqlhdr");
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
-	ck_assert_ptr_nonnull(v);
-	ck_assert_int_eq(dio_sqlite_register(v, "libdio-hdr", 0), SQLITE_OK);
-	sqlite3 *db, *other;
-	ck_assert_int_eq(sqlite3_open_v2("h.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-hdr"), SQLITE_OK);
+	struct dio_vol *v = registered_volume("sqlhdr", "libdio-hdr");
+	sqlite3 *db = open_with("h.db", "libdio-hdr"), *other;
 	exec(db, "PRAGMA journal_mode=DELETE; CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);"
 		 "INSERT INTO t(b) SELECT 'x' || x FROM " SERIES(1, 1000));
 	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t"), 1000);
@@ -559,12 +558,8 @@ static uint64_t bytes_read(struct dio_vol *v)
 
 START_TEST(test_rollback_journal_commits_read_nothing_back)
 {
-	fresh_volume("sqljh");
-	struct dio_vol *v = dio_mount(t_img, &(struct dio_mount_opts){ .backend = t_backend() });
-	ck_assert_ptr_nonnull(v);
-	ck_assert_int_eq(dio_sqlite_register(v, "libdio-jh", 0), SQLITE_OK);
-	sqlite3 *db;
-	ck_assert_int_eq(sqlite3_open_v2("j.db", &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, "libdio-jh"), SQLITE_OK);
+	struct dio_vol *v = registered_volume("sqljh", "libdio-jh");
+	sqlite3 *db = open_with("j.db", "libdio-jh");
 	exec(db, "PRAGMA page_size=4096; PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL;"
 		 "PRAGMA cache_size=-65536; CREATE TABLE t(a INTEGER PRIMARY KEY, b TEXT);"
 		 "INSERT INTO t(b) SELECT printf('%0400d', x) FROM " SERIES(1, 2000));

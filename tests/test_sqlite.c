@@ -621,10 +621,16 @@ START_TEST(test_held_runs_keep_the_order_of_overlapping_writes)
 			ck_assert_int_eq(f->pMethods->xWrite(f, page, PS, (sqlite3_int64)i * PS), SQLITE_OK);
 		}
 	}
+	/* a run that continues into a held one: pages 30, 31, 32 (32 held
+	   above) in one run */
+	for (int i = 30; i <= 32; i++) {
+		memset(page, 'z', PS);
+		ck_assert_int_eq(f->pMethods->xWrite(f, page, PS, (sqlite3_int64)i * PS), SQLITE_OK);
+	}
 	ck_assert_int_eq(f->pMethods->xSync(f, SQLITE_SYNC_FULL), SQLITE_OK);
 	for (int i = 0; i < PAGES; i += 2) {
 		ck_assert_int_eq(f->pMethods->xRead(f, back, PS, (sqlite3_int64)i * PS), SQLITE_OK);
-		char want = (char)('a' + (i % 10 == 4 ? 10 : 0) + i % 10);
+		char want = i >= 30 && i <= 32 ? 'z' : (char)('a' + (i % 10 == 4 ? 10 : 0) + i % 10);
 		ck_assert_msg(back[0] == (uint8_t)want && back[PS - 1] == (uint8_t)want, "page %d: %c, want %c",
 			      i, back[0], want);
 	}

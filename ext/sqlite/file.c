@@ -158,9 +158,7 @@ static bool runs_overlap(const struct dsq_mount *m, uint64_t off, size_t len)
    already: the copy is the file), so the run goes down as whole blocks,
    with no copy and no read of its edges back.  A write continues where
    the last ended, inside a block, so without this every commit's frames
-   would start in a block that libdio has to read or have kept.  The
-   grown run may now meet a run held or in flight (the last one ends in
-   its first block): those go down first, so the later bytes land last. */
+   would start in a block that libdio has to read or have kept. */
 static void run_align(struct dsq_mount *m, struct dsq_file *o)
 {
 	struct dsq_wcache *wc = o->lk->wc;
@@ -180,8 +178,6 @@ static void run_align(struct dsq_mount *m, struct dsq_file *o)
 	}
 	if (tail && m->run_len + tail <= RUN_MAX && dsq_wc_read(wc, m->run + m->run_len, tail, e))
 		m->run_len += tail;
-	if ((m->inflight || m->held) && runs_overlap(m, m->run_off, m->run_len))
-		runs_reap(m, o, true);
 }
 
 /* Under m->run_lock: the run (o's) ends.  Held in a slot of the run
@@ -192,6 +188,11 @@ static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
 	if (!m->run_len)
 		return;
 	run_align(m, o);
+	/* the run grew past the range its first write checked (continuing
+	   writes, completed edges): what it meets goes down first, so the
+	   later bytes land last */
+	if ((m->inflight || m->held) && runs_overlap(m, m->run_off, m->run_len))
+		runs_reap(m, o, true);
 	if (m->info.flags & DIO_INFO_MEMORY)
 		async = false;   /* a copy now is cheaper than a hand-off to a kernel thread */
 	if (async && !m->runq && !m->runq_failed)

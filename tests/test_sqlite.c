@@ -438,6 +438,24 @@ START_TEST(test_page_sized_allocations_are_aligned_and_keep_their_bytes)
 	ck_assert_uint_eq((uintptr_t)big % 4096, 0);
 	for (int k = 0; k < 8192; k += 97)
 		ck_assert_int_eq(big[k], 0x42);
+	/* doubled to megabytes as the sorter does (realloc, in place or by
+	   mremap): every step aligned, every byte kept; then shrunk */
+	for (size_t had = 20000; had <= 4u << 20; had *= 2) {
+		memset(big + 8192, 0x55, had - 8192);
+		big = sqlite3_realloc(big, (int)(had * 2));
+		ck_assert_ptr_nonnull(big);
+		ck_assert_uint_eq((uintptr_t)big % 4096, 0);
+		ck_assert_int_eq(big[0], 0x42);
+		ck_assert_int_eq(big[8191], 0x42);
+		ck_assert_int_eq(big[8192], 0x55);
+		ck_assert_int_eq(big[had - 1], 0x55);
+		ck_assert_int_ge(sqlite3_msize(big), (int)(had * 2));
+	}
+	big = sqlite3_realloc(big, 100000);
+	ck_assert_ptr_nonnull(big);
+	ck_assert_uint_eq((uintptr_t)big % 4096, 0);
+	ck_assert_int_eq(big[8191], 0x42);
+	ck_assert_int_eq(big[99999], 0x55);
 	sqlite3_free(small);
 	sqlite3_free(big);
 	for (int i = 1; i < 5; i++)

@@ -146,6 +146,16 @@ static void *am_realloc(void *p, int n)
 		return realloc(p, (size_t)n);
 	if (in_slab(p) && n >= PAGE_ALIGN && (unsigned)n <= SLOT)
 		return p;   /* still fits its slot */
+	if (p && !in_slab(p) && (unsigned)n > SLOT) {
+		/* The sorter doubles one buffer to megabytes: realloc grows
+		   it in place or, once it is mapped on its own, moves its
+		   pages with mremap, which keeps the offset in the page.  A
+		   copy only when the result lost its alignment. */
+		void *r = realloc(p, (size_t)n);
+		if (!r || ((uintptr_t)r & (PAGE_ALIGN - 1)) == 0)
+			return r;
+		p = r;
+	}
 	void *q = am_malloc(n);
 	if (q && p) {
 		size_t old = (size_t)am_size(p);

@@ -6,10 +6,10 @@
  * Page buffers.  The zero-copy path needs buffers aligned to the
  * volume's mem_align, and SQLite's page cache takes its pages from
  * malloc (16-byte aligned).  Before SQLite is initialized, SQLite lets a
- * program supply its allocator: every allocation of a page or more then
- * starts on a 4 KiB boundary, and the page cache's first pages (which it
- * otherwise carves from one bulk allocation at odd offsets) are
- * allocated one by one.  A page read or written at a page-aligned offset
+ * program supply its allocator: every allocation from a page to 128 KiB
+ * (any page and its header) then starts on a 4 KiB boundary, and the
+ * page cache's first pages (which it otherwise carves from one bulk
+ * allocation at odd offsets) are allocated one by one.  A page read or written at a page-aligned offset
  * then moves with no copy.  Registered after initialization, or loaded
  * as an extension, the VFS works the same with bounced page I/O.
  *
@@ -38,6 +38,7 @@
 #define PAGE_ALIGN 4096
 #define SLOT 8192u                /* a page of up to 8 KiB, or a 4 KiB one and its header */
 #define ARENA ((size_t)2 << 20)
+#define ALIGN_MAX (128u << 10)     /* larger than any page and its header */
 #define RESERVE (sizeof(void *) >= 8 ? (size_t)64 << 30 : (size_t)0)
 
 static struct {
@@ -112,10 +113,21 @@ static void api_direct(void)
 	dsq.uri_parameter = sqlite3_uri_parameter;
 }
 
+/* Page buffers: a page of up to 64 KiB and its header.  A smaller
+   allocation needs no alignment, nor does a larger one (the sorter's
+   buffer, doubled up to megabytes), which glibc's realloc then grows in
+   place or, once mapped on its own, by moving its pages (mremap): an
+   aligned copy of it would be copied and faulted in anew at every
+   doubling (bench/RESULTS.md). */
+static bool wants_alignment(int n)
+{
+	return n >= PAGE_ALIGN && (unsigned)n <= ALIGN_MAX;
+}
+
 static void *am_malloc(int n)
 {
 	void *p = NULL;
-	if (n < PAGE_ALIGN)
+	if (!wants_alignment(n))
 		return malloc((size_t)n);
 	if ((unsigned)n <= SLOT && (p = slab_alloc()))
 		return p;
@@ -142,20 +154,10 @@ static void am_shutdown(void *arg) { (void)arg; }
 
 static void *am_realloc(void *p, int n)
 {
-	if (!in_slab(p) && n < PAGE_ALIGN)
+	if (!in_slab(p) && !wants_alignment(n))
 		return realloc(p, (size_t)n);
 	if (in_slab(p) && n >= PAGE_ALIGN && (unsigned)n <= SLOT)
 		return p;   /* still fits its slot */
-	if (p && !in_slab(p) && (unsigned)n > SLOT) {
-		/* The sorter doubles one buffer to megabytes: realloc grows
-		   it in place or, once it is mapped on its own, moves its
-		   pages with mremap, which keeps the offset in the page.  A
-		   copy only when the result lost its alignment. */
-		void *r = realloc(p, (size_t)n);
-		if (!r || ((uintptr_t)r & (PAGE_ALIGN - 1)) == 0)
-			return r;
-		p = r;
-	}
 	void *q = am_malloc(n);
 	if (q && p) {
 		size_t old = (size_t)am_size(p);

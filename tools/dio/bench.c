@@ -56,6 +56,7 @@ static struct {
 	uint64_t size;
 	double runtime;
 	bool raw, json, append, fixedbufs, spin, norandommap, prealloc;
+	bool random, reads, mixed;  /* --rw, parsed once: not per I/O */
 	unsigned batch;            /* --iodepth_batch_submit */
 } O = { .rw = "randread", .backend = "auto", .bs = 4096, .iodepth = 1, .numjobs = 1, .size = 256 << 20,
 	.runtime = 10, .batch = 1 };
@@ -109,11 +110,7 @@ static uint64_t rnd(uint64_t *s)
 
 static bool is_read(uint64_t *seed)
 {
-	if (!strcmp(O.rw, "read") || !strcmp(O.rw, "randread"))
-		return true;
-	if (!strcmp(O.rw, "randrw"))
-		return rnd(seed) % 2;
-	return false;
+	return O.mixed ? rnd(seed) % 2 : O.reads;
 }
 
 /*
@@ -150,9 +147,9 @@ static uint64_t next_off(struct job *j, uint64_t *seq)
 	uint64_t nblk = O.size / O.bs;
 	if (O.append)
 		return (*seq)++ * O.bs;
-	if (!strncmp(O.rw, "rand", 4) && O.norandommap)
+	if (O.random && O.norandommap)
 		return (rnd(&j->seed) % nblk) * O.bs;
-	if (!strncmp(O.rw, "rand", 4))
+	if (O.random)
 		return map_pick(j, nblk) * O.bs;
 	uint64_t o = (*seq % nblk) * O.bs;
 	(*seq)++;
@@ -577,6 +574,9 @@ int cmd_bench(int argc, char **argv)
 		known |= !strcmp(O.rw, modes[i]);
 	if (!known)
 		return usage_error("--rw is one of read, write, randread, randwrite, randrw");
+	O.random = !strncmp(O.rw, "rand", 4);
+	O.mixed = !strcmp(O.rw, "randrw");
+	O.reads = !strcmp(O.rw, "read") || !strcmp(O.rw, "randread");
 	struct job *jobs = calloc(O.numjobs, sizeof(*jobs));
 	pthread_t *th = calloc(O.numjobs, sizeof(*th));
 	struct dio_vol *vol = NULL;

@@ -137,6 +137,7 @@ struct dsq_wcache *dsq_wc_new(void);
 void dsq_wc_free(struct dsq_wcache *c);
 void dsq_wc_write(struct dsq_wcache *c, const void *buf, size_t n, uint64_t off);
 bool dsq_wc_read(struct dsq_wcache *c, void *buf, size_t n, uint64_t off);
+bool dsq_wc_holds(struct dsq_wcache *c, uint64_t off, size_t n);   /* [off, off+n) is here */
 void dsq_wc_cut(struct dsq_wcache *c, uint64_t size);
 void dsq_wc_forget(struct dsq_mount *m, const char *name);   /* file.c, under dsq_lock */
 

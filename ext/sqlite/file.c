@@ -167,13 +167,14 @@ static void run_align(struct dsq_mount *m, struct dsq_file *o)
 		return;
 	uint64_t s = m->run_off, e = s + m->run_len;
 	size_t head = (size_t)(s % bs), tail = e % bs ? (size_t)(bs - e % bs) : 0;
-	if (head && m->run_len + head <= RUN_MAX) {
+	if (head && m->run_len + head <= RUN_MAX && dsq_wc_holds(wc, s - head, head)) {
 		memmove(m->run + head, m->run, m->run_len);
 		if (dsq_wc_read(wc, m->run, head, s - head)) {
 			m->run_off -= head;
 			m->run_len += head;
 		} else {
-			memmove(m->run, m->run + head, m->run_len);   /* not there: as it was */
+			/* cut in between (a truncation by another handle) */
+			memmove(m->run, m->run + head, m->run_len);
 		}
 	}
 	if (tail && m->run_len + tail <= RUN_MAX && dsq_wc_read(wc, m->run + m->run_len, tail, e))

@@ -92,6 +92,16 @@ bool dsq_wc_read(struct dsq_wcache *c, void *buf, size_t n, uint64_t off)
 	return hit;
 }
 
+bool dsq_wc_holds(struct dsq_wcache *c, uint64_t off, size_t n)
+{
+	if (!c)
+		return false;
+	pthread_mutex_lock(&c->lock);
+	bool hit = off + n <= c->valid;
+	pthread_mutex_unlock(&c->lock);
+	return hit;
+}
+
 void dsq_wc_cut(struct dsq_wcache *c, uint64_t size)
 {
 	if (!c)

@@ -83,7 +83,9 @@ void bt_destroy(struct dio_btree *t)
 {
 	if (t->root)
 		free_sub(t->root, t->height);
+	uint64_t frees = t->frees;
 	bt_init(t, t->kind);
+	t->frees = frees + 1;   /* leaves kept from before are gone */
 }
 
 /* Largest child whose key is <= k (0 if none).  A file map's keys have
@@ -191,6 +193,16 @@ bool bt_seek_ge(const struct dio_btree *t, const struct dio_extent *key, struct 
 	c->leaf = l;
 	c->i = i;
 	return l != NULL;
+}
+
+bool bt_seek_in_leaf(const struct dio_btree *t, struct bt_leaf *l, uint64_t frees, const struct dio_extent *key,
+		     struct bt_cur *c)
+{
+	if (!l || frees != t->frees || !l->n)
+		return false;
+	c->leaf = l;
+	c->i = leaf_lower(t->kind, l, key_of(t->kind, key));
+	return true;
 }
 
 bool bt_first(const struct dio_btree *t, struct bt_cur *c)
@@ -425,8 +437,9 @@ static void unlink_leaf(struct bt_leaf *l)
  * if it is under a quarter full and fits in a neighbour with it, the two
  * become one.  Either way nd loses a child, and the question moves up.
  */
-static void rebalance(struct path *p, unsigned d)
+static bool rebalance(struct path *p, unsigned d)
 {
+	bool freed = false;
 	while (d-- > 0) {
 		struct bt_node *nd = p->nd[d];
 		unsigned ci = p->i[d];
@@ -438,24 +451,25 @@ static void rebalance(struct path *p, unsigned d)
 			if (leaves)
 				unlink_leaf(c);
 			free(c);
+			freed = true;
 			node_drop(nd, ci);
 		} else if (cn < cap / 4) {
 			/* merge the right one of a neighbouring pair into the left */
 			unsigned li = ci + 1 < nd->n ? ci : ci > 0 ? ci - 1 : ci;
 			if (li + 1 >= nd->n)
-				return;
+				return freed;
 			void *a = nd->c[li], *b = nd->c[li + 1];
 			if (leaves) {
 				struct bt_leaf *la = a, *lb = b;
 				if (la->n + lb->n > LEAF_MAX)
-					return;
+					return freed;
 				memcpy(&la->r[la->n], lb->r, lb->n * sizeof(lb->r[0]));
 				la->n += lb->n;
 				unlink_leaf(lb);
 			} else {
 				struct bt_node *na = a, *nb = b;
 				if (na->n + nb->n > NODE_MAX)
-					return;
+					return freed;
 				memcpy(&na->k[na->n], nb->k, nb->n * sizeof(nb->k[0]));
 				/* nb's first child is now routed by the key nd held
 				   for nb: nb's own first key was never looked at */
@@ -464,11 +478,13 @@ static void rebalance(struct path *p, unsigned d)
 				na->n += nb->n;
 			}
 			free(b);
+			freed = true;
 			node_drop(nd, li + 1);
 		} else {
-			return;
+			return freed;
 		}
 	}
+	return freed;
 }
 
 int bt_delete(struct dio_btree *t, const struct dio_extent *x)
@@ -487,21 +503,25 @@ int bt_delete(struct dio_btree *t, const struct dio_extent *x)
 	if (!p.depth) {
 		if (!l->n) {
 			free(l);
+			t->frees++;
 			t->root = NULL;
 			t->height = 0;
 		}
 		return 0;
 	}
-	rebalance(&p, p.depth);
+	if (rebalance(&p, p.depth))
+		t->frees++;
 	/* a root with one child hands the tree to it */
 	while (t->height > 1 && ((struct bt_node *)t->root)->n == 1) {
 		struct bt_node *old = t->root;
 		t->root = old->c[0];
 		free(old);
+		t->frees++;
 		t->height--;
 	}
 	if (t->height > 1 && ((struct bt_node *)t->root)->n == 0) {
 		free(t->root);
+		t->frees++;
 		t->root = NULL;
 		t->height = 0;
 	}

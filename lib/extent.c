@@ -31,6 +31,24 @@ bool em_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c)
 	return ge;
 }
 
+/* Only an extent found inside the leaf settles it: records never overlap,
+   so the one holding lblk is the one em_find finds.  An lblk at the
+   leaf's edge, or not inside any extent there, takes the full search. */
+bool em_find_near(const struct dio_emap *m, uint64_t lblk, const struct em_hint *h, struct bt_cur *c)
+{
+	struct dio_extent key = { .lblk = lblk };
+	if (bt_seek_in_leaf(&m->t, h->leaf, h->frees, &key, c)) {
+		const struct dio_extent *r = c->leaf->r;
+		if (c->i < c->leaf->n && r[c->i].lblk == lblk)
+			return true;
+		if (c->i > 0 && r[c->i - 1].lblk + r[c->i - 1].len > lblk) {
+			c->i--;
+			return true;
+		}
+	}
+	return em_find(m, lblk, c);
+}
+
 bool em_get(const struct dio_emap *m, uint64_t lblk, struct dio_extent *x)
 {
 	struct bt_cur c;

@@ -138,6 +138,7 @@ struct dio_btree {
 	void *root;                /* a leaf when height is 1; NULL when empty */
 	unsigned height;
 	size_t n;                  /* records */
+	uint64_t frees;            /* deletions that freed nodes, ever: see bt_seek_in_leaf */
 	uint8_t kind;              /* BT_*; a zeroed tree is an empty BT_LBLK one */
 };
 /* A position in a tree; invalid (leaf NULL) past either end.  Any
@@ -161,6 +162,12 @@ bool bt_prev(struct bt_cur *c);
 int  bt_insert_after(struct dio_btree *t, struct bt_cur *c, const struct dio_extent *x);
 bool bt_delete_at(struct dio_btree *t, struct bt_cur *c);
 bool bt_may_rekey(const struct bt_cur *c, bool raise);
+/* A leaf kept from an earlier search (with t->frees then) is still one of
+   the tree's while no node has been freed since, its records moved or
+   not: the first record not below key inside it, at c; false if the leaf
+   may be gone (or is empty), and c is not set. */
+bool bt_seek_in_leaf(const struct dio_btree *t, struct bt_leaf *l, uint64_t frees, const struct dio_extent *key,
+		     struct bt_cur *c);
 /* The record at c.  Fields other than the tree's key may change in place;
    the key only where bt_may_rekey allows (else delete and insert). */
 static inline struct dio_extent *bt_rec(const struct bt_cur *c) { return &c->leaf->r[c->i]; }
@@ -172,6 +179,19 @@ struct dio_emap {
 };
 /* The first extent ending after lblk; false if none.  O(log n). */
 bool em_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c);
+/* Where a search ended, kept past the map lock: a completion that
+   converts what its submission mapped looks in that leaf first. */
+struct em_hint {
+	struct bt_leaf *leaf;      /* NULL: none */
+	uint64_t frees;            /* the tree's frees then */
+};
+static inline void em_hint_at(const struct dio_emap *m, const struct bt_cur *c, struct em_hint *h)
+{
+	h->leaf = c->leaf;
+	h->frees = m->t.frees;
+}
+/* em_find, looking in h's leaf first (under the same locks as em_find). */
+bool em_find_near(const struct dio_emap *m, uint64_t lblk, const struct em_hint *h, struct bt_cur *c);
 /* A copy of that extent (for walks that change the map as they go). */
 bool em_get(const struct dio_emap *m, uint64_t lblk, struct dio_extent *x);
 bool em_written(const struct dio_emap *m, uint64_t lblk);   /* block lblk mapped and written */
@@ -616,6 +636,7 @@ struct rw_req {
 	bool alloc_failed;           /* nothing went down */
 	bool changed;                /* the conversion journalled something */
 	bool bounced;
+	struct em_hint hint;         /* where the map was searched: the conversion looks there */
 };
 
 /* rw.c: queued requests (queue.c) */

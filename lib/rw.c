@@ -153,8 +153,8 @@ static int alloc_room(struct dio_vol *v)
 /* After the data is down: unwritten blocks of [b0, b1) become written and
    the size grows; journalled.  *changed: whether anything did; *due: a
    journal commit due now (j_due), or 0. */
-static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool clean, bool *changed,
-			uint64_t *due)
+static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool clean,
+			const struct em_hint *hint, bool *changed, uint64_t *due)
 {
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
@@ -162,7 +162,8 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
 	struct bt_cur c;
-	for (uint64_t at = b0; !e && em_find(&in->map, at, &c) && bt_rec(&c)->lblk < b1;) {
+	bool found = em_find_near(&in->map, b0, hint, &c);   /* where the write's mapping ended: warm */
+	for (uint64_t at = b0; !e && found && bt_rec(&c)->lblk < b1; found = em_find(&in->map, at, &c)) {
 		const struct dio_extent *x = bt_rec(&c);
 		uint64_t s = MAX(x->lblk, b0), t = MIN(x->lblk + x->len, b1);
 		if (x->flags & EXT_UNWRITTEN) {
@@ -238,6 +239,7 @@ static int rq_init(struct rw_req *rq, struct dio_file *f, bool write, const stru
 	rq->aligned = aligned;
 	rq->excl = write && !(aligned && (f->flags & DIO_O_CONCURRENT));
 	rq->convert = rq->clean = rq->alloc_failed = rq->changed = rq->bounced = false;
+	rq->hint.leaf = NULL;
 	return 0;
 }
 
@@ -288,7 +290,7 @@ static int rq_plan_write(struct rw_req *rq, struct piece *p, unsigned *n, bool m
 	if (rq->aligned) {
 		tail_forget(in, rq->b0, rq->b1);   /* zero copy: the bytes do not pass through here */
 		if (rq->end <= __atomic_load_n(&in->size, __ATOMIC_ACQUIRE))
-			*n = map_pieces(f, rq->b0, rq->b1, p, MAP_PIECES);
+			*n = map_pieces(f, rq->b0, rq->b1, p, MAP_PIECES, &rq->hint);
 		if (*n && pieces_written(p, *n, rq->b1))
 			return 0;
 	}
@@ -301,7 +303,7 @@ static int rq_plan_write(struct rw_req *rq, struct piece *p, unsigned *n, bool m
 	}
 	rq->convert = true;
 	if (rq->aligned && !*n)
-		*n = map_pieces(f, rq->b0, rq->b1, p, MAP_PIECES);
+		*n = map_pieces(f, rq->b0, rq->b1, p, MAP_PIECES, &rq->hint);
 	/* blocks all mapped (unwritten, or written past EOF): nothing to
 	   allocate, and the pieces hold under the exclusive lock; clean
 	   stays false, as unwritten blocks from before are not clean */
@@ -358,7 +360,7 @@ static int rq_finish(struct rw_req *rq, int e)
 	uint64_t due = 0;
 	if (rq->write) {
 		if (!e && rq->convert)
-			e = finish_write(f, rq->b0, rq->b1, rq->end, rq->clean, &rq->changed, &due);
+			e = finish_write(f, rq->b0, rq->b1, rq->end, rq->clean, &rq->hint, &rq->changed, &due);
 		if (e && !not_media_error(e) && !rq->alloc_failed)
 			rw_mark_failed(f, rq->b0, rq->b1);
 		else if (e)

@@ -52,7 +52,8 @@ struct sync_batch {
 /* xfer.c: mapping and direct (zero-copy) transfers */
 void     batch_init_sync(struct sync_batch *sb, struct dio_vol *v);
 void     batch_flush(struct batch *b);
-unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max);
+unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max,
+		    struct em_hint *h);
 bool     pieces_written(const struct piece *p, unsigned n, uint64_t end);
 bool     pieces_mapped(const struct piece *p, unsigned n, uint64_t end);
 void     xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, struct cursor *c,

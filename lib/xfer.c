@@ -108,12 +108,14 @@ static void xc_fill(struct dio_file *f, const struct dio_extent *x, uint64_t gen
  * caller's range lock keeps this part of the map stable afterwards.  A
  * request inside the handle's cached extent costs no lookup and no lock;
  * otherwise one binary search under the map lock, and the written extent
- * found first is cached for the next request.
+ * found first is cached for the next request.  h (may be NULL) keeps
+ * where the search ended, for the conversion after the write.
  */
-unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max)
+unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max,
+		    struct em_hint *h)
 {
 	if (xc_lookup(f, b, end, p))
-		return 1;
+		return 1;   /* written: nothing to convert */
 	struct dio_inode *in = f->ino;
 	struct dio_extent cache = { 0, 0, 0, EXT_UNWRITTEN };
 	unsigned n = 0;
@@ -121,6 +123,8 @@ unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *
 	uint64_t gen = atomic_load_explicit(&in->map_gen, memory_order_relaxed);
 	struct bt_cur c;
 	bool more = em_find(&in->map, b, &c);
+	if (h && more)
+		em_hint_at(&in->map, &c, h);
 	while (b < end && n < max) {
 		const struct dio_extent *x = more ? bt_rec(&c) : NULL;
 		if (!x || x->lblk >= end) {
@@ -210,7 +214,7 @@ void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, str
 		/* the usual request, one segment that maps to one piece of
 		   blocks to move (not a hole; for a read, written): its one
 		   I/O, with none of the general walk */
-		if (map_pieces(f, blk, bend, more, 1) == 1 && more[0].lblk + more[0].len >= bend &&
+		if (map_pieces(f, blk, bend, more, 1, NULL) == 1 && more[0].lblk + more[0].len >= bend &&
 		    more[0].pblk != PBLK_HOLE && (op == DIO_BIO_WRITE || !(more[0].flags & EXT_UNWRITTEN))) {
 			struct iovec *s = &b->iov[b->niov++];
 			*s = (struct iovec){ c->iov->iov_base, (size_t)(end - off) };
@@ -223,7 +227,7 @@ void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, str
 	if (n)
 		blk = xfer_pieces(b, op, flags, c, off, end, p, n);
 	while (blk < bend && !b->err) {
-		unsigned k = map_pieces(f, blk, bend, more, MAP_PIECES);
+		unsigned k = map_pieces(f, blk, bend, more, MAP_PIECES, NULL);
 		blk = xfer_pieces(b, op, flags, c, MAX(off, blk << v->bshift), end, more, k);
 	}
 }

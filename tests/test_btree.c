@@ -352,6 +352,72 @@ START_TEST(test_conversions_in_place_keep_every_record_reachable)
 }
 END_TEST
 
+/*
+ * A write's completion converts what its submission mapped, looking first
+ * in the leaf where that search ended (em_find_near).  Between the two,
+ * other conversions split that leaf and move its records, and punches
+ * delete records and free leaves.  Hints kept over many such changes must
+ * give what a search from the root gives, and a hint whose leaf may have
+ * been freed must not be looked into (under AddressSanitizer a read of a
+ * freed leaf fails the test).
+ */
+START_TEST(test_a_kept_leaf_finds_what_a_search_from_the_root_finds)
+{
+	struct dio_emap m = { 0 };
+	ck_assert_int_eq(em_insert(&m, 0, 5000, NBIG, EXT_UNWRITTEN), 0);
+	struct kept {
+		struct em_hint h;
+		uint64_t lblk;
+	} kept[64] = { 0 };
+	t_seed(11);
+	uint64_t seen = 0, leaf_used = 0, frees0 = m.t.frees;
+	for (int op = 0; op < 150000; op++) {
+		uint64_t l = t_rand() % NBIG;
+		struct bt_cur c;
+		if (t_rand() % 64 == 0) {
+			/* punch a short range (records deleted, leaves freed as
+			   they empty) and map it again, unwritten */
+			uint64_t n = 1 + t_rand() % 300;
+			n = MIN(n, NBIG - l);
+			ck_assert_int_eq(em_remove(&m, l, n, NULL, NULL), 0);
+			ck_assert_int_eq(em_insert(&m, l, 900000 + l, n, EXT_UNWRITTEN), 0);
+		} else {
+			ck_assert(em_find(&m, l, &c));
+			em_hint_at(&m, &c, &kept[t_rand() % 64].h);
+			kept[op % 64].lblk = l;
+			const struct dio_extent *x = bt_rec(&c);
+			uint64_t n = 1 + t_rand() % 3;
+			n = MIN(n, x->lblk + x->len - l);
+			ck_assert_int_eq(em_restate(&m, &c, l, n, t_rand() % 16 ? 0 : EXT_UNWRITTEN), 0);
+		}
+		/* a kept hint against a search from the root, at a block
+		   near where it was taken and at a random one */
+		struct kept *k = &kept[t_rand() % 64];
+		uint64_t at[2] = { (k->lblk + t_rand() % 5) % NBIG, t_rand() % NBIG };
+		for (int j = 0; j < 2; j++) {
+			struct bt_cur near, full;
+			bool a = em_find_near(&m, at[j], &k->h, &near), b = em_find(&m, at[j], &full);
+			ck_assert(a == b);
+			if (a)
+				ck_assert_ptr_eq(bt_rec(&near), bt_rec(&full));
+			struct dio_extent key = { .lblk = at[j] };
+			leaf_used += bt_seek_in_leaf(&m.t, k->h.leaf, k->h.frees, &key, &near);
+			seen++;
+		}
+	}
+	ck_assert_uint_ge(m.t.height, 3);
+	ck_assert_uint_gt(m.t.frees, frees0);        /* leaves were freed on the way */
+	ck_assert_uint_gt(leaf_used, seen / 4);      /* and most hints stayed usable */
+	struct em_hint last;
+	struct bt_cur c;
+	ck_assert(em_find(&m, 7, &c));
+	em_hint_at(&m, &c, &last);
+	em_free(&m);                                 /* every leaf gone */
+	struct dio_extent key = { .lblk = 7 };
+	ck_assert(!bt_seek_in_leaf(&m.t, last.leaf, last.frees, &key, &c));
+}
+END_TEST
+
 /* ---- free space against a bitmap ------------------------------------------------ */
 
 /* Both trees hold the same ranges, disjoint, not touching (they merge),
@@ -476,6 +542,7 @@ int main(void)
 	tcase_add_test(tc, test_fields_other_than_the_key_change_in_place);
 	tcase_add_test(tc, test_extent_map_matches_a_block_array);
 	tcase_add_test(tc, test_conversions_in_place_keep_every_record_reachable);
+	tcase_add_test(tc, test_a_kept_leaf_finds_what_a_search_from_the_root_finds);
 	tcase_add_test(tc, test_free_space_matches_a_bitmap);
 	tcase_add_test(tc, test_a_take_at_a_free_goal_starts_there);
 	suite_add_tcase(s, tc);

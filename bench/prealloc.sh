@@ -5,14 +5,20 @@
 # both: no first-write allocation or page clearing on either side).
 # Alternating, ROUNDS times; prints each pair and the median ratio.
 #   bench/prealloc.sh DIR [ROUNDS=5] [RUNTIME=4] [BACKEND=uring]
+# BENCH_CPU=N pins both sides to CPU N.  On /dev/shm the unpinned runs
+# swing by 2x from one to the next; pinned, tmpfs's io-wq worker shares
+# the submitter's CPU, so IOPS is the inverse of the whole CPU cost per
+# write, stable to a few percent (bench/RESULTS.md, session 21).
 set -e
 dir=$1 rounds=${2:-5} rt=${3:-4} be=${4:-uring}
+pin=""
+if [ -n "$BENCH_CPU" ]; then pin="taskset -c $BENCH_CPU"; fi
 dio=${BUILD_DIR:-build}/tools/dio
 img=$dir/prealloc.img
 rm -f "$img"
 dd if=/dev/zero of="$img" bs=1M count=5120 oflag=direct status=none
 "$dio" -q mkfs --size 5g --force "$img"
-run() { "$dio" --json bench "$img" --backend "$be" --rw randwrite --iodepth 32 --runtime "$rt" --size 4g "$@"; }
+run() { $pin "$dio" --json bench "$img" --backend "$be" --rw randwrite --iodepth 32 --runtime "$rt" --size 4g "$@"; }
 field() { printf '%s' "$1" | python3 -c "import json,sys; print(json.load(sys.stdin)['$2'])"; }
 ratios=""
 for r in $(seq "$rounds"); do

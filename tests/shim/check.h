@@ -83,6 +83,12 @@ void ck_shim_fail_expr(const char *file, int line, const char *expr, const char 
 #define ck_assert_uint_ge(X, Y) CK_SHIM_CMP(X, >=, Y, uintmax_t, PRIuMAX)
 #define ck_assert_ptr_null(X) ck_assert_msg((X) == NULL, "%s is not NULL", #X)
 #define ck_assert_ptr_nonnull(X) ck_assert_msg((X) != NULL, "%s is NULL", #X)
+#define ck_assert_ptr_eq(X, Y)                                                        \
+	ck_assert_msg((const void *)(X) == (const void *)(Y), "%s == %s: %p, %p", #X, #Y, \
+		      (const void *)(X), (const void *)(Y))
+#define ck_assert_ptr_ne(X, Y)                                                        \
+	ck_assert_msg((const void *)(X) != (const void *)(Y), "%s != %s: both %p", #X, #Y, \
+		      (const void *)(X))
 #define ck_assert_str_eq(X, Y)                                                        \
 	do {                                                                          \
 		const char *ck_a_ = (X), *ck_b_ = (Y);                                \

@@ -26,12 +26,15 @@
  * Everything held or in flight is on the device before any other call
  * goes on: a call on another file of the volume, from any connection
  * (m->run_owner: the file whose writes are held or in flight), and any
- * call on the same file but a read or a size of another one.  Overlapping
+ * call on the same file but a read or a size of another one, or a lock
+ * taken above SHARED (a writer's step up, which publishes nothing: the
+ * locks live in this process, and every read waits as above).  Overlapping
  * writes in flight are waited for first, so the later lands last.
  *
  * Why SQLite cannot tell.  While writes are held or in flight the process
- * has made no call that changes or publishes anything (no sync, lock,
- * barrier, delete, write elsewhere): SQLite has relied on none of them.
+ * has made no call that changes or publishes anything (no sync, shared
+ * lock, barrier, delete, write elsewhere): SQLite has relied on none of
+ * them.
  * A process killed meanwhile leaves the files as a kill just before those
  * writes would, with some of them done: any subset of one file's writes
  * since its last such call, which SQLite's recovery handles as it does a
@@ -410,7 +413,11 @@ int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int
 static int x_lock(sqlite3_file *f, int level)
 {
 	struct dsq_file *p = F(f);
-	int rc = flush_pending(p);
+	/* A read transaction starts at SHARED: what was sent before is
+	   written first.  Going up from there (RESERVED, EXCLUSIVE) keeps
+	   the others out and needs nothing written: a rollback journal's
+	   records span the writer's step to EXCLUSIVE, and stay one run. */
+	int rc = level <= SQLITE_LOCK_SHARED ? flush_pending(p) : SQLITE_OK;
 	if (rc != SQLITE_OK || p->level >= level)
 		return rc;
 	pthread_mutex_lock(&dsq_lock);

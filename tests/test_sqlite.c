@@ -581,15 +581,14 @@ END_TEST
    (12 bytes at offset 0) before its second sync: written from the VFS's
    copy of the journal's first block, it reads nothing back.  (SQLite
    also looks for a stale header past the journal's end each commit: a
-   read of nothing.)  PERSIST keeps the journal and writes over it (and
-   reads its first byte each commit, to see it is not hot): the
-   header's block goes down whole, the records after it join that run.
-   50 single-row commits in mode: journal and pages go down, nothing is
+   read of nothing.)  PERSIST keeps the journal and writes over it, and
+   reads its first byte each commit, to see that it is not hot.
+   50 single-row commits in mode: journal and pages go down, no block is
    read back, and each commit's journal (header, then a record for each
    page, across the writer's step to EXCLUSIVE) is one run: at most
    dev_per_commit device I/Os a commit. */
 static void rollback_commits(const char *mode, const char *tag, const char *vfs, double dev_per_commit,
-			     unsigned read_per_commit)
+			     unsigned bytes_read_per_commit)
 {
 	struct dio_vol *v = registered_volume(tag, vfs);
 	sqlite3 *db = open_with("j.db", vfs);
@@ -609,7 +608,7 @@ static void rollback_commits(const char *mode, const char *tag, const char *vfs,
 	ck_assert_int_eq(dio_counters(v, &c1), 0);
 	ck_assert_uint_gt(c1.writes - c0.writes, 100);   /* journals and pages went down */
 	ck_assert_uint_eq(c1.rmw_blocks - c0.rmw_blocks, 0);
-	ck_assert_uint_eq(c1.bytes_read - c0.bytes_read, 50 * read_per_commit);
+	ck_assert_uint_eq(c1.bytes_read - c0.bytes_read, 50 * bytes_read_per_commit);
 	ck_assert_double_le((double)(c1.device_ios - c0.device_ios) / 50, dev_per_commit);
 	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE b LIKE 'changed %'"), 50);
 	integrity_ok(db);

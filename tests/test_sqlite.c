@@ -472,6 +472,16 @@ START_TEST(test_page_sized_allocations_are_aligned_and_keep_their_bytes)
 }
 END_TEST
 
+/* The end of a test that wrote: the database is sound, closes, the
+   volume unmounts, and fsck finds it clean. */
+static void close_checked(sqlite3 *db, struct dio_vol *v)
+{
+	integrity_ok(db);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+	ck_assert_int_eq(dio_umount(v), 0);
+	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+}
+
 /* ---- what the VFS spares the device --------------------------------------------- */
 
 static uint64_t ctr(struct dio_vol *v, int which)
@@ -501,10 +511,7 @@ START_TEST(test_wal_frames_go_down_together_and_checkpoints_read_nothing)
 	ck_assert_uint_eq(ctr(v, 1) - r0, 0);
 	ck_assert_uint_le(ctr(v, 0) - w0, 10);   /* ~100 pages, mostly in order */
 	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE length(b) = 1000"), 400);
-	integrity_ok(db);
-	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-	ck_assert_int_eq(dio_umount(v), 0);
-	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+	close_checked(db, v);
 }
 END_TEST
 
@@ -546,10 +553,7 @@ START_TEST(test_wal_commits_go_down_as_whole_blocks)
 	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE length(b) = 4000"), 4500);
 	ck_assert_int_eq(one_int(db, "PRAGMA wal_checkpoint(TRUNCATE)"), 0);
 	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE b LIKE 'x%'"), 40);
-	integrity_ok(db);
-	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-	ck_assert_int_eq(dio_umount(v), 0);
-	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+	close_checked(db, v);
 }
 END_TEST
 
@@ -611,10 +615,7 @@ static void rollback_commits(const char *mode, const char *tag, const char *vfs,
 	ck_assert_uint_eq(c1.bytes_read - c0.bytes_read, 50 * bytes_read_per_commit);
 	ck_assert_double_le((double)(c1.device_ios - c0.device_ios) / 50, dev_per_commit);
 	ck_assert_int_eq(one_int(db, "SELECT count(*) FROM t WHERE b LIKE 'changed %'"), 50);
-	integrity_ok(db);
-	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
-	ck_assert_int_eq(dio_umount(v), 0);
-	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+	close_checked(db, v);
 	t_img_cleanup();   /* the next mode gets a volume of its own */
 }
 

@@ -9,8 +9,8 @@
  * program supply its allocator: every allocation from a page to 128 KiB
  * (any page and its header) then starts on a 4 KiB boundary, and the
  * page cache's first pages (which it otherwise carves from one bulk
- * allocation at odd offsets) are allocated one by one.  A page read or written at a page-aligned offset
- * then moves with no copy.  Registered after initialization, or loaded
+ * allocation at odd offsets) are allocated one by one.  A page read or
+ * written at a page-aligned offset then moves with no copy.  Registered after initialization, or loaded
  * as an extension, the VFS works the same with bounced page I/O.
  *
  * Page slots.  SQLite allocates a page and its header in one piece (4 KiB

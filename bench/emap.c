@@ -70,9 +70,9 @@ int main(int argc, char **argv)
 	for (int p = 0; p < 5; p++) {
 		double t0 = now();
 		for (unsigned k = 0; k < lookups; k++) {
-			struct bt_cur c;
+			struct em_cur c;
 			if (em_find(&m, rnd(&seed) % n, &c))
-				sum += bt_rec(&c)->pblk;
+				sum += em_rec(&c)->pblk;
 		}
 		pass[p] = (now() - t0) / lookups * 1e9;
 	}

@@ -73,9 +73,9 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 		put_le16(h + 24, (uint16_t)in->namelen);
 		e = sink_put(&s, h, 26);
 		e = e ? e : sink_put(&s, in->name, in->namelen);
-		struct bt_cur c;
-		for (bool ok = em_first(&in->map, &c); ok && !e; ok = bt_next(&c)) {
-			const struct dio_extent *x = bt_rec(&c);
+		struct em_cur c;
+		for (bool ok = em_first(&in->map, &c); ok && !e; ok = em_next(&in->map, &c)) {
+			const struct dio_extent *x = em_rec(&c);
 			uint8_t b[24];
 			put_le64(b, x->lblk);
 			put_le64(b + 8, x->pblk);
@@ -85,10 +85,10 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 		}
 	}
 	e = e ? e : put64(&s, em_count(&v->bad));
-	struct bt_cur c;
-	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = bt_next(&c)) {
-		e = put64(&s, bt_rec(&c)->pblk);
-		e = e ? e : put64(&s, bt_rec(&c)->len);
+	struct em_cur c;
+	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = em_next(&v->bad, &c)) {
+		e = put64(&s, em_rec(&c)->pblk);
+		e = e ? e : put64(&s, em_rec(&c)->len);
 	}
 	if (e) {
 		free(s.img);

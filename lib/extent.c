@@ -1,6 +1,6 @@
 /*
  * Extent maps: a file's map (file block -> device block) and the volume's
- * bad-block list, each a B+tree of non-overlapping extents ordered by
+ * bad-block list, each a B+tree of non-overlapping records ordered by
  * lblk (btree.c).
  *
  * Lookup is O(log n) and every change is a few tree operations, so a map
@@ -10,18 +10,173 @@
  * same state are merged, so a file written in order stays one extent.
  * Changes happen only on the metadata path, under md_lock and the
  * inode's map lock.
+ *
+ * Random writes into a preallocated file would still cut its unwritten
+ * record into a written and an unwritten extent per write: a million
+ * records for a 4 GiB file, more leaves than the L3 holds, so that each
+ * write's lookup went to memory (bench/RESULTS.md).  A conversion in the
+ * middle of an unwritten record therefore keeps the record whole and
+ * marks the blocks in a bitmap of its own (a partial record, internal.h);
+ * its runs are what the rest of libdio sees as extents (struct em_cur),
+ * and what the checkpoint writes.  Any other change that touches a
+ * partial record first splits it into one record per run, as the
+ * conversions would have left it.
  */
 #include "internal.h"
 #include <stdlib.h>
 #include <string.h>
 
-bool em_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c)
+/* ---- the bitmap of a partial record --------------------------------------- */
+
+#define BM_GROUP_WORDS 64u                        /* a count per 4,096 blocks, */
+#define BM_GROUP_BITS  (BM_GROUP_WORDS * 64u)     /* to step over uniform spans */
+#define PARTIAL_MIN    64u                        /* shorter records split as before */
+#define PARTIAL_MAX    (1u << 24)                 /* at most 2 MiB of bitmap */
+
+struct em_bits {
+	uint64_t len;              /* blocks */
+	uint64_t set;              /* written ones */
+	uint64_t runs;             /* maximal runs of one state: the extents it stands for */
+	uint16_t *grp;             /* written blocks per group of BM_GROUP_BITS */
+	uint64_t w[];              /* bit i: block i written */
+};
+
+static inline bool bm_get(const struct em_bits *b, uint64_t i)
+{
+	return (b->w[i >> 6] >> (i & 63)) & 1;
+}
+
+/* Are all blocks of group g in state v? */
+static bool bm_group_uniform(const struct em_bits *b, uint64_t g, bool v)
+{
+	uint64_t size = MIN((uint64_t)BM_GROUP_BITS, b->len - g * BM_GROUP_BITS);
+	return v ? b->grp[g] == size : b->grp[g] == 0;
+}
+
+/* The first block from i on not in state v, or len.  (Bits past len are
+   0 and the last group counts only real blocks, so neither search runs
+   past the end.) */
+static uint64_t bm_run_end(const struct em_bits *b, uint64_t i, bool v)
+{
+	uint64_t nw = DIV_UP(b->len, 64), k = i >> 6;
+	uint64_t x = (v ? ~b->w[k] : b->w[k]) & (~UINT64_C(0) << (i & 63));
+	while (!x) {
+		if (++k >= nw)
+			return b->len;
+		while (k % BM_GROUP_WORDS == 0 && bm_group_uniform(b, k / BM_GROUP_WORDS, v))
+			if ((k += BM_GROUP_WORDS) >= nw)
+				return b->len;
+		x = v ? ~b->w[k] : b->w[k];
+	}
+	return MIN(b->len, (k << 6) + (uint64_t)__builtin_ctzll(x));
+}
+
+/* The first block of the run of state v that holds block i. */
+static uint64_t bm_run_start(const struct em_bits *b, uint64_t i, bool v)
+{
+	uint64_t k = i >> 6;
+	unsigned sh = 63 - (unsigned)(i & 63);    /* block i at the top bit */
+	uint64_t x = (v ? ~b->w[k] : b->w[k]) << sh;
+	while (!x) {
+		if (!k)
+			return 0;
+		k--;
+		while (k % BM_GROUP_WORDS == BM_GROUP_WORDS - 1 && bm_group_uniform(b, k / BM_GROUP_WORDS, v)) {
+			if (k < BM_GROUP_WORDS)
+				return 0;
+			k -= BM_GROUP_WORDS;
+		}
+		x = v ? ~b->w[k] : b->w[k];
+		sh = 0;
+	}
+	return (k << 6) + (uint64_t)(63 - __builtin_clzll(x)) - sh + 1;
+}
+
+/* Mark blocks [i, i+n) written. */
+static void bm_set(struct em_bits *b, uint64_t i, uint64_t n)
+{
+	for (uint64_t e = i + n; i < e;) {
+		uint64_t k = i >> 6;
+		unsigned lo = (unsigned)(i & 63), cnt = (unsigned)MIN(64u - lo, e - i);
+		uint64_t mask = (cnt == 64 ? ~UINT64_C(0) : (UINT64_C(1) << cnt) - 1) << lo;
+		unsigned add = (unsigned)__builtin_popcountll(mask & ~b->w[k]);
+		b->w[k] |= mask;
+		b->grp[k / BM_GROUP_WORDS] = (uint16_t)(b->grp[k / BM_GROUP_WORDS] + add);
+		b->set += add;
+		i += cnt;
+	}
+}
+
+static struct em_bits *bits_of(const struct dio_emap *m, const struct dio_extent *r)
+{
+	return m->bits[r->flags >> EXT_BM_SHIFT];
+}
+
+/* Make the unwritten record r partial, with no block written yet. */
+static int partial_new(struct dio_emap *m, struct dio_extent *r)
+{
+	uint32_t slot = m->bits_lo;
+	while (slot < m->nbits && m->bits[slot])
+		slot++;
+	if (slot == m->nbits) {
+		uint32_t n = m->nbits ? m->nbits * 2 : 4;
+		if (n > UINT32_MAX >> EXT_BM_SHIFT)
+			return -ENOMEM;
+		struct em_bits **nb = realloc(m->bits, n * sizeof(*nb));
+		if (!nb)
+			return -ENOMEM;
+		memset(nb + m->nbits, 0, (n - m->nbits) * sizeof(*nb));
+		m->bits = nb;
+		m->nbits = n;
+	}
+	uint64_t nw = DIV_UP((uint64_t)r->len, 64), ng = DIV_UP(nw, BM_GROUP_WORDS);
+	struct em_bits *b = calloc(1, sizeof(*b) + (size_t)nw * sizeof(uint64_t) + (size_t)ng * sizeof(uint16_t));
+	if (!b)
+		return -ENOMEM;
+	b->len = r->len;
+	b->runs = 1;
+	b->grp = (uint16_t *)(b->w + nw);
+	m->bits[slot] = b;
+	m->bits_lo = slot + 1;
+	r->flags = EXT_UNWRITTEN | EXT_PARTIAL | slot << EXT_BM_SHIFT;
+	return 0;
+}
+
+/* r stops being partial (its runs were accounted for by the caller). */
+static void partial_free(struct dio_emap *m, struct dio_extent *r)
+{
+	uint32_t slot = r->flags >> EXT_BM_SHIFT;
+	free(m->bits[slot]);
+	m->bits[slot] = NULL;
+	m->bits_lo = MIN(m->bits_lo, slot);
+	r->flags = EXT_UNWRITTEN;
+}
+
+/* ---- extents: records, and the runs of partial records ------------------- */
+
+/* The extent at block lblk of the record at c. */
+static void view_at(const struct dio_emap *m, const struct bt_cur *c, uint64_t lblk, struct dio_extent *x)
+{
+	const struct dio_extent *r = bt_rec(c);
+	if (!(r->flags & EXT_PARTIAL)) {
+		*x = *r;
+		return;
+	}
+	const struct em_bits *b = bits_of(m, r);
+	uint64_t i = lblk - r->lblk;
+	bool v = bm_get(b, i);
+	uint64_t s = bm_run_start(b, i, v), e = bm_run_end(b, i, v);
+	*x = (struct dio_extent){ r->lblk + s, r->pblk + s, (uint32_t)(e - s), v ? 0 : EXT_UNWRITTEN };
+}
+
+/* The first record ending after lblk. */
+static bool rec_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c)
 {
 	struct dio_extent key = { .lblk = lblk };
 	bool ge = bt_seek_ge(&m->t, &key, c);
 	if (ge && bt_rec(c)->lblk == lblk)
 		return true;
-	/* the extent before may reach over lblk */
+	/* the record before may reach over lblk */
 	struct bt_cur p = *c;
 	bool prev = ge ? bt_prev(&p) : bt_last(&m->t, &p);
 	if (prev && bt_rec(&p)->lblk + bt_rec(&p)->len > lblk) {
@@ -31,18 +186,71 @@ bool em_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c)
 	return ge;
 }
 
-/* Only an extent found inside the leaf settles it: records never overlap,
+bool em_find(const struct dio_emap *m, uint64_t lblk, struct em_cur *c)
+{
+	if (!rec_find(m, lblk, &c->c))
+		return false;
+	view_at(m, &c->c, MAX(lblk, bt_rec(&c->c)->lblk), &c->x);
+	return true;
+}
+
+bool em_next(const struct dio_emap *m, struct em_cur *c)
+{
+	const struct dio_extent *r = bt_rec(&c->c);
+	uint64_t e = c->x.lblk + c->x.len;
+	if (e < r->lblk + r->len) {
+		view_at(m, &c->c, e, &c->x);
+		return true;
+	}
+	if (!bt_next(&c->c))
+		return false;
+	view_at(m, &c->c, bt_rec(&c->c)->lblk, &c->x);
+	return true;
+}
+
+bool em_prev(const struct dio_emap *m, struct em_cur *c)
+{
+	if (c->x.lblk > bt_rec(&c->c)->lblk) {
+		view_at(m, &c->c, c->x.lblk - 1, &c->x);
+		return true;
+	}
+	if (!bt_prev(&c->c))
+		return false;
+	view_at(m, &c->c, bt_rec(&c->c)->lblk + bt_rec(&c->c)->len - 1, &c->x);
+	return true;
+}
+
+bool em_first(const struct dio_emap *m, struct em_cur *c)
+{
+	if (!bt_first(&m->t, &c->c))
+		return false;
+	view_at(m, &c->c, bt_rec(&c->c)->lblk, &c->x);
+	return true;
+}
+
+bool em_last(const struct dio_emap *m, struct em_cur *c)
+{
+	if (!bt_last(&m->t, &c->c))
+		return false;
+	view_at(m, &c->c, bt_rec(&c->c)->lblk + bt_rec(&c->c)->len - 1, &c->x);
+	return true;
+}
+
+/* Only a record found inside the leaf settles it: records never overlap,
    so the one holding lblk is the one em_find finds.  An lblk at the
-   leaf's edge, or not inside any extent there, takes the full search. */
-bool em_find_near(const struct dio_emap *m, uint64_t lblk, const struct em_hint *h, struct bt_cur *c)
+   leaf's edge, or not inside any record there, takes the full search. */
+bool em_find_near(const struct dio_emap *m, uint64_t lblk, const struct em_hint *h, struct em_cur *c)
 {
 	struct dio_extent key = { .lblk = lblk };
-	if (bt_seek_in_leaf(&m->t, h->leaf, h->frees, &key, c)) {
-		const struct dio_extent *r = c->leaf->r;
-		if (c->i < c->leaf->n && r[c->i].lblk == lblk)
-			return true;
-		if (c->i > 0 && r[c->i - 1].lblk + r[c->i - 1].len > lblk) {
-			c->i--;
+	if (bt_seek_in_leaf(&m->t, h->leaf, h->frees, &key, &c->c)) {
+		const struct dio_extent *r = c->c.leaf->r;
+		bool in = c->c.i < c->c.leaf->n && r[c->c.i].lblk == lblk;
+		if (!in && c->c.i > 0 && r[c->c.i - 1].lblk + r[c->c.i - 1].len > lblk) {
+			c->c.i--;
+			in = true;
+		}
+		if (in) {
+			view_at(m, &c->c, lblk, &c->x);
 			return true;
 		}
 	}
@@ -51,10 +259,10 @@ bool em_find_near(const struct dio_emap *m, uint64_t lblk, const struct em_hint 
 
 bool em_get(const struct dio_emap *m, uint64_t lblk, struct dio_extent *x)
 {
-	struct bt_cur c;
+	struct em_cur c;
 	if (!em_find(m, lblk, &c))
 		return false;
-	*x = *bt_rec(&c);
+	*x = c.x;
 	return true;
 }
 
@@ -67,6 +275,12 @@ bool em_written(const struct dio_emap *m, uint64_t lblk)
 void em_free(struct dio_emap *m)
 {
 	bt_destroy(&m->t);
+	for (uint32_t i = 0; i < m->nbits; i++)
+		free(m->bits[i]);
+	free(m->bits);
+	m->bits = NULL;
+	m->nbits = m->bits_lo = 0;
+	m->extra = 0;
 	m->blocks = 0;
 }
 
@@ -77,7 +291,7 @@ static bool em_joins(const struct dio_extent *a, const struct dio_extent *b)
 }
 
 /*
- * [lblk, lblk+len) lies inside the extent at c and keeps its device
+ * [lblk, lblk+len) lies inside the (not partial) record at c and keeps its device
  * blocks; only its state changes (a write's unwritten->written
  * conversion, blocks marked bad).  The parts that change in place do so
  * first, then at most two new records go in (and out again if the second
@@ -89,7 +303,7 @@ static bool em_joins(const struct dio_extent *a, const struct dio_extent *b)
  * moves inside a leaf; a full descent only where a leaf is full or its
  * edge is crossed.
  */
-int em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len, uint32_t flags)
+static int rec_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len, uint32_t flags)
 {
 	struct dio_extent *x = bt_rec(c), old = *x;
 	uint64_t e = lblk + len, xe = old.lblk + old.len;
@@ -160,7 +374,7 @@ int em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len
 			bt_delete(&m->t, &mid);
 	}
 	if (err) {
-		em_find(m, old.lblk, c);
+		rec_find(m, old.lblk, c);
 		*bt_rec(c) = old;
 	} else if (next) {
 		bt_delete(&m->t, &nx);
@@ -168,20 +382,125 @@ int em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len
 	return err;
 }
 
+/* Blocks [lblk, lblk+len) of the partial record at c, unwritten, are
+   written now.  One that is written in full is a record like any other
+   again, merged with its neighbours as a whole conversion would be. */
+static int partial_write(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len)
+{
+	struct dio_extent *r = bt_rec(c);
+	struct em_bits *b = bits_of(m, r);
+	uint64_t i = lblk - r->lblk, e = i + len, runs = b->runs;
+	DIO_ASSERT(bm_run_end(b, i, false) >= e);
+	/* runs = 1 + the block pairs that differ: only the two at the edges
+	   of the range change */
+	if (i > 0)
+		runs = bm_get(b, i - 1) ? runs - 1 : runs + 1;
+	if (e < b->len)
+		runs = bm_get(b, e) ? runs - 1 : runs + 1;
+	bm_set(b, i, len);
+	m->extra = m->extra - (size_t)(b->runs - 1) + (size_t)(runs - 1);
+	b->runs = runs;
+	if (b->set < b->len)
+		return 0;
+	partial_free(m, r);   /* one run left: it added nothing to extra */
+	return rec_restate(m, c, r->lblk, r->len, 0);
+}
+
+/* Split the partial record at c into one record per run.  The runs after
+   the first go in first, and out again if one cannot (-ENOMEM, nothing
+   changed); then the record shrinks to its first run.  c is invalid
+   afterwards. */
+static int partial_split(struct dio_emap *m, struct bt_cur *c)
+{
+	struct dio_extent r = *bt_rec(c);
+	const struct em_bits *b = bits_of(m, &r);
+	struct dio_extent first = { 0, 0, 0, 0 };
+	int err = 0;
+	uint64_t i = 0;
+	while (i < r.len && !err) {
+		bool v = bm_get(b, i);
+		uint64_t e = bm_run_end(b, i, v);
+		struct dio_extent x = { r.lblk + i, r.pblk + i, (uint32_t)(e - i), v ? 0 : EXT_UNWRITTEN };
+		if (!i)
+			first = x;
+		else
+			err = bt_insert(&m->t, &x);
+		if (!err)
+			i = e;
+	}
+	if (err) {
+		for (uint64_t j = first.len; j < i; j = bm_run_end(b, j, bm_get(b, j))) {
+			struct dio_extent x = { .lblk = r.lblk + j };
+			bt_delete(&m->t, &x);
+		}
+		return err;
+	}
+	struct dio_extent key = { .lblk = r.lblk };
+	bt_seek_ge(&m->t, &key, c);
+	m->extra -= (size_t)(b->runs - 1);
+	partial_free(m, bt_rec(c));
+	*bt_rec(c) = first;
+	return 0;
+}
+
+/* No partial record left over [lblk, end). */
+static int split_partials(struct dio_emap *m, uint64_t lblk, uint64_t end)
+{
+	struct bt_cur c;
+	while (lblk < end && rec_find(m, lblk, &c) && bt_rec(&c)->lblk < end) {
+		uint64_t next = bt_rec(&c)->lblk + bt_rec(&c)->len;
+		if (bt_rec(&c)->flags & EXT_PARTIAL) {
+			int e = partial_split(m, &c);
+			if (e)
+				return e;
+		}
+		lblk = next;
+	}
+	return 0;
+}
+
+/*
+ * [lblk, lblk+len) lies inside the extent at c and keeps its device
+ * blocks; only its state changes.  The conversion of unwritten blocks in
+ * the middle of a long record marks them in the record's bitmap (making
+ * it partial if it was not); every other change is made to records.
+ */
+int em_restate(struct dio_emap *m, struct em_cur *c, uint64_t lblk, uint64_t len, uint32_t flags)
+{
+	struct dio_extent *r = bt_rec(&c->c);
+	DIO_ASSERT(c->x.lblk <= lblk && lblk + len <= c->x.lblk + c->x.len);
+	if (c->x.flags == flags)
+		return 0;
+	bool convert = c->x.flags == EXT_UNWRITTEN && flags == 0;
+	if (r->flags & EXT_PARTIAL) {
+		if (convert)
+			return partial_write(m, &c->c, lblk, len);
+		int e = partial_split(m, &c->c);
+		if (e)
+			return e;
+		rec_find(m, lblk, &c->c);
+		return rec_restate(m, &c->c, lblk, len, flags);
+	}
+	if (convert && lblk > r->lblk && lblk + len < r->lblk + r->len && r->len >= PARTIAL_MIN &&
+	    r->len <= PARTIAL_MAX && !partial_new(m, r))
+		return partial_write(m, &c->c, lblk, len);
+	return rec_restate(m, &c->c, lblk, len, flags);
+}
+
 /* Map [lblk, lblk+len) -> pblk with flags, replacing what was there;
    *had_written: some block of the range was mapped and written. */
 int em_set(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags, bool *had_written)
 {
-	struct bt_cur c;
+	struct em_cur c;
 	bool found = em_find(m, lblk, &c);
-	const struct dio_extent *x = found ? bt_rec(&c) : NULL;
+	const struct dio_extent *x = found ? em_rec(&c) : NULL;
 	if (x && x->lblk <= lblk && x->lblk + x->len >= lblk + len && x->pblk + (lblk - x->lblk) == pblk) {
 		*had_written = !(x->flags & EXT_UNWRITTEN);
 		return em_restate(m, &c, lblk, len, flags);
 	}
 	*had_written = false;
-	for (bool ok = found; ok && bt_rec(&c)->lblk < lblk + len; ok = bt_next(&c))
-		*had_written |= !(bt_rec(&c)->flags & EXT_UNWRITTEN);
+	for (bool ok = found; ok && em_rec(&c)->lblk < lblk + len; ok = em_next(m, &c))
+		*had_written |= !(em_rec(&c)->flags & EXT_UNWRITTEN);
 	int e = em_remove(m, lblk, len, NULL, NULL);
 	return e ? e : em_insert(m, lblk, pblk, len, flags);
 }
@@ -198,7 +517,10 @@ int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, vo
 	struct bt_cur c;
 	if (!len)
 		return 0;
-	for (bool ok = em_find(m, lblk, &c); ok && bt_rec(&c)->lblk < end; ok = em_find(m, lblk, &c)) {
+	int err = split_partials(m, lblk, end);
+	if (err)
+		return err;
+	for (bool ok = rec_find(m, lblk, &c); ok && bt_rec(&c)->lblk < end; ok = rec_find(m, lblk, &c)) {
 		struct dio_extent *x = bt_rec(&c), old = *x;
 		uint64_t s = MAX(old.lblk, lblk), t = MIN(old.lblk + old.len, end);
 		if (old.lblk < lblk && old.lblk + old.len > end) {
@@ -208,7 +530,7 @@ int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, vo
 			int e = bt_insert(&m->t, &back);
 			if (e)
 				return e;
-			em_find(m, lblk, &c);
+			rec_find(m, lblk, &c);
 			bt_rec(&c)->len = (uint32_t)(lblk - old.lblk);
 		} else if (old.lblk < lblk) {
 			x->len = (uint32_t)(lblk - old.lblk);          /* keep the front */

@@ -440,19 +440,19 @@ DIO_API off_t dio_lseek(struct dio_file *f, off_t offset, int whence)
 		else {
 			/* unwritten blocks read as zeros: they count as holes */
 			uint64_t pos = (uint64_t)offset, found = size;
-			struct bt_cur c;
+			struct em_cur c;
 			bool more = em_find(&in->map, pos / bs, &c);
 			if (whence == SEEK_DATA) {
-				for (; more; more = bt_next(&c)) {
-					const struct dio_extent *x = bt_rec(&c);
+				for (; more; more = em_next(&in->map, &c)) {
+					const struct dio_extent *x = em_rec(&c);
 					if (x->flags & EXT_UNWRITTEN)
 						continue;
 					found = MAX(x->lblk * bs, pos);
 					break;
 				}
 			} else {
-				for (; more; more = bt_next(&c)) {
-					const struct dio_extent *x = bt_rec(&c);
+				for (; more; more = em_next(&in->map, &c)) {
+					const struct dio_extent *x = em_rec(&c);
 					if ((x->flags & EXT_UNWRITTEN) || x->lblk * bs > pos)
 						break;    /* pos is in a hole */
 					pos = (x->lblk + x->len) * bs;

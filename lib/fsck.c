@@ -81,10 +81,10 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 		uint64_t prev_end = 0, size_blocks = DIV_UP(in->size, v->bs);
 		if (i && strcmp(v->ns.names[i - 1]->name, in->name) >= 0)
 			problem(k, DIO_FSCK_ERROR, "names out of order at \"%s\"", in->name);
-		struct bt_cur c;
+		struct em_cur c;
 		size_t j = 0;
-		for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c), j++) {
-			const struct dio_extent *x = bt_rec(&c);
+		for (bool ok = em_first(&in->map, &c); ok; ok = em_next(&in->map, &c), j++) {
+			const struct dio_extent *x = em_rec(&c);
 			if (!x->len || x->lblk < prev_end)
 				problem(k, DIO_FSCK_ERROR, "\"%s\": extent %zu overlaps or is empty", in->name, j);
 			if (x->pblk < v->sb.data_start || x->pblk + x->len > v->sb.total_blocks)
@@ -98,9 +98,9 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 			n++;
 		}
 	}
-	struct bt_cur c;
-	for (bool ok = em_first(&v->bad, &c); ok; ok = bt_next(&c)) {
-		all[n] = *bt_rec(&c);
+	struct em_cur c;
+	for (bool ok = em_first(&v->bad, &c); ok; ok = em_next(&v->bad, &c)) {
+		all[n] = *em_rec(&c);
 		all[n++].lblk = 0;   /* owner 0: the bad-block list */
 	}
 	if (n)

@@ -172,9 +172,9 @@ void freed_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
 /* Release an inode's blocks (reusable once the unlink is durable). */
 void ino_free_blocks(struct dio_vol *v, struct dio_inode *in)
 {
-	struct bt_cur c;
-	for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c))
-		blocks_freed(v, v->j.last_seq, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
+	struct em_cur c;
+	for (bool ok = em_first(&in->map, &c); ok; ok = em_next(&in->map, &c))
+		blocks_freed(v, v->j.last_seq, em_rec(&c)->pblk, em_rec(&c)->len, em_rec(&c)->flags);
 	v->md_bytes -= (uint64_t)em_count(&in->map) * MD_EXTENT_BYTES;
 	em_free(&in->map);
 }

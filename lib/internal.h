@@ -173,36 +173,62 @@ bool bt_seek_in_leaf(const struct dio_btree *t, struct bt_leaf *l, uint64_t free
 static inline struct dio_extent *bt_rec(const struct bt_cur *c) { return &c->leaf->r[c->i]; }
 
 /* ---- extent maps (extent.c): a file's map, the bad-block list ---- */
+/*
+ * What a map holds is a list of extents: non-overlapping, ordered by
+ * lblk, each written or not.  In core, an unwritten record that writes
+ * convert here and there is kept whole, with a bitmap of its written
+ * blocks (EXT_PARTIAL: never on the device, never seen outside
+ * extent.c); the map's extents are then the runs of one state inside
+ * it.  em_count, the walks and what the checkpoint writes are those
+ * extents, as if the record had been split.
+ */
+#define EXT_PARTIAL   0x4u   /* in core only: see above */
+#define EXT_BM_SHIFT  8      /* a partial record's bitmap: flags >> EXT_BM_SHIFT in bits[] */
+struct em_bits;
 struct dio_emap {
 	struct dio_btree t;        /* by lblk */
 	uint64_t blocks;           /* sum of the lengths */
+	size_t extra;              /* extents beyond one per record (the partial records' runs) */
+	struct em_bits **bits;     /* the partial records' bitmaps; NULL: a free slot */
+	uint32_t nbits;            /* slots */
+	uint32_t bits_lo;          /* no free slot below this one */
 };
+/* A position among a map's extents: the record holding it, and the
+   extent (the record itself, or a run of a partial one). */
+struct em_cur {
+	struct bt_cur c;
+	struct dio_extent x;
+};
+static inline const struct dio_extent *em_rec(const struct em_cur *c) { return &c->x; }
 /* The first extent ending after lblk; false if none.  O(log n). */
-bool em_find(const struct dio_emap *m, uint64_t lblk, struct bt_cur *c);
+bool em_find(const struct dio_emap *m, uint64_t lblk, struct em_cur *c);
+bool em_next(const struct dio_emap *m, struct em_cur *c);
+bool em_prev(const struct dio_emap *m, struct em_cur *c);
+bool em_first(const struct dio_emap *m, struct em_cur *c);
+bool em_last(const struct dio_emap *m, struct em_cur *c);
 /* Where a search ended, kept past the map lock: a completion that
    converts what its submission mapped looks in that leaf first. */
 struct em_hint {
 	struct bt_leaf *leaf;      /* NULL: none */
 	uint64_t frees;            /* the tree's frees then */
 };
-static inline void em_hint_at(const struct dio_emap *m, const struct bt_cur *c, struct em_hint *h)
+static inline void em_hint_at(const struct dio_emap *m, const struct em_cur *c, struct em_hint *h)
 {
-	h->leaf = c->leaf;
+	h->leaf = c->c.leaf;
 	h->frees = m->t.frees;
 }
 /* em_find, looking in h's leaf first (under the same locks as em_find). */
-bool em_find_near(const struct dio_emap *m, uint64_t lblk, const struct em_hint *h, struct bt_cur *c);
+bool em_find_near(const struct dio_emap *m, uint64_t lblk, const struct em_hint *h, struct em_cur *c);
 /* A copy of that extent (for walks that change the map as they go). */
 bool em_get(const struct dio_emap *m, uint64_t lblk, struct dio_extent *x);
 bool em_written(const struct dio_emap *m, uint64_t lblk);   /* block lblk mapped and written */
-static inline bool em_first(const struct dio_emap *m, struct bt_cur *c) { return bt_first(&m->t, c); }
-static inline size_t em_count(const struct dio_emap *m) { return m->t.n; }
+static inline size_t em_count(const struct dio_emap *m) { return m->t.n + m->extra; }
 static inline uint64_t em_blocks(const struct dio_emap *m) { return m->blocks; }
 typedef void (*em_free_fn)(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg);
 int  em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_set(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags, bool *had_written);
-int  em_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t len, uint32_t flags);
+int  em_restate(struct dio_emap *m, struct em_cur *c, uint64_t lblk, uint64_t len, uint32_t flags);
 void em_free(struct dio_emap *m);
 
 /* ---- free space (alloc.c) ---- */
@@ -604,7 +630,7 @@ void freed_cb(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);   /* arg:
 int  md_unmap(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len);
 int  md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags,
 	    bool ordered);
-int  md_restate(struct dio_vol *v, struct dio_inode *in, struct bt_cur *c, uint64_t lblk, uint64_t len,
+int  md_restate(struct dio_vol *v, struct dio_inode *in, struct em_cur *c, uint64_t lblk, uint64_t len,
 		 uint32_t flags, bool ordered);
 int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool ordered);
 #define MA_JOURNAL 1u    /* preallocation: journal the unwritten extents */

@@ -48,12 +48,12 @@ int md_map(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t pblk
 /* md_map of [lblk, lblk+len) inside the extent at c (em_find's, under the
    same locks) that keeps its device blocks: only the state changes (a
    write's conversion), with no second lookup. */
-int md_restate(struct dio_vol *v, struct dio_inode *in, struct bt_cur *c, uint64_t lblk, uint64_t len,
+int md_restate(struct dio_vol *v, struct dio_inode *in, struct em_cur *c, uint64_t lblk, uint64_t len,
 	       uint32_t flags, bool ordered)
 {
 	DIO_MD_HELD(v);
 	DIO_MAP_HELD(v, in);
-	const struct dio_extent *x = bt_rec(c);
+	const struct dio_extent *x = em_rec(c);
 	uint64_t before = em_count(&in->map), pblk = x->pblk + (lblk - x->lblk);
 	if (!(x->flags & EXT_UNWRITTEN))
 		atomic_fetch_add_explicit(&in->map_gen, 1, memory_order_release);
@@ -107,13 +107,13 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 	DIO_MAP_HELD(v, in);
 	uint64_t end = lblk + len, need = 0, holes = 0, cur = lblk;
 	bool old_unwritten = false;
-	struct bt_cur c, before;
+	struct em_cur c, before;
 	bool more = em_find(&in->map, lblk, &c);
 	/* the extent before the range, for the allocation goal */
 	before = c;
-	bool has_before = more ? bt_prev(&before) : bt_last(&in->map.t, &before);
+	bool has_before = more ? em_prev(&in->map, &before) : em_last(&in->map, &before);
 	while (cur < end) {
-		const struct dio_extent *x = more ? bt_rec(&c) : NULL;
+		const struct dio_extent *x = more ? em_rec(&c) : NULL;
 		uint64_t next = x ? MIN(x->lblk, end) : end;
 		if (next > cur) {
 			need += next - cur;
@@ -123,7 +123,7 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 			break;
 		old_unwritten |= (x->flags & EXT_UNWRITTEN) != 0;
 		cur = MAX(cur, x->lblk + x->len);
-		more = bt_next(&c);
+		more = em_next(&in->map, &c);
 	}
 	bool want_clean = clean && !old_unwritten && need && need * v->bs <= CLEAN_REQ_MAX_BYTES;
 	if (clean)
@@ -145,7 +145,7 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 	/* goal: right after the block mapped before lblk, for contiguity */
 	uint64_t goal = v->alloc.first;
 	if (has_before) {
-		const struct dio_extent *b = bt_rec(&before);
+		const struct dio_extent *b = em_rec(&before);
 		goal = b->pblk + b->len + (lblk - (b->lblk + b->len));
 	}
 	cur = lblk;

@@ -161,10 +161,10 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 	int e = 0;
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
-	struct bt_cur c;
+	struct em_cur c;
 	bool found = em_find_near(&in->map, b0, hint, &c);   /* where the write's mapping ended: warm */
-	for (uint64_t at = b0; !e && found && bt_rec(&c)->lblk < b1; found = em_find(&in->map, at, &c)) {
-		const struct dio_extent *x = bt_rec(&c);
+	for (uint64_t at = b0; !e && found && em_rec(&c)->lblk < b1; found = em_find(&in->map, at, &c)) {
+		const struct dio_extent *x = em_rec(&c);
 		uint64_t s = MAX(x->lblk, b0), t = MIN(x->lblk + x->len, b1);
 		if (x->flags & EXT_UNWRITTEN) {
 			/* a block marked bad stays bad until punched */

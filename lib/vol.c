@@ -256,13 +256,13 @@ static const char *owner_name(struct dio_vol *v, uint64_t ino)
 static int build_alloc(struct dio_vol *v)
 {
 	int e = alloc_init(&v->alloc, v->sb.data_start, v->sb.total_blocks);
-	struct bt_cur c;
+	struct em_cur c;
 	for (size_t h = 0; h < v->ns.ihash_size && !e; h++)
 		for (struct dio_inode *in = v->ns.ihash[h]; in && !e; in = in->hnext)
-			for (bool ok = em_first(&in->map, &c); ok && !e; ok = bt_next(&c))
-				e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len, in->ino);
-	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = bt_next(&c))
-		e = alloc_mark_used(&v->alloc, bt_rec(&c)->pblk, bt_rec(&c)->len, 0);
+			for (bool ok = em_first(&in->map, &c); ok && !e; ok = em_next(&in->map, &c))
+				e = alloc_mark_used(&v->alloc, em_rec(&c)->pblk, em_rec(&c)->len, in->ino);
+	for (bool ok = em_first(&v->bad, &c); ok && !e; ok = em_next(&v->bad, &c))
+		e = alloc_mark_used(&v->alloc, em_rec(&c)->pblk, em_rec(&c)->len, 0);
 	if (e)
 		return e;
 	uint64_t o1, o2, pblk;
@@ -286,9 +286,9 @@ static int check_sizes(struct dio_vol *v)
 	for (size_t i = 0; i < v->ns.nnames; i++) {
 		struct dio_inode *in = v->ns.names[i];
 		uint64_t last = DIV_UP(in->size, v->bs);
-		struct bt_cur c;
-		for (bool ok = bt_last(&in->map.t, &c); ok; ok = bt_prev(&c)) {
-			const struct dio_extent *x = bt_rec(&c);
+		struct em_cur c;
+		for (bool ok = em_last(&in->map, &c); ok; ok = em_prev(&in->map, &c)) {
+			const struct dio_extent *x = em_rec(&c);
 			if (x->lblk + x->len <= last)
 				break;
 			if (!(x->flags & EXT_UNWRITTEN)) {
@@ -308,9 +308,9 @@ void drop_orphans(struct dio_vol *v)
 		while (in) {
 			struct dio_inode *nx = in->hnext;
 			if (!in->name) {
-				struct bt_cur c;
-				for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c))
-					release_blocks_cb(v, bt_rec(&c)->pblk, bt_rec(&c)->len, bt_rec(&c)->flags);
+				struct em_cur c;
+				for (bool ok = em_first(&in->map, &c); ok; ok = em_next(&in->map, &c))
+					release_blocks_cb(v, em_rec(&c)->pblk, em_rec(&c)->len, em_rec(&c)->flags);
 				ino_destroy(v, in);
 			}
 			in = nx;

@@ -121,12 +121,12 @@ unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *
 	unsigned n = 0;
 	pthread_rwlock_rdlock(&in->map_lock);
 	uint64_t gen = atomic_load_explicit(&in->map_gen, memory_order_relaxed);
-	struct bt_cur c;
+	struct em_cur c;
 	bool more = em_find(&in->map, b, &c);
 	if (h && more)
 		em_hint_at(&in->map, &c, h);
 	while (b < end && n < max) {
-		const struct dio_extent *x = more ? bt_rec(&c) : NULL;
+		const struct dio_extent *x = more ? em_rec(&c) : NULL;
 		if (!x || x->lblk >= end) {
 			p[n++] = (struct piece){ b, PBLK_HOLE, end - b, 0 };
 			break;
@@ -141,7 +141,7 @@ unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *
 		uint64_t e = MIN(end, x->lblk + x->len);
 		p[n++] = (struct piece){ b, x->pblk + (b - x->lblk), e - b, x->flags };
 		b = e;
-		more = bt_next(&c);
+		more = em_next(&in->map, &c);
 	}
 	pthread_rwlock_unlock(&in->map_lock);
 	if (!(cache.flags & EXT_UNWRITTEN))

@@ -356,9 +356,9 @@ START_TEST(test_fsck_finds_a_block_owned_twice_which_mount_refuses)
 	ck_assert_ptr_nonnull(v);
 	/* forge the state: file-4 maps file-5's first block too */
 	struct dio_inode *a = ns_lookup(v, "dir/file-4", 10, NULL), *b = ns_lookup(v, "dir/file-5", 10, NULL);
-	struct bt_cur ca, cb;
+	struct em_cur ca, cb;
 	ck_assert(a && b && em_first(&a->map, &ca) && em_first(&b->map, &cb));
-	bt_rec(&ca)->pblk = bt_rec(&cb)->pblk;
+	bt_rec(&ca.c)->pblk = em_rec(&cb)->pblk;
 	ck_assert_int_eq(dio_umount(v), 0);    /* the checkpoint carries the forgery */
 	struct fsck_log l = { 0 };
 	ck_assert_int_eq(dio_fsck(img, 0, fsck_cb, &l), 1);

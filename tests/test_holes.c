@@ -222,6 +222,95 @@ START_TEST(test_cached_extents_never_outlive_punch_zero_range_or_truncate)
 }
 END_TEST
 
+/* Every block of the file as the model says: the pattern of its last
+   write, or zeros; and the map's extents, the runs of written and
+   unwritten blocks of the one preallocated extent. */
+static void expect_scattered(const uint32_t *wid, uint64_t nblk, uint64_t bs)
+{
+	uint64_t runs = 0;
+	for (uint64_t b = 0; b < nblk; b++) {
+		if (wid[b])
+			expect_pat(b * bs, bs, wid[b]);
+		else
+			expect_zero(b * bs, bs);
+		runs += !b || !wid[b] != !wid[b - 1];
+	}
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_eq(st.nextents, runs);
+}
+
+/*
+ * Scattered block writes into the middle of one preallocated extent (in
+ * core, one record with a bitmap of the written blocks): a process
+ * killed after they returned keeps them all, through the journal's
+ * replay, and a clean unmount writes the map's runs as extents that
+ * fsck accepts and the next mount reads back the same.
+ */
+START_TEST(test_scattered_writes_into_preallocated_space_survive_kill_and_remount)
+{
+	enum { NBLK = 2048, NW = 600 };
+	struct dio_info info;
+	ck_assert_int_eq(dio_info(f, &info), 0);
+	uint64_t bs = info.block_size;
+	ck_assert_int_eq(dio_fallocate(f, 0, 0, (off_t)(NBLK * bs)), 0);
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_uint_eq(st.nextents, 1);   /* one extent: the runs below are its */
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(vol), 0);
+	static uint64_t blk[NW];
+	static uint32_t wid[NBLK];
+	memset(wid, 0, sizeof(wid));
+	t_seed(17);
+	for (int i = 0; i < NW; i++) {
+		blk[i] = 1 + t_rand() % (NBLK - 2);
+		wid[blk[i]] = (uint32_t)i + 1;
+	}
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		struct dio_vol *v = t_mount(img);
+		struct dio_file *g = v ? dio_open(v, "h", O_RDWR) : NULL;
+		if (!g)
+			_exit(2);
+		for (int i = 0; i < NW; i++) {
+			t_fill(buf, bs, 1, (uint32_t)i + 1, blk[i] * bs);
+			if (dio_pwrite(g, buf, bs, (off_t)(blk[i] * bs)) != (ssize_t)bs)
+				_exit(3);
+			if (i == NW / 2 && dio_fsync(g))
+				_exit(4);
+			if (write(pfd[1], &i, sizeof(i)) != sizeof(i))
+				_exit(5);
+		}
+		pause();
+		_exit(0);
+	}
+	close(pfd[1]);
+	int last = -1, idx;
+	while (last < NW - 1 && read(pfd[0], &idx, sizeof(idx)) == sizeof(idx))
+		last = idx;
+	kill(pid, SIGKILL);
+	close(pfd[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	ck_assert_int_eq(last, NW - 1);
+	vol = t_mount(img);
+	ck_assert_ptr_nonnull(vol);
+	f = dio_open(vol, "h", O_RDWR);
+	ck_assert_ptr_nonnull(f);
+	expect_scattered(wid, NBLK, bs);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(vol), 0);
+	ck_assert_int_eq(dio_fsck(img, 0, NULL, NULL), 0);
+	vol = t_mount(img);
+	f = dio_open(vol, "h", O_RDWR);
+	expect_scattered(wid, NBLK, bs);
+}
+END_TEST
+
 START_TEST(test_seek_data_and_hole)
 {
 	put(8192, 4096, 8);
@@ -268,6 +357,7 @@ int main(void)
 	tcase_add_test(tc, test_zero_range_zeroes_exactly_its_range);
 	tcase_add_test(tc, test_truncate_down_then_up_shows_no_old_bytes);
 	tcase_add_test(tc, test_seek_data_and_hole);
+	tcase_add_test(tc, test_scattered_writes_into_preallocated_space_survive_kill_and_remount);
 	tcase_add_test(tc, test_cached_extents_never_outlive_punch_zero_range_or_truncate);
 	suite_add_tcase(s, tc);
 	return t_run(s);

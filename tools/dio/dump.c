@@ -366,9 +366,9 @@ static void dump_bad(struct dio_vol *v)
 		json_arr("list");
 	else
 		printf("bad-block list: %zu extent%s\n", em_count(&v->bad), em_count(&v->bad) == 1 ? "" : "s");
-	struct bt_cur c;
-	for (bool ok = em_first(&v->bad, &c); ok; ok = bt_next(&c)) {
-		const struct dio_extent *x = bt_rec(&c);
+	struct em_cur c;
+	for (bool ok = em_first(&v->bad, &c); ok; ok = em_next(&v->bad, &c)) {
+		const struct dio_extent *x = em_rec(&c);
 		if (G.json) {
 			json_obj(NULL);
 			json_u64("block", x->pblk);
@@ -386,8 +386,8 @@ static void dump_bad(struct dio_vol *v)
 	}
 	for (size_t i = 0; i < v->ns.nnames; i++) {
 		const struct dio_inode *in = v->ns.names[i];
-		for (bool ok = em_first(&in->map, &c); ok; ok = bt_next(&c)) {
-			const struct dio_extent *x = bt_rec(&c);
+		for (bool ok = em_first(&in->map, &c); ok; ok = em_next(&in->map, &c)) {
+			const struct dio_extent *x = em_rec(&c);
 			if (!(x->flags & EXT_BAD))
 				continue;
 			if (G.json) {

@@ -41,9 +41,9 @@ int tool_extents(struct dio_file *f, void (*cb)(const struct tool_extent *x, voi
 	pthread_rwlock_rdlock(&in->map_lock);
 	size_t n = em_count(&in->map), k = 0;
 	struct dio_extent *copy = malloc((n ? n : 1) * sizeof(*copy));
-	struct bt_cur c;
-	for (bool ok = copy && em_first(&in->map, &c); ok; ok = bt_next(&c))
-		copy[k++] = *bt_rec(&c);
+	struct em_cur c;
+	for (bool ok = copy && em_first(&in->map, &c); ok; ok = em_next(&in->map, &c))
+		copy[k++] = *em_rec(&c);
 	pthread_rwlock_unlock(&in->map_lock);
 	if (!copy)
 		return -ENOMEM;

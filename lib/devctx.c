@@ -50,10 +50,10 @@ static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 static atomic_uint_fast64_t next_vol_id = 1;
 
-static __thread struct dio_tctx *tl_head;   /* this thread's contexts */
-static __thread struct dio_tctx *tl_last;   /* the one it used last */
-static __thread unsigned pool_hint;
-static __thread uint64_t tl_refused;        /* a volume that could not open
+static DIO_TLS struct dio_tctx *tl_head;   /* this thread's contexts */
+static DIO_TLS struct dio_tctx *tl_last;   /* the one it used last */
+static DIO_TLS unsigned pool_hint;
+static DIO_TLS uint64_t tl_refused;        /* a volume that could not open
 					       one for this thread: it uses the pool */
 
 /* Under registry_lock: take e off its volume's list and close it. */

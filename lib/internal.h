@@ -540,8 +540,8 @@ void drop_orphans(struct dio_vol *v);
 void recount_md(struct dio_vol *v);
 int  fsck_with_ops(const char *path, unsigned flags, const struct dio_backend_ops *ops,
 		   void (*report)(int, const char *, void *), void *arg);
-extern __thread void (*dio_log_tap)(int level, const char *msg, void *arg);
-extern __thread void *dio_log_tap_arg;
+extern DIO_TLS void (*dio_log_tap)(int level, const char *msg, void *arg);
+extern DIO_TLS void *dio_log_tap_arg;
 
 /* device contexts (devctx.c) */
 struct dio_devctx *devctx_get(struct dio_vol *v);   /* this thread's, or a pooled one */

@@ -21,8 +21,8 @@ DIO_API void dio_set_log(void (*fn)(int level, const char *msg, void *arg), void
 }
 
 /* dio_fsck diverts this thread's error messages to its report callback */
-__thread void (*dio_log_tap)(int level, const char *msg, void *arg);
-__thread void *dio_log_tap_arg;
+DIO_TLS void (*dio_log_tap)(int level, const char *msg, void *arg);
+DIO_TLS void *dio_log_tap_arg;
 
 void dio_log(int level, const char *fmt, ...)
 {
@@ -68,7 +68,7 @@ bool dio_rwlock_held(pthread_rwlock_t *l)
 /* A small number per thread, given at its first use: which counter shard
    (CNT) the thread adds to, so that counting never bounces a line. */
 static atomic_uint next_thread_slot;
-static __thread unsigned thread_slot;
+static DIO_TLS unsigned thread_slot;
 
 unsigned dio_thread_slot(void)
 {

@@ -25,6 +25,19 @@
 #endif
 #endif
 
+/* Per-thread variables.  With glibc, the initial-exec model: an access is
+   one load at a fixed offset from the thread pointer, where the default
+   model in a shared library calls __tls_get_addr (three calls per 4 KiB
+   read, a few percent of its instructions: bench/RESULTS.md).  glibc
+   keeps spare static TLS for libraries loaded later by dlopen (a
+   SQLite extension that pulls libdio in); libdio's few dozen bytes fit
+   it.  Elsewhere the default. */
+#if defined(__GLIBC__) && (defined(__GNUC__) || defined(__clang__))
+#define DIO_TLS __thread __attribute__((tls_model("initial-exec")))
+#else
+#define DIO_TLS __thread
+#endif
+
 /* What the device is, as far as libdio cares. */
 struct dio_geom {
 	uint64_t size;           /* bytes usable */

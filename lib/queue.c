@@ -250,7 +250,7 @@ DIO_API void dio_queue_destroy(struct dio_queue *q)
 	q_free(q);
 }
 
-static ssize_t run_inline(struct dio_queue *q, const struct dio_req *r)
+static ssize_t run_sync(struct dio_queue *q, const struct dio_req *r)
 {
 	struct dio_file *f = r->file;
 	ssize_t res;
@@ -282,6 +282,15 @@ static ssize_t run_inline(struct dio_queue *q, const struct dio_req *r)
 		return -EINVAL;
 	}
 	return res < 0 ? -errno : res;
+}
+
+/* A request the queue runs as a synchronous call, now; errno as it was. */
+static ssize_t run_inline(struct dio_queue *q, const struct dio_req *r)
+{
+	int saved = errno;
+	ssize_t res = run_sync(q, r);
+	errno = saved;
+	return res;
 }
 
 /* A bio whose one buffer lies inside a registered buffer uses it
@@ -356,7 +365,6 @@ DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned
 		return fail(EPERM);
 	if (!nr)
 		return 0;
-	int saved = errno;
 	unsigned taken = 0;
 	while (taken < nr && q->inflight + q->count < q->entries) {
 		const struct dio_req *r = &reqs[taken];
@@ -365,7 +373,6 @@ DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned
 		taken++;
 	}
 	flush_subs(q);
-	errno = saved;
 	if (!taken)
 		return fail(EAGAIN);   /* every slot holds a request or a completion */
 	return (int)taken;

@@ -74,7 +74,8 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 		e = sink_put(&s, h, 26);
 		e = e ? e : sink_put(&s, in->name, in->namelen);
 		struct em_cur c;
-		for (bool ok = em_first(&in->map, &c); ok && !e; ok = em_next(&in->map, &c)) {
+		size_t written = 0;
+		for (bool ok = em_first(&in->map, &c); ok && !e; ok = em_next(&in->map, &c), written++) {
 			const struct dio_extent *x = em_rec(&c);
 			uint8_t b[24];
 			put_le64(b, x->lblk);
@@ -83,6 +84,11 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 			put_le32(b + 20, x->flags);
 			e = sink_put(&s, b, 24);
 		}
+		/* the count went first: a walk that disagrees would make the
+		   checkpoint unreadable (cannot happen: extent.c keeps it) */
+		DIO_ASSERT(e || written == em_count(&in->map));
+		if (!e && written != em_count(&in->map))
+			e = -EIO;
 	}
 	e = e ? e : put64(&s, em_count(&v->bad));
 	struct em_cur c;
@@ -92,7 +98,8 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 	}
 	if (e) {
 		free(s.img);
-		dio_log(DIO_LOG_ERR, "metadata does not fit the checkpoint area");
+		dio_log(DIO_LOG_ERR, e == -EIO ? "checkpoint: a file's extents walked differ from their count"
+					       : "metadata does not fit the checkpoint area");
 		return e;
 	}
 	sink_close_block(&s);

@@ -93,6 +93,8 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 				problem(k, DIO_FSCK_ERROR, "\"%s\": written extent %zu past the size %llu", in->name,
 					j, (unsigned long long)in->size);
 			prev_end = x->lblk + x->len;
+			if (n == total)
+				break;   /* more extents than em_count said: cannot happen */
 			all[n] = *x;
 			all[n].lblk = in->ino;   /* owner, for the message */
 			n++;
@@ -100,6 +102,8 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 	}
 	struct em_cur c;
 	for (bool ok = em_first(&v->bad, &c); ok; ok = em_next(&v->bad, &c)) {
+		if (n == total)
+			break;
 		all[n] = *em_rec(&c);
 		all[n++].lblk = 0;   /* owner 0: the bad-block list */
 	}

@@ -297,6 +297,7 @@ START_TEST(test_scattered_writes_into_preallocated_space_survive_kill_and_remoun
 	int status;
 	waitpid(pid, &status, 0);
 	ck_assert_int_eq(last, NW - 1);
+	ck_assert_int_eq(dio_fsck(img, 0, NULL, NULL), 0);   /* replayed in memory: the runs checked */
 	vol = t_mount(img);
 	ck_assert_ptr_nonnull(vol);
 	f = dio_open(vol, "h", O_RDWR);

@@ -42,12 +42,12 @@ int tool_extents(struct dio_file *f, void (*cb)(const struct tool_extent *x, voi
 	size_t n = em_count(&in->map), k = 0;
 	struct dio_extent *copy = malloc((n ? n : 1) * sizeof(*copy));
 	struct em_cur c;
-	for (bool ok = copy && em_first(&in->map, &c); ok; ok = em_next(&in->map, &c))
+	for (bool ok = copy && em_first(&in->map, &c); ok && k < n; ok = em_next(&in->map, &c))
 		copy[k++] = *em_rec(&c);
 	pthread_rwlock_unlock(&in->map_lock);
 	if (!copy)
 		return -ENOMEM;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < k; i++) {
 		struct tool_extent x = { copy[i].lblk * bs, copy[i].pblk * bs, (uint64_t)copy[i].len * bs,
 					 (copy[i].flags & EXT_UNWRITTEN) != 0, (copy[i].flags & EXT_BAD) != 0 };
 		cb(&x, arg);

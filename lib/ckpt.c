@@ -153,24 +153,28 @@ static int load_inode(struct dio_vol *v, struct source *s)
 		return e;
 	const uint64_t maxblk = DIO_MAX_FILE_SIZE / v->bs;
 	uint64_t prev_end = 0;
+	struct em_loader L = { .m = &in->map };
 	for (uint64_t k = 0; k < n; k++) {
 		uint8_t b[24];
-		if (take(s, b, 24))
+		if (take(s, b, 24)) {
+			em_load_drop(&L);
 			return -EUCLEAN;
+		}
 		struct dio_extent x = { get_le64(b), get_le64(b + 8), get_le32(b + 16), get_le32(b + 20) };
 		/* sorted, non-overlapping, inside the file limit and the data area */
 		if (!x.len || x.len > EXT_MAX_LEN || x.lblk < prev_end || x.lblk >= maxblk ||
 		    x.len > maxblk - x.lblk || x.pblk < v->sb.data_start ||
 		    x.pblk >= v->sb.total_blocks || x.len > v->sb.total_blocks - x.pblk ||
-		    (x.flags & ~EXT_FLAGS))
+		    (x.flags & ~EXT_FLAGS)) {
+			em_load_drop(&L);
 			return -EUCLEAN;
+		}
 		/* in order: each one goes at the tree's right edge */
-		if (bt_insert(&in->map.t, &x))
+		if (em_load_add(&L, &x))
 			return -ENOMEM;
-		in->map.blocks += x.len;
 		prev_end = x.lblk + x.len;
 	}
-	return 0;
+	return em_load_end(&L);
 }
 
 int ckpt_load(struct dio_vol *v)

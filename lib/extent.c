@@ -112,8 +112,21 @@ static struct em_bits *bits_of(const struct dio_emap *m, const struct dio_extent
 	return m->bits[r->flags >> EXT_BM_SHIFT];
 }
 
-/* Make the unwritten record r partial, with no block written yet. */
-static int partial_new(struct dio_emap *m, struct dio_extent *r)
+/* A bitmap for len blocks, none written. */
+static struct em_bits *bits_new(uint64_t len)
+{
+	uint64_t nw = DIV_UP(len, 64), ng = DIV_UP(nw, BM_GROUP_WORDS);
+	struct em_bits *b = calloc(1, sizeof(*b) + (size_t)nw * sizeof(uint64_t) + (size_t)ng * sizeof(uint16_t));
+	if (!b)
+		return NULL;
+	b->len = len;
+	b->runs = 1;
+	b->grp = (uint16_t *)(b->w + nw);
+	return b;
+}
+
+/* Give r (unwritten) the bitmap b: r is partial from now on. */
+static int partial_attach(struct dio_emap *m, struct dio_extent *r, struct em_bits *b)
 {
 	uint32_t slot = m->bits_lo;
 	while (slot < m->nbits && m->bits[slot])
@@ -129,17 +142,22 @@ static int partial_new(struct dio_emap *m, struct dio_extent *r)
 		m->bits = nb;
 		m->nbits = n;
 	}
-	uint64_t nw = DIV_UP((uint64_t)r->len, 64), ng = DIV_UP(nw, BM_GROUP_WORDS);
-	struct em_bits *b = calloc(1, sizeof(*b) + (size_t)nw * sizeof(uint64_t) + (size_t)ng * sizeof(uint16_t));
-	if (!b)
-		return -ENOMEM;
-	b->len = r->len;
-	b->runs = 1;
-	b->grp = (uint16_t *)(b->w + nw);
 	m->bits[slot] = b;
 	m->bits_lo = slot + 1;
 	r->flags = EXT_UNWRITTEN | EXT_PARTIAL | slot << EXT_BM_SHIFT;
 	return 0;
+}
+
+/* Make the unwritten record r partial, with no block written yet. */
+static int partial_new(struct dio_emap *m, struct dio_extent *r)
+{
+	struct em_bits *b = bits_new(r->len);
+	if (!b)
+		return -ENOMEM;
+	int e = partial_attach(m, r, b);
+	if (e)
+		free(b);
+	return e;
 }
 
 /* r stops being partial (its runs were accounted for by the caller). */
@@ -284,10 +302,17 @@ void em_free(struct dio_emap *m)
 	m->blocks = 0;
 }
 
+/* The longest record of a state: unwritten ones stop at PARTIAL_MAX, so
+   that however much is preallocated, writes into it can mark bitmaps. */
+static uint64_t rec_max(uint32_t flags)
+{
+	return flags & EXT_UNWRITTEN ? PARTIAL_MAX : EXT_MAX_LEN;
+}
+
 static bool em_joins(const struct dio_extent *a, const struct dio_extent *b)
 {
 	return a->lblk + a->len == b->lblk && a->pblk + a->len == b->pblk &&
-	       a->flags == b->flags && (uint64_t)a->len + b->len <= EXT_MAX_LEN;
+	       a->flags == b->flags && (uint64_t)a->len + b->len <= rec_max(a->flags);
 }
 
 /*
@@ -315,7 +340,7 @@ static int rec_restate(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint
 	struct bt_cur pc = *c, nc = *c;
 	bool prev = lblk == old.lblk && bt_prev(&pc) && em_joins(bt_rec(&pc), &mid);
 	bool next = e == xe && bt_next(&nc) && em_joins(&mid, bt_rec(&nc));
-	if (prev && next && (uint64_t)bt_rec(&pc)->len + len + bt_rec(&nc)->len > EXT_MAX_LEN)
+	if (prev && next && (uint64_t)bt_rec(&pc)->len + len + bt_rec(&nc)->len > rec_max(flags))
 		next = false;
 	struct dio_extent nx = next ? *bt_rec(&nc) : old;
 	int err = 0;
@@ -563,7 +588,7 @@ int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, vo
 int em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags)
 {
 	while (len) {
-		uint32_t piece = (uint32_t)MIN(len, (uint64_t)EXT_MAX_LEN);
+		uint32_t piece = (uint32_t)MIN(len, rec_max(flags));
 		struct dio_extent ne = { lblk, pblk, piece, flags };
 		struct bt_cur r, l;
 		bool has_r = bt_seek_ge(&m->t, &ne, &r);
@@ -572,7 +597,7 @@ int em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, ui
 		bool left = has_l && em_joins(bt_rec(&l), &ne);
 		bool right = has_r && em_joins(&ne, bt_rec(&r));
 		int e = 0;
-		if (left && right && (uint64_t)bt_rec(&l)->len + piece + bt_rec(&r)->len <= EXT_MAX_LEN) {
+		if (left && right && (uint64_t)bt_rec(&l)->len + piece + bt_rec(&r)->len <= rec_max(flags)) {
 			struct dio_extent rx = *bt_rec(&r);
 			bt_rec(&l)->len += piece + rx.len;
 			bt_delete(&m->t, &rx);
@@ -597,4 +622,129 @@ int em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, ui
 		len -= piece;
 	}
 	return 0;
+}
+
+/* ---- loading a map in order (a checkpoint) ------------------------------- */
+
+/*
+ * A checkpoint holds a partial record as its runs.  Loading puts them
+ * together again: extents that continue one another in the file and on
+ * the device, each written or unwritten and nothing else, become one
+ * record (partial if they mix the two states and span PARTIAL_MIN to
+ * PARTIAL_MAX blocks), so that random writes into a preallocated file
+ * keep its map small after a remount too.  Everything else goes in as it
+ * came, one record per extent.
+ */
+static bool loadable(const struct dio_extent *x)
+{
+	return !(x->flags & ~EXT_UNWRITTEN);
+}
+
+/* Room in L->b for need blocks; made when the gathered extents first mix
+   states (the blocks so far all in the state of the first). */
+static int load_room(struct em_loader *L, uint64_t need)
+{
+	if (L->b && need <= L->cap)
+		return 0;
+	uint64_t cap = MAX(need, MIN(MAX(2 * L->cap, (uint64_t)BM_GROUP_BITS), (uint64_t)PARTIAL_MAX));
+	struct em_bits *nb = bits_new(cap);
+	if (!nb)
+		return -ENOMEM;
+	if (L->b) {
+		uint64_t nw = DIV_UP(L->cap, 64), ng = DIV_UP(nw, BM_GROUP_WORDS);
+		memcpy(nb->w, L->b->w, (size_t)nw * sizeof(uint64_t));
+		memcpy(nb->grp, L->b->grp, (size_t)ng * sizeof(uint16_t));
+		nb->set = L->b->set;
+		free(L->b);
+	} else if (!(L->g.flags & EXT_UNWRITTEN)) {
+		bm_set(nb, 0, L->g.len);
+	}
+	L->b = nb;
+	L->cap = cap;
+	return 0;
+}
+
+/* Put what was gathered into the map. */
+static int load_flush(struct em_loader *L)
+{
+	struct dio_emap *m = L->m;
+	struct dio_extent g = L->g;
+	struct em_bits *b = L->b;
+	int e = 0;
+	L->g.len = 0;
+	L->b = NULL;
+	L->cap = 0;
+	if (!g.len)
+		return 0;
+	if (!b) {
+		e = bt_insert(&m->t, &g);
+	} else if (g.len >= PARTIAL_MIN) {
+		struct dio_extent r = { g.lblk, g.pblk, g.len, EXT_UNWRITTEN };
+		b->len = g.len;
+		b->runs = L->runs;
+		e = partial_attach(m, &r, b);
+		if (e)
+			free(b);
+		else if ((e = bt_insert(&m->t, &r)))
+			partial_free(m, &r);
+		else
+			m->extra += (size_t)(L->runs - 1);
+	} else {
+		/* too short to be partial: its runs, one record each */
+		b->len = g.len;
+		for (uint64_t i = 0; i < g.len && !e;) {
+			bool v = bm_get(b, i);
+			uint64_t end = bm_run_end(b, i, v);
+			struct dio_extent r = { g.lblk + i, g.pblk + i, (uint32_t)(end - i), v ? 0 : EXT_UNWRITTEN };
+			e = bt_insert(&m->t, &r);
+			i = end;
+		}
+		free(b);
+	}
+	if (!e)
+		m->blocks += g.len;
+	return e;
+}
+
+int em_load_add(struct em_loader *L, const struct dio_extent *x)
+{
+	struct dio_extent *g = &L->g;
+	bool w = !(x->flags & EXT_UNWRITTEN);
+	int e = 0;
+	if (g->len && loadable(g) && loadable(x) && x->lblk == g->lblk + g->len && x->pblk == g->pblk + g->len &&
+	    (uint64_t)g->len + x->len <= PARTIAL_MAX) {
+		if (w != L->last_written)
+			L->runs++;
+		if (L->b || w != L->last_written)
+			e = load_room(L, (uint64_t)g->len + x->len);
+		if (!e) {
+			if (L->b && w)
+				bm_set(L->b, g->len, x->len);
+			g->len += x->len;
+			L->last_written = w;
+			return 0;
+		}
+	} else {
+		e = load_flush(L);
+		if (!e) {
+			*g = *x;
+			L->runs = 1;
+			L->last_written = w;
+			return 0;
+		}
+	}
+	em_load_drop(L);   /* failed: the caller gives the map up */
+	return e;
+}
+
+int em_load_end(struct em_loader *L)
+{
+	return load_flush(L);
+}
+
+void em_load_drop(struct em_loader *L)
+{
+	free(L->b);
+	L->b = NULL;
+	L->g.len = 0;
 }

@@ -230,6 +230,20 @@ int  em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, u
 int  em_set(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags, bool *had_written);
 int  em_restate(struct dio_emap *m, struct em_cur *c, uint64_t lblk, uint64_t len, uint32_t flags);
 void em_free(struct dio_emap *m);
+/* Loading a map's extents in order (extent.c says what it joins):
+   { m } to start, then em_load_add for each, em_load_end after the last
+   (or em_load_drop).  On an error (-ENOMEM) the loader holds nothing; the
+   map is to be freed. */
+struct em_loader {
+	struct dio_emap *m;
+	struct dio_extent g;       /* what was gathered, as one extent (len 0: nothing) */
+	struct em_bits *b;         /* its bitmap, once it mixes states */
+	uint64_t cap, runs;        /* blocks b has room for; runs gathered */
+	bool last_written;         /* the state of the last run */
+};
+int  em_load_add(struct em_loader *L, const struct dio_extent *x);
+int  em_load_end(struct em_loader *L);
+void em_load_drop(struct em_loader *L);   /* give up: free what it holds */
 
 /* ---- free space (alloc.c) ---- */
 #define ALLOC_CLEAN_SLOTS 16

@@ -7,8 +7,7 @@
  * after random maps, unmaps and merges, and after a deep map's random
  * conversions in place.
  */
-#include "helpers.h"
-#include "../lib/internal.h"
+#include "emap_model.h"
 
 /* ---- the tree against a sorted array of keys --------------------------------- */
 
@@ -188,70 +187,6 @@ END_TEST
 
 /* ---- extent maps against a block array ---------------------------------------- */
 
-#define NB 4096
-struct blk { uint64_t pblk; uint32_t flags; bool mapped; };
-
-/* Could extents a and b be one? */
-static bool mergeable(const struct dio_extent *a, const struct dio_extent *b)
-{
-	return a->lblk + a->len == b->lblk && a->pblk + a->len == b->pblk && a->flags == b->flags;
-}
-
-/* Neighbouring records that could merge have been merged; the runs of a
-   partial record alternate (they are maximal).  Only where a partial
-   record meets another record may two extents be one. */
-static void check_neighbours(const struct em_cur *c, const struct dio_extent *prev, const struct dio_extent *prev_raw)
-{
-	const struct dio_extent *raw = bt_rec(&c->c);
-	if (raw == prev_raw)
-		T_CHECK(prev->lblk + prev->len == c->x.lblk && prev->flags != c->x.flags);
-	else if (!((raw->flags | prev_raw->flags) & EXT_PARTIAL))
-		T_CHECK(!mergeable(prev, &c->x));
-}
-
-static void check_map(const struct dio_emap *m, const struct blk *b)
-{
-	uint64_t blocks = 0;
-	struct em_cur c;
-	uint64_t prev_end = 0;
-	size_t n = 0;
-	struct dio_extent prev = { 0, 0, 0, 0 };
-	const struct dio_extent *prev_raw = NULL;
-	for (bool ok = em_first(m, &c); ok; ok = em_next(m, &c), n++) {
-		const struct dio_extent *x = em_rec(&c);
-		T_CHECK((x->lblk) >= (prev_end));
-		T_CHECK((x->len) > (0));
-		if (prev_raw)
-			check_neighbours(&c, &prev, prev_raw);
-		for (uint64_t i = 0; i < x->len; i++) {
-			T_CHECK(b[x->lblk + i].mapped);
-			T_CHECK((b[x->lblk + i].pblk) == (x->pblk + i));
-			T_CHECK((b[x->lblk + i].flags) == (x->flags));
-		}
-		blocks += x->len;
-		prev_end = x->lblk + x->len;
-		prev = *x;
-		prev_raw = bt_rec(&c.c);
-	}
-	T_CHECK(n == em_count(m), "%zu extents walked, em_count %zu", n, em_count(m));
-	uint64_t want = 0;
-	for (uint64_t i = 0; i < NB; i++) {
-		want += b[i].mapped;
-		struct dio_extent x;
-		bool got = em_get(m, i, &x) && x.lblk <= i;
-		T_CHECK((got) == (b[i].mapped));
-		T_CHECK(em_written(m, i) == (b[i].mapped && !(b[i].flags & EXT_UNWRITTEN)));
-	}
-	T_CHECK((blocks) == (want));
-	T_CHECK((em_blocks(m)) == (want));
-}
-
-static uint64_t removed_blocks;
-static void count_removed(void *arg, uint64_t pblk, uint64_t len, uint32_t flags)
-{
-	(void)arg, (void)pblk, (void)flags;
-	removed_blocks += len;
-}
 
 START_TEST(test_extent_map_matches_a_block_array)
 {
@@ -315,43 +250,6 @@ END_TEST
  * a key moved past its parent's bound would send the lookup to the wrong
  * leaf.  Checked against a block array.
  */
-#define NBIG (1u << 17)
-static bool same_extent(const struct em_cur *a, const struct em_cur *b)
-{
-	return bt_rec(&a->c) == bt_rec(&b->c) && a->x.lblk == b->x.lblk && a->x.len == b->x.len &&
-	       a->x.pblk == b->x.pblk && a->x.flags == b->x.flags;
-}
-
-static void check_big(const struct dio_emap *m, const struct blk *b)
-{
-	uint64_t blocks = 0, prev_end = 0;
-	size_t n = 0;
-	struct em_cur c, f;
-	struct dio_extent prev = { 0, 0, 0, 0 };
-	const struct dio_extent *prev_raw = NULL;
-	for (bool ok = em_first(m, &c); ok; ok = em_next(m, &c), n++) {
-		const struct dio_extent *x = em_rec(&c);
-		T_CHECK(x->lblk >= prev_end && x->len > 0);
-		if (prev_raw)
-			check_neighbours(&c, &prev, prev_raw);
-		/* found from the root, at its first and its last block */
-		T_CHECK(em_find(m, x->lblk, &f) && same_extent(&f, &c));
-		T_CHECK(em_find(m, x->lblk + x->len - 1, &f) && same_extent(&f, &c));
-		for (uint64_t i = 0; i < x->len; i++)
-			T_CHECK(b[x->lblk + i].pblk == x->pblk + i && b[x->lblk + i].flags == x->flags);
-		blocks += x->len;
-		prev_end = x->lblk + x->len;
-		prev = *x;
-		prev_raw = bt_rec(&c.c);
-	}
-	T_CHECK(blocks == NBIG && em_blocks(m) == NBIG && n == em_count(m));
-	/* and backwards, extent for extent */
-	for (bool ok = em_last(m, &c); ok; ok = em_prev(m, &c), n--) {
-		T_CHECK(n > 0 && em_find(m, c.x.lblk, &f) && same_extent(&f, &c));
-		prev_end = c.x.lblk;
-	}
-	T_CHECK(n == 0 && prev_end == 0);
-}
 
 /* NBIG blocks as unwritten records of SHORT blocks, not contiguous on
    the device: too short to become partial, so conversions change
@@ -459,179 +357,6 @@ START_TEST(test_a_kept_leaf_finds_what_a_search_from_the_root_finds)
 	em_free(&m);                                 /* every leaf gone */
 	struct dio_extent key = { .lblk = 7 };
 	ck_assert(!bt_seek_in_leaf(&m.t, last.leaf, last.frees, &key, &c.c));
-}
-END_TEST
-
-/* ---- partial records: conversions in the middle of a long unwritten record -- */
-
-/* Convert n unwritten blocks from l (inside one extent) as a write's
-   completion does, and in the array. */
-static void convert(struct dio_emap *m, struct blk *b, uint64_t l, uint64_t n, uint32_t fl)
-{
-	struct em_cur c;
-	ck_assert(em_find(m, l, &c));
-	n = MIN(n, c.x.lblk + c.x.len - l);
-	ck_assert_int_eq(em_restate(m, &c, l, n, fl), 0);
-	for (uint64_t i = l; i < l + n; i++)
-		b[i].flags = fl;
-}
-
-/*
- * One unwritten record of NBIG blocks, converted at random: the record
- * stays one (a bitmap marks the written blocks) while the map reads as
- * the tens of thousands of extents the conversions make, found at every
- * block, walked both ways, counted by em_count.  Then changes other than
- * conversions (marking bad, turning back, punching, mapping anew) split
- * the partial record into those extents, as records, and the map still
- * matches the array.
- */
-START_TEST(test_a_partial_record_reads_as_the_extents_it_stands_for)
-{
-	static struct blk b[NBIG];
-	struct dio_emap m = { 0 };
-	ck_assert_int_eq(em_insert(&m, 0, 5000, NBIG, EXT_UNWRITTEN), 0);
-	for (uint64_t i = 0; i < NBIG; i++)
-		b[i] = (struct blk){ 5000 + i, EXT_UNWRITTEN, true };
-	t_seed(21);
-	for (int op = 0; op < 40000; op++)
-		convert(&m, b, 1 + t_rand() % (NBIG - 2), 1 + t_rand() % 4, 0);
-	check_big(&m, b);
-	ck_assert_uint_eq(m.t.n, 1);
-	ck_assert_uint_gt(em_count(&m), 20000);
-	for (int op = 0; op < 40000; op++) {
-		uint64_t l = t_rand() % NBIG, n = 1 + t_rand() % 6;
-		n = MIN(n, NBIG - l);
-		unsigned kind = (unsigned)(t_rand() % 100);
-		if (kind < 90) {
-			convert(&m, b, l, n, 0);
-		} else if (kind < 94) {
-			convert(&m, b, l, n, t_rand() % 2 ? EXT_UNWRITTEN : EXT_BAD | (b[l].flags & EXT_UNWRITTEN));
-		} else if (kind < 97) {
-			/* in place over whatever extents hold the range */
-			bool had = false, want = false;
-			bool contiguous = true;
-			for (uint64_t i = l; i < l + n; i++) {
-				want |= !(b[i].flags & EXT_UNWRITTEN);
-				contiguous &= b[i].pblk == b[l].pblk + (i - l);
-			}
-			if (!contiguous)
-				continue;
-			ck_assert_int_eq(em_set(&m, l, b[l].pblk, n, 0, &had), 0);
-			ck_assert(had == want);
-			for (uint64_t i = l; i < l + n; i++)
-				b[i].flags = 0;
-		} else {
-			/* punched and mapped again elsewhere, unwritten */
-			removed_blocks = 0;
-			ck_assert_int_eq(em_remove(&m, l, n, count_removed, NULL), 0);
-			ck_assert_uint_eq(removed_blocks, n);
-			ck_assert_int_eq(em_insert(&m, l, 900000 + l, n, EXT_UNWRITTEN), 0);
-			for (uint64_t i = l; i < l + n; i++)
-				b[i] = (struct blk){ 900000 + i, EXT_UNWRITTEN, true };
-		}
-		if (op % 4000 == 0 || getenv("EVERY"))
-			check_big(&m, b);
-	}
-	check_big(&m, b);
-	ck_assert_uint_gt(m.t.n, 1000);   /* split into records */
-	em_free(&m);
-}
-END_TEST
-
-/* Written block by block in random order, a partial record ends as one
-   written record, merged with the written record before it. */
-START_TEST(test_a_partial_record_written_in_full_is_one_extent_again)
-{
-	enum { N = 1000 };
-	struct dio_emap m = { 0 };
-	static struct blk b[NB];   /* check_map's size; unmapped past N + 10 */
-	ck_assert_int_eq(em_insert(&m, 0, 7000, 10, 0), 0);
-	ck_assert_int_eq(em_insert(&m, 10, 7010, N, EXT_UNWRITTEN), 0);
-	for (uint64_t i = 0; i < N + 10; i++)
-		b[i] = (struct blk){ 7000 + i, i < 10 ? 0 : EXT_UNWRITTEN, true };
-	uint64_t order[N];
-	for (uint64_t i = 0; i < N; i++)
-		order[i] = 10 + i;
-	t_seed(3);
-	for (uint64_t i = N - 1; i > 0; i--) {
-		uint64_t j = t_rand() % (i + 1), t = order[i];
-		order[i] = order[j];
-		order[j] = t;
-	}
-	size_t most = 0;
-	for (uint64_t i = 0; i < N; i++) {
-		convert(&m, b, order[i], 1, 0);
-		most = MAX(most, em_count(&m));
-		if (i % 50 == 0)
-			check_map(&m, b);
-	}
-	check_map(&m, b);
-	ck_assert_uint_gt(most, 100);
-	ck_assert_uint_eq(em_count(&m), 1);
-	ck_assert_uint_eq(m.t.n, 1);
-	ck_assert_uint_eq(m.extra, 0);
-	for (uint32_t i = 0; i < m.nbits; i++)
-		ck_assert_ptr_null(m.bits[i]);
-	struct dio_extent x;
-	ck_assert(em_get(&m, 500, &x));
-	ck_assert(x.lblk == 0 && x.pblk == 7000 && x.len == N + 10 && x.flags == 0);
-	em_free(&m);
-}
-END_TEST
-
-/* Runs that cross long stretches of one state (whole words and whole
-   groups of the bitmap) are found from any block, both ways. */
-START_TEST(test_runs_are_found_across_long_uniform_stretches)
-{
-	enum { N = 100000 };
-	struct dio_emap m = { 0 };
-	static struct blk b[N];
-	ck_assert_int_eq(em_insert(&m, 0, 1000, N, EXT_UNWRITTEN), 0);
-	for (uint64_t i = 0; i < N; i++)
-		b[i] = (struct blk){ 1000 + i, EXT_UNWRITTEN, true };
-	convert(&m, b, 5, 1, 0);
-	convert(&m, b, 99990, 1, 0);
-	convert(&m, b, 40000, 10000, 0);
-	convert(&m, b, 81920, 4096, 0);   /* exactly group 20 of the bitmap */
-	static const uint64_t want[][3] = { { 0, 5, 1 },         { 5, 1, 0 },         { 6, 39994, 1 },
-					    { 40000, 10000, 0 }, { 50000, 31920, 1 }, { 81920, 4096, 0 },
-					    { 86016, 13974, 1 }, { 99990, 1, 0 },     { 99991, 9, 1 } };
-	enum { NW = sizeof(want) / sizeof(want[0]) };
-	ck_assert_uint_eq(em_count(&m), NW);
-	ck_assert_uint_eq(m.t.n, 1);
-	struct em_cur c;
-	size_t k = 0;
-	for (bool ok = em_first(&m, &c); ok; ok = em_next(&m, &c), k++) {
-		ck_assert_uint_lt(k, NW);
-		ck_assert_uint_eq(c.x.lblk, want[k][0]);
-		ck_assert_uint_eq(c.x.len, want[k][1]);
-		ck_assert_uint_eq(c.x.pblk, 1000 + want[k][0]);
-		ck_assert_uint_eq(c.x.flags, want[k][2] ? EXT_UNWRITTEN : 0);
-	}
-	ck_assert_uint_eq(k, NW);
-	for (bool ok = em_last(&m, &c); ok; ok = em_prev(&m, &c))
-		ck_assert_uint_eq(c.x.lblk, want[--k][0]);
-	ck_assert_uint_eq(k, 0);
-	for (uint64_t at = 0; at < N; at += 997) {
-		struct dio_extent x;
-		ck_assert(em_get(&m, at, &x));
-		ck_assert(x.lblk <= at && at < x.lblk + x.len);
-		ck_assert_uint_eq(x.flags, b[at].flags);
-	}
-	/* the run at 40000 written over a whole group again: no change */
-	convert(&m, b, 45000, 4096, 0);
-	ck_assert_uint_eq(em_count(&m), NW);
-	/* marking one block bad splits the record into its runs */
-	convert(&m, b, 70000, 1, EXT_BAD | EXT_UNWRITTEN);
-	ck_assert_uint_eq(em_count(&m), NW + 2);
-	ck_assert_uint_eq(m.t.n, NW + 2);
-	ck_assert_uint_eq(m.extra, 0);
-	for (uint64_t at = 0; at < N; at++) {
-		struct dio_extent x;
-		ck_assert(em_get(&m, at, &x) && x.lblk <= at && at < x.lblk + x.len);
-		ck_assert(x.flags == b[at].flags && x.pblk + (at - x.lblk) == b[at].pblk);
-	}
-	em_free(&m);
 }
 END_TEST
 
@@ -760,9 +485,6 @@ int main(void)
 	tcase_add_test(tc, test_extent_map_matches_a_block_array);
 	tcase_add_test(tc, test_conversions_in_place_keep_every_record_reachable);
 	tcase_add_test(tc, test_a_kept_leaf_finds_what_a_search_from_the_root_finds);
-	tcase_add_test(tc, test_a_partial_record_reads_as_the_extents_it_stands_for);
-	tcase_add_test(tc, test_a_partial_record_written_in_full_is_one_extent_again);
-	tcase_add_test(tc, test_runs_are_found_across_long_uniform_stretches);
 	tcase_add_test(tc, test_free_space_matches_a_bitmap);
 	tcase_add_test(tc, test_a_take_at_a_free_goal_starts_there);
 	suite_add_tcase(s, tc);

@@ -3,7 +3,8 @@
  *
  * At start-up it builds real volumes in several states in memory (empty;
  * files of every extent kind; a pending journal from a crash; after
- * checkpoints; bad blocks...).  An input picks one and patches its
+ * checkpoints; bad blocks; a preallocated file written here and there,
+ * checkpointed and in the journal...).  An input picks one and patches its
  * metadata area: [u8 seed][u8 flags] then records {u32 offset, u8 len,
  * len bytes}.  With flags bit 0 every checkpoint and journal block (and
  * superblock) is re-sealed with a correct CRC, so the damage reaches the
@@ -18,7 +19,7 @@
 #include "../../lib/internal.h"
 
 #define VOL_SIZE (8u << 20)
-#define NSEEDS 6
+#define NSEEDS 8
 
 static uint8_t *seeds[NSEEDS];
 static size_t meta_len;          /* bytes of the metadata area */
@@ -69,7 +70,24 @@ static void quiet(int l, const char *m, void *a)
 	snprintf(last_msg, sizeof(last_msg), "%s", m);
 }
 
-/* Run `nops` crash-model ops on a fresh volume; umount unless `crash`. */
+/* A preallocated file written at scattered blocks: one extent in core
+   with a bitmap of its written blocks, runs in the checkpoint. */
+static void scatter(struct dio_vol *v)
+{
+	struct dio_file *f = dio_open(v, "pre", O_RDWR | O_CREAT);
+	void *buf = aligned_alloc(4096, 4096);
+	if (!f || !buf || dio_fallocate(f, 0, 0, 128 * 4096))
+		abort();
+	memset(buf, 0x5a, 4096);
+	for (int i = 0; i < 30; i++)
+		if (dio_pwrite(f, buf, 4096, (off_t)(1 + (i * 37) % 126) * 4096) != 4096)
+			abort();
+	dio_close(f);
+	free(buf);
+}
+
+/* Run `nops` crash-model ops (or, with nops -1, scatter) on a fresh
+   volume; umount unless `crash`. */
 static void make_seed(int idx, int nops, uint64_t seed, bool crash)
 {
 	memset(img, 0, VOL_SIZE);
@@ -88,15 +106,19 @@ static void make_seed(int idx, int nops, uint64_t seed, bool crash)
 	close(fd);
 	if (nops) {
 		static struct cm_op ops[200];
-		cm_gen(ops, nops, seed);
 		struct dio_vol *v = dio_mount(path, &mo);
 		if (!v)
 			abort();
-		struct dio_file *h[CM_FILES], *hs[CM_FILES];
-		cm_open(v, h, hs);
-		for (int i = 0; i < nops; i++)
-			cm_exec(v, h, hs, &ops[i]);
-		cm_close(h, hs);
+		if (nops < 0) {
+			scatter(v);
+		} else {
+			cm_gen(ops, nops, seed);
+			struct dio_file *h[CM_FILES], *hs[CM_FILES];
+			cm_open(v, h, hs);
+			for (int i = 0; i < nops; i++)
+				cm_exec(v, h, hs, &ops[i]);
+			cm_close(h, hs);
+		}
 		uint8_t *at_crash = malloc(VOL_SIZE);
 		memcpy(at_crash, img, VOL_SIZE);   /* the device as a crash would leave it */
 		dio_umount(v);
@@ -137,6 +159,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	make_seed(3, 150, 4, true);      /* journal wrapped, checkpoints */
 	make_seed(4, 120, 5, false);     /* many extents, punched, truncated */
 	make_seed(5, 20, 6, true);       /* early crash */
+	make_seed(6, -1, 0, false);      /* scattered writes into preallocated space */
+	make_seed(7, -1, 0, true);       /* the same, in the journal */
 	return 0;
 }
 

@@ -4,7 +4,7 @@
 set -e
 dir=${1:-fuzz-corpus}
 mkdir -p "$dir"
-for s in 0 1 2 3 4 5; do
+for s in 0 1 2 3 4 5 6 7; do
   printf "\\$(printf '%03o' $s)\\000" > "$dir/seed-$s-raw"
   printf "\\$(printf '%03o' $s)\\001" > "$dir/seed-$s-sealed"
   # patch 4 bytes at offset 8192+64 (journal) and 4096*20+64 (checkpoint area)

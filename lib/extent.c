@@ -19,114 +19,26 @@
  * marks the blocks in a bitmap of its own (a partial record, internal.h);
  * its runs are what the rest of libdio sees as extents (struct em_cur),
  * and what the checkpoint writes.  Any other change that touches a
- * partial record first splits it into one record per run, as the
- * conversions would have left it.
+ * partial record first cuts it around its range (records there, partial
+ * records on either side), then changes records as before.
  */
 #include "internal.h"
+#include "bitmap.h"
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- the bitmap of a partial record --------------------------------------- */
+/* ---- partial records ------------------------------------------------------ */
 
-#define BM_GROUP_WORDS 64u                        /* a count per 4,096 blocks, */
-#define BM_GROUP_BITS  (BM_GROUP_WORDS * 64u)     /* to step over uniform spans */
 #define PARTIAL_MIN    64u                        /* shorter records split as before */
 #define PARTIAL_MAX    (1u << 24)                 /* at most 2 MiB of bitmap */
-
-struct em_bits {
-	uint64_t len;              /* blocks */
-	uint64_t set;              /* written ones */
-	uint64_t runs;             /* maximal runs of one state: the extents it stands for */
-	uint16_t *grp;             /* written blocks per group of BM_GROUP_BITS */
-	uint64_t w[];              /* bit i: block i written */
-};
-
-static inline bool bm_get(const struct em_bits *b, uint64_t i)
-{
-	return (b->w[i >> 6] >> (i & 63)) & 1;
-}
-
-/* Are all blocks of group g in state v? */
-static bool bm_group_uniform(const struct em_bits *b, uint64_t g, bool v)
-{
-	uint64_t size = MIN((uint64_t)BM_GROUP_BITS, b->len - g * BM_GROUP_BITS);
-	return v ? b->grp[g] == size : b->grp[g] == 0;
-}
-
-/* The first block from i on not in state v, or len.  (Bits past len are
-   0 and the last group counts only real blocks, so neither search runs
-   past the end.) */
-static uint64_t bm_run_end(const struct em_bits *b, uint64_t i, bool v)
-{
-	uint64_t nw = DIV_UP(b->len, 64), k = i >> 6;
-	uint64_t x = (v ? ~b->w[k] : b->w[k]) & (~UINT64_C(0) << (i & 63));
-	while (!x) {
-		if (++k >= nw)
-			return b->len;
-		while (k % BM_GROUP_WORDS == 0 && bm_group_uniform(b, k / BM_GROUP_WORDS, v))
-			if ((k += BM_GROUP_WORDS) >= nw)
-				return b->len;
-		x = v ? ~b->w[k] : b->w[k];
-	}
-	return MIN(b->len, (k << 6) + (uint64_t)__builtin_ctzll(x));
-}
-
-/* The first block of the run of state v that holds block i. */
-static uint64_t bm_run_start(const struct em_bits *b, uint64_t i, bool v)
-{
-	uint64_t k = i >> 6;
-	unsigned sh = 63 - (unsigned)(i & 63);    /* block i at the top bit */
-	uint64_t x = (v ? ~b->w[k] : b->w[k]) << sh;
-	while (!x) {
-		if (!k)
-			return 0;
-		k--;
-		while (k % BM_GROUP_WORDS == BM_GROUP_WORDS - 1 && bm_group_uniform(b, k / BM_GROUP_WORDS, v)) {
-			if (k < BM_GROUP_WORDS)
-				return 0;
-			k -= BM_GROUP_WORDS;
-		}
-		x = v ? ~b->w[k] : b->w[k];
-		sh = 0;
-	}
-	return (k << 6) + (uint64_t)(63 - __builtin_clzll(x)) - sh + 1;
-}
-
-/* Mark blocks [i, i+n) written. */
-static void bm_set(struct em_bits *b, uint64_t i, uint64_t n)
-{
-	for (uint64_t e = i + n; i < e;) {
-		uint64_t k = i >> 6;
-		unsigned lo = (unsigned)(i & 63), cnt = (unsigned)MIN(64u - lo, e - i);
-		uint64_t mask = (cnt == 64 ? ~UINT64_C(0) : (UINT64_C(1) << cnt) - 1) << lo;
-		unsigned add = (unsigned)__builtin_popcountll(mask & ~b->w[k]);
-		b->w[k] |= mask;
-		b->grp[k / BM_GROUP_WORDS] = (uint16_t)(b->grp[k / BM_GROUP_WORDS] + add);
-		b->set += add;
-		i += cnt;
-	}
-}
 
 static struct em_bits *bits_of(const struct dio_emap *m, const struct dio_extent *r)
 {
 	return m->bits[r->flags >> EXT_BM_SHIFT];
 }
 
-/* A bitmap for len blocks, none written. */
-static struct em_bits *bits_new(uint64_t len)
-{
-	uint64_t nw = DIV_UP(len, 64), ng = DIV_UP(nw, BM_GROUP_WORDS);
-	struct em_bits *b = calloc(1, sizeof(*b) + (size_t)nw * sizeof(uint64_t) + (size_t)ng * sizeof(uint16_t));
-	if (!b)
-		return NULL;
-	b->len = len;
-	b->runs = 1;
-	b->grp = (uint16_t *)(b->w + nw);
-	return b;
-}
-
-/* Give r (unwritten) the bitmap b: r is partial from now on. */
-static int partial_attach(struct dio_emap *m, struct dio_extent *r, struct em_bits *b)
+/* A slot of the map's table for b; -ENOMEM if the table cannot grow. */
+static int slot_take(struct dio_emap *m, struct em_bits *b, uint32_t *out)
 {
 	uint32_t slot = m->bits_lo;
 	while (slot < m->nbits && m->bits[slot])
@@ -144,8 +56,31 @@ static int partial_attach(struct dio_emap *m, struct dio_extent *r, struct em_bi
 	}
 	m->bits[slot] = b;
 	m->bits_lo = slot + 1;
-	r->flags = EXT_UNWRITTEN | EXT_PARTIAL | slot << EXT_BM_SHIFT;
+	*out = slot;
 	return 0;
+}
+
+/* Free the slot and its bitmap. */
+static void slot_release(struct dio_emap *m, uint32_t slot)
+{
+	free(m->bits[slot]);
+	m->bits[slot] = NULL;
+	m->bits_lo = MIN(m->bits_lo, slot);
+}
+
+static uint32_t partial_flags(uint32_t slot)
+{
+	return EXT_UNWRITTEN | EXT_PARTIAL | slot << EXT_BM_SHIFT;
+}
+
+/* Give r (unwritten) the bitmap b: r is partial from now on. */
+static int partial_attach(struct dio_emap *m, struct dio_extent *r, struct em_bits *b)
+{
+	uint32_t slot;
+	int e = slot_take(m, b, &slot);
+	if (!e)
+		r->flags = partial_flags(slot);
+	return e;
 }
 
 /* Make the unwritten record r partial, with no block written yet. */
@@ -163,10 +98,7 @@ static int partial_new(struct dio_emap *m, struct dio_extent *r)
 /* r stops being partial (its runs were accounted for by the caller). */
 static void partial_free(struct dio_emap *m, struct dio_extent *r)
 {
-	uint32_t slot = r->flags >> EXT_BM_SHIFT;
-	free(m->bits[slot]);
-	m->bits[slot] = NULL;
-	m->bits_lo = MIN(m->bits_lo, slot);
+	slot_release(m, r->flags >> EXT_BM_SHIFT);
 	r->flags = EXT_UNWRITTEN;
 }
 
@@ -431,51 +363,121 @@ static int partial_write(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, ui
 	return rec_restate(m, c, r->lblk, r->len, 0);
 }
 
-/* Split the partial record at c into one record per run.  The runs after
-   the first go in first, and out again if one cannot (-ENOMEM, nothing
-   changed); then the record shrinks to its first run.  c is invalid
-   afterwards. */
-static int partial_split(struct dio_emap *m, struct bt_cur *c)
+/* The record starting at lblk into the one before it, if they join. */
+static void rec_merge_back(struct dio_emap *m, uint64_t lblk)
 {
-	struct dio_extent r = *bt_rec(c);
-	const struct em_bits *b = bits_of(m, &r);
-	struct dio_extent first = { 0, 0, 0, 0 };
-	int err = 0;
-	uint64_t i = 0;
-	while (i < r.len && !err) {
-		bool v = bm_get(b, i);
-		uint64_t e = bm_run_end(b, i, v);
-		struct dio_extent x = { r.lblk + i, r.pblk + i, (uint32_t)(e - i), v ? 0 : EXT_UNWRITTEN };
-		if (!i)
-			first = x;
-		else
-			err = bt_insert(&m->t, &x);
+	struct bt_cur c, p;
+	struct dio_extent key = { .lblk = lblk };
+	if (!bt_seek_ge(&m->t, &key, &c) || bt_rec(&c)->lblk != lblk)
+		return;
+	p = c;
+	if (!bt_prev(&p) || !em_joins(bt_rec(&p), bt_rec(&c)))
+		return;
+	struct dio_extent x = *bt_rec(&c);
+	bt_rec(&p)->len += x.len;
+	bt_delete(&m->t, &x);
+}
+
+/*
+ * Cutting a partial record around [s, e) (offsets in it): the blocks
+ * there become records, one per run, and the parts before and after stay
+ * partial (bitmaps of their own) unless they are of one state.  So a
+ * punch, a remap or a block marked bad changes records only where it
+ * acts, and the rest of the record keeps its bitmap.
+ */
+struct cut {
+	struct dio_extent r;            /* the partial record */
+	const struct em_bits *b;
+	uint64_t s, e;
+	struct em_bits *part[2];        /* before s, from e: kept partial, or NULL */
+	uint32_t slot[2];
+};
+
+/* The piece of the cut record from offset at: its extent in *x; returns
+   the offset after it. */
+static uint64_t cut_piece(const struct cut *k, uint64_t at, struct dio_extent *x)
+{
+	uint64_t to;
+	uint32_t flags;
+	if (at < k->s || at >= k->e) {
+		int side = at >= k->e;
+		to = side ? k->r.len : k->s;
+		flags = k->part[side] ? partial_flags(k->slot[side]) : bm_get(k->b, at) ? 0 : EXT_UNWRITTEN;
+	} else {
+		bool v = bm_get(k->b, at);
+		to = MIN(bm_run_end(k->b, at, v), k->e);
+		flags = v ? 0 : EXT_UNWRITTEN;
+	}
+	*x = (struct dio_extent){ k->r.lblk + at, k->r.pblk + at, (uint32_t)(to - at), flags };
+	return to;
+}
+
+/* Cut the partial record at c around [lblk, end).  The pieces after the
+   first go in first, and out again if one cannot (-ENOMEM, nothing
+   changed); then the record becomes its first piece.  c is invalid
+   afterwards. */
+static int partial_cut(struct dio_emap *m, struct bt_cur *c, uint64_t lblk, uint64_t end)
+{
+	struct cut k = { .r = *bt_rec(c) };
+	k.b = bits_of(m, &k.r);
+	k.s = lblk > k.r.lblk ? lblk - k.r.lblk : 0;
+	k.e = MIN(end - k.r.lblk, (uint64_t)k.r.len);
+	/* out to the runs' ends: pieces side by side then differ in state,
+	   as records that could merge would have been merged */
+	k.s = bm_run_start(k.b, k.s, bm_get(k.b, k.s));
+	k.e = bm_run_end(k.b, k.e - 1, bm_get(k.b, k.e - 1));
+	uint64_t from[2] = { 0, k.e }, to[2] = { k.s, k.r.len };
+	int taken = 0, err = 0;
+	for (int side = 0; side < 2 && !err; side++) {
+		if (from[side] >= to[side] || bm_run_end(k.b, from[side], bm_get(k.b, from[side])) >= to[side])
+			continue;   /* nothing there, or one state: a plain record */
+		k.part[side] = bits_slice(k.b, from[side], to[side]);
+		err = !k.part[side] ? -ENOMEM : slot_take(m, k.part[side], &k.slot[side]);
 		if (!err)
-			i = e;
+			taken |= 1 << side;
+	}
+	struct dio_extent first, x;
+	uint64_t at = err ? 0 : cut_piece(&k, 0, &first), done = at;
+	while (!err && done < k.r.len) {
+		uint64_t next = cut_piece(&k, done, &x);
+		if (!(err = bt_insert(&m->t, &x)))
+			done = next;
 	}
 	if (err) {
-		for (uint64_t j = first.len; j < i; j = bm_run_end(b, j, bm_get(b, j))) {
-			struct dio_extent x = { .lblk = r.lblk + j };
-			bt_delete(&m->t, &x);
+		for (uint64_t a = at; a < done;) {
+			a = cut_piece(&k, a, &x);
+			bt_delete(&m->t, &(struct dio_extent){ .lblk = x.lblk });
+		}
+		for (int side = 0; side < 2; side++) {
+			if (taken & (1 << side))
+				slot_release(m, k.slot[side]);
+			else
+				free(k.part[side]);
 		}
 		return err;
 	}
-	struct dio_extent key = { .lblk = r.lblk };
+	struct dio_extent key = { .lblk = k.r.lblk };
 	bt_seek_ge(&m->t, &key, c);
-	m->extra -= (size_t)(b->runs - 1);
-	partial_free(m, bt_rec(c));
+	m->extra -= (size_t)(k.b->runs - 1);
+	for (int side = 0; side < 2; side++)
+		if (k.part[side])
+			m->extra += (size_t)(k.part[side]->runs - 1);
+	slot_release(m, k.r.flags >> EXT_BM_SHIFT);
 	*bt_rec(c) = first;
+	/* and with the records on either side, where an end piece is plain */
+	rec_merge_back(m, k.r.lblk);
+	rec_merge_back(m, k.r.lblk + k.r.len);
 	return 0;
 }
 
-/* No partial record left over [lblk, end). */
-static int split_partials(struct dio_emap *m, uint64_t lblk, uint64_t end)
+/* No partial record left over [lblk, end): they are cut around it. */
+static int cut_partials(struct dio_emap *m, uint64_t lblk, uint64_t end)
 {
 	struct bt_cur c;
 	while (lblk < end && rec_find(m, lblk, &c) && bt_rec(&c)->lblk < end) {
 		uint64_t next = bt_rec(&c)->lblk + bt_rec(&c)->len;
 		if (bt_rec(&c)->flags & EXT_PARTIAL) {
-			int e = partial_split(m, &c);
+			int e = partial_cut(m, &c, lblk, end);
 			if (e)
 				return e;
 		}
@@ -500,7 +502,7 @@ int em_restate(struct dio_emap *m, struct em_cur *c, uint64_t lblk, uint64_t len
 	if (r->flags & EXT_PARTIAL) {
 		if (convert)
 			return partial_write(m, &c->c, lblk, len);
-		int e = partial_split(m, &c->c);
+		int e = partial_cut(m, &c->c, lblk, lblk + len);
 		if (e)
 			return e;
 		rec_find(m, lblk, &c->c);
@@ -542,7 +544,7 @@ int em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, vo
 	struct bt_cur c;
 	if (!len)
 		return 0;
-	int err = split_partials(m, lblk, end);
+	int err = cut_partials(m, lblk, end);
 	if (err)
 		return err;
 	for (bool ok = rec_find(m, lblk, &c); ok && bt_rec(&c)->lblk < end; ok = rec_find(m, lblk, &c)) {

@@ -111,6 +111,15 @@ static inline void check_big(const struct dio_emap *m, const struct blk *b)
 	T_CHECK(n == 0 && prev_end == 0);
 }
 
+/* Blocks [0, n) mapped unwritten onto device blocks from pblk, as one
+   record, and in the array. */
+static inline void map_unwritten(struct dio_emap *m, struct blk *b, uint64_t n, uint64_t pblk)
+{
+	ck_assert_int_eq(em_insert(m, 0, pblk, n, EXT_UNWRITTEN), 0);
+	for (uint64_t i = 0; i < n; i++)
+		b[i] = (struct blk){ pblk + i, EXT_UNWRITTEN, true };
+}
+
 /* Convert n unwritten blocks from l (inside one extent) as a write's
    completion does, and in the array. */
 static inline void convert(struct dio_emap *m, struct blk *b, uint64_t l, uint64_t n, uint32_t fl)

@@ -22,9 +22,7 @@ START_TEST(test_a_partial_record_reads_as_the_extents_it_stands_for)
 {
 	static struct blk b[NBIG];
 	struct dio_emap m = { 0 };
-	ck_assert_int_eq(em_insert(&m, 0, 5000, NBIG, EXT_UNWRITTEN), 0);
-	for (uint64_t i = 0; i < NBIG; i++)
-		b[i] = (struct blk){ 5000 + i, EXT_UNWRITTEN, true };
+	map_unwritten(&m, b, NBIG, 5000);
 	t_seed(21);
 	for (int op = 0; op < 40000; op++)
 		convert(&m, b, 1 + t_rand() % (NBIG - 2), 1 + t_rand() % 4, 0);
@@ -121,9 +119,7 @@ START_TEST(test_runs_are_found_across_long_uniform_stretches)
 	enum { N = 100000 };
 	struct dio_emap m = { 0 };
 	static struct blk b[N];
-	ck_assert_int_eq(em_insert(&m, 0, 1000, N, EXT_UNWRITTEN), 0);
-	for (uint64_t i = 0; i < N; i++)
-		b[i] = (struct blk){ 1000 + i, EXT_UNWRITTEN, true };
+	map_unwritten(&m, b, N, 1000);
 	convert(&m, b, 5, 1, 0);
 	convert(&m, b, 99990, 1, 0);
 	convert(&m, b, 40000, 10000, 0);
@@ -224,9 +220,7 @@ START_TEST(test_a_map_loaded_in_order_puts_its_runs_back_together)
 {
 	static struct blk b[NBIG];
 	struct dio_emap a = { 0 }, l = { 0 };
-	ck_assert_int_eq(em_insert(&a, 0, 5000, NBIG, EXT_UNWRITTEN), 0);
-	for (uint64_t i = 0; i < NBIG; i++)
-		b[i] = (struct blk){ 5000 + i, EXT_UNWRITTEN, true };
+	map_unwritten(&a, b, NBIG, 5000);
 	t_seed(31);
 	for (int op = 0; op < 30000; op++)
 		convert(&a, b, 1 + t_rand() % (NBIG - 2), 1 + t_rand() % 4, 0);

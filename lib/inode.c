@@ -224,24 +224,9 @@ void vol_free_inodes(struct dio_vol *v)
 
 /* ---- handles ---------------------------------------------------------- */
 
-int file_check(struct dio_file *f)
+/* The last reference to a handle is gone (file_put): it closes. */
+void file_close_last(struct dio_file *f)
 {
-	if (!f || f->magic != DIO_FILE_MAGIC) {
-		errno = EBADF;
-		return -1;
-	}
-	return 0;
-}
-
-void file_get(struct dio_file *f)
-{
-	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-}
-
-void file_put(struct dio_file *f)
-{
-	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) != 1)
-		return;
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
 	pthread_mutex_lock(&v->md_lock);

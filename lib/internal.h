@@ -80,6 +80,9 @@ void dio_assert_fail(const char *what, const char *file, int line) __attribute__
 /* A function that owns a batch or a slice array: its frame never nests in
    its caller's, so the synchronous path stays within 4 KiB of stack. */
 #define NOINLINE __attribute__((noinline))
+/* A step of the request path small enough that its call, not its work,
+   was the cost (callgrind, bench/RESULTS.md): in the caller's frame. */
+#define ALWAYS_INLINE inline __attribute__((always_inline))
 bool dio_mutex_held(pthread_mutex_t *m);
 bool dio_rwlock_held(pthread_rwlock_t *l);
 
@@ -111,7 +114,15 @@ struct dio_counters_atomic {
 		bounced, rmw_blocks, journal_commits, flushes;
 } __attribute__((aligned(64)));
 #define CNT_SHARDS 8
-unsigned dio_thread_slot(void);   /* small per-thread number, assigned at first use */
+/* A small per-thread number, assigned at first use (log.c); inline, as
+   every request counts itself through it. */
+extern DIO_TLS unsigned dio_thread_slot_v;   /* 0: not assigned yet */
+unsigned dio_thread_slot_assign(void);
+static inline unsigned dio_thread_slot(void)
+{
+	unsigned s = dio_thread_slot_v;
+	return s ? s : dio_thread_slot_assign();
+}
 
 /* ---- extents ---- */
 #define EXT_UNWRITTEN 0x1u
@@ -290,35 +301,7 @@ bool clean_can_refill(const struct dio_vol *v, uint64_t need);   /* md_lock */
 int  clean_refill(struct dio_vol *v, uint64_t need);     /* no locks held */
 bool clean_wait_zeroing(struct dio_vol *v);              /* no locks held */
 
-/* ---- range locks (lock.c) ---- */
-#define RL_STRIPES 16
-#define RL_CHUNK   64u         /* blocks per chunk; chunk c is in stripe c % RL_STRIPES */
-struct dio_range;
-struct rl_node {
-	struct dio_range *owner;
-	struct rl_node *next;
-};
-struct dio_range {
-	uint64_t start, end;       /* blocks [start, end) */
-	bool excl;
-	unsigned s0, ns;           /* stripes s0 .. s0+ns-1 (mod RL_STRIPES) */
-	struct rl_node node[RL_STRIPES];
-};
-struct rl_stripe {
-	atomic_uint busy;          /* a spin lock over held (lock.c says why) */
-	atomic_uint waiters;       /* threads asleep on cv: unlock wakes only if any */
-	struct rl_node *held;
-	pthread_mutex_t mu;        /* for cv only: sleeping on a conflict */
-	pthread_cond_t cv;
-} __attribute__((aligned(64)));
-struct dio_rangelock {
-	struct rl_stripe s[RL_STRIPES];
-};
-struct dio_rangelock *rl_new(void);
-void rl_free(struct dio_rangelock *rl);
-void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
-void rl_unlock(struct dio_rangelock *rl, struct dio_range *r);
-bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
+#include "lock.h"
 
 /* ---- inodes and the namespace (file.c) ---- */
 struct dio_inode {
@@ -566,6 +549,18 @@ void devctx_release(struct dio_vol *v);
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n);
 int dev_flush(struct dio_vol *v);
 int dev_finish_short(struct dio_vol *v, struct dio_bio *b);   /* a queued bio came back short */
+
+/* A queued bio is back: 0, or its error (the rest of a short transfer
+   moved first).  A whole one-buffer transfer, the usual case, is
+   settled here without a call. */
+static inline int dev_finish(struct dio_vol *v, struct dio_bio *b)
+{
+	if (b->res < 0)
+		return (int)b->res;
+	if (b->iovcnt == 1 && (size_t)b->res == b->iov[0].iov_len)
+		return 0;
+	return dev_finish_short(v, b);
+}
 int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, size_t len);
 
 /* journal.c */
@@ -660,7 +655,6 @@ int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
  */
 struct rw_req {
 	struct dio_file *f;
-	struct dio_range r;          /* held from rq_lock to rq_finish */
 	const struct iovec *iov;     /* the caller's */
 	int iovcnt;
 	uint64_t off, end;           /* bytes [off, end) */
@@ -677,6 +671,7 @@ struct rw_req {
 	bool changed;                /* the conversion journalled something */
 	bool bounced;
 	struct em_hint hint;         /* where the map was searched: the conversion looks there */
+	struct dio_range r;          /* held from rq_lock to rq_finish (last: its nodes are cold) */
 };
 
 /* rw.c: queued requests (queue.c) */
@@ -690,9 +685,16 @@ struct rw_async {
 	struct iovec iov[RW_ASYNC_IOVS];
 };
 enum { RWA_INLINE = 0, RWA_READY = 1, RWA_DONE = 2 };
+/* Completed requests, counted here and added to the volume's counters
+   in one go by rw_tally_flush: a queue's reap adds a batch's worth of
+   counts with one atomic add each, not one per request. */
+struct rw_tally {
+	uint64_t n[2], bytes[2];     /* [0] reads, [1] writes */
+};
 int     rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
 			 int iovcnt, off_t offset, bool may_block);
-ssize_t rw_async_finish(struct rw_async *a, int err);   /* the request's result */
+ssize_t rw_async_finish(struct rw_async *a, int err, struct rw_tally *t);   /* the request's result */
+void    rw_tally_flush(struct dio_counters_atomic *cnt, struct rw_tally *t);
 
 /* the data path's helpers for file.c */
 int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);   /* rmw.c */
@@ -711,9 +713,30 @@ void tail_forget(struct dio_inode *in, uint64_t b0, uint64_t b1);
 uint8_t *tail_window_begin(struct dio_inode *in, uint32_t bs, uint32_t *cap);
 void tail_window_end(struct dio_inode *in, uint64_t blk, uint64_t n);
 void tail_free(struct dio_inode *in);   /* the inode goes */
-int  file_check(struct dio_file *f);
-void file_get(struct dio_file *f);
-void file_put(struct dio_file *f);   /* the last reference closes the handle */
+void file_close_last(struct dio_file *f);   /* file_put's last reference: the handle goes */
+
+/* 0 if f is an open handle, else -1 with errno EBADF.  Every call checks
+   this, so it is inline. */
+static inline int file_check(struct dio_file *f)
+{
+	if (!f || f->magic != DIO_FILE_MAGIC) {
+		errno = EBADF;
+		return -1;
+	}
+	return 0;
+}
+
+static inline void file_get(struct dio_file *f)
+{
+	atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+/* Drop a reference; the last one closes the handle. */
+static inline void file_put(struct dio_file *f)
+{
+	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+		file_close_last(f);
+}
 
 static inline bool backend_has_async(const struct dio_backend_ops *o)
 {

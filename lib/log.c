@@ -66,13 +66,14 @@ bool dio_rwlock_held(pthread_rwlock_t *l)
 }
 
 /* A small number per thread, given at its first use: which counter shard
-   (CNT) the thread adds to, so that counting never bounces a line. */
+   (CNT) the thread adds to, so that counting never bounces a line, and
+   which thread owns a DIO_QUEUE_SINGLE_THREAD queue (no two threads ever
+   get the same one). */
 static atomic_uint next_thread_slot;
-static DIO_TLS unsigned thread_slot;
+DIO_TLS unsigned dio_thread_slot_v;
 
-unsigned dio_thread_slot(void)
+unsigned dio_thread_slot_assign(void)
 {
-	if (!thread_slot)
-		thread_slot = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
-	return thread_slot;
+	dio_thread_slot_v = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
+	return dio_thread_slot_v;
 }

@@ -31,6 +31,10 @@ struct qslot {
 
 struct dio_queue {
 	struct dio_vol *vol;
+	const struct dio_backend_ops *ops;   /* the volume's backend */
+	bool says_started;                   /* its submit_async says how many went down (ABI 6) */
+	struct dio_counters_atomic *cnt;     /* the creating thread's shard of the volume's
+						counters (adding to it is atomic: any thread may) */
 	unsigned entries;
 	void *ctx;                  /* own backend context, or NULL: inline only */
 	struct qslot *slot;
@@ -41,9 +45,11 @@ struct dio_queue {
 	struct dio_bio **done;      /* scratch for the backend's reap */
 	struct dio_bio **subv;      /* I/Os prepared, not yet handed to the backend */
 	unsigned nsub;
+	unsigned depth;             /* the backend context's, and what done and subv hold */
+	bool io_bound;              /* more entries than depth / RW_ASYNC_BIOS: see io_room */
 	unsigned pending_bios;      /* I/Os handed to the backend, not back yet */
 	bool single;                /* DIO_QUEUE_SINGLE_THREAD: only `owner` may use it */
-	pthread_t owner;
+	unsigned owner;             /* its dio_thread_slot() */
 	struct qbuf *bufs;          /* registered buffers, sorted by address */
 	unsigned nbufs;
 	bool fixed;                 /* the backend context has them too */
@@ -95,19 +101,23 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 		return NULL;
 	}
 	q->vol = v;
+	q->ops = v->dev.ops;
+	q->says_started = v->dev.ops->abi >= 6;
+	q->cnt = CNT(v);
 	q->entries = entries;
 	q->efd = -1;
 	q->magic = DIO_QUEUE_MAGIC;
 	q->single = (flags & DIO_QUEUE_SINGLE_THREAD) != 0;
-	q->owner = pthread_self();
+	q->owner = dio_thread_slot();
 	q->cq = calloc(entries, sizeof(*q->cq));
 	bool async = backend_has_async(v->dev.ops);
 	if (async) {
-		unsigned depth = MIN(entries * RW_ASYNC_BIOS, 4096u);
+		unsigned depth = q->depth = MIN(entries * RW_ASYNC_BIOS, 4096u);
 		q->slot = calloc(entries, sizeof(*q->slot));
 		q->free_slots = calloc(entries, sizeof(*q->free_slots));
 		q->done = calloc(depth, sizeof(*q->done));
 		q->subv = calloc(depth, sizeof(*q->subv));
+		q->io_bound = entries > depth / RW_ASYNC_BIOS;
 		int err = 0;
 		if (q->slot && q->free_slots && q->done && q->subv)
 			q->ctx = q->single && backend_has_owned(v->dev.ops) ? v->dev.ops->open_owned(v->dev.fd, depth, &err)
@@ -131,7 +141,7 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 /* A DIO_QUEUE_SINGLE_THREAD queue called from another thread. */
 static bool foreign(const struct dio_queue *q)
 {
-	return q->single && !pthread_equal(q->owner, pthread_self());
+	return q->single && q->owner != dio_thread_slot();
 }
 
 /* Make dio_queue_fd's descriptor readable (there are completions). */
@@ -143,9 +153,10 @@ static void q_signal(struct dio_queue *q)
 	}
 }
 
-static void post(struct dio_queue *q, uint64_t user_data, ssize_t res)
+static ALWAYS_INLINE void post(struct dio_queue *q, uint64_t user_data, ssize_t res)
 {
-	struct dio_cqe *c = &q->cq[(q->head + q->count) % q->entries];
+	unsigned i = q->head + q->count;   /* both < entries: no division */
+	struct dio_cqe *c = &q->cq[i < q->entries ? i : i - q->entries];
 	c->user_data = user_data;
 	c->res = res;
 	q->count++;
@@ -158,6 +169,35 @@ static struct qslot *slot_of(struct dio_queue *q, struct dio_bio *b)
 	return &q->slot[i];
 }
 
+/* Slot s's last I/O is back (or none went down): its request completes. */
+static ALWAYS_INLINE void slot_done(struct dio_queue *q, struct qslot *s, struct rw_tally *t)
+{
+	post(q, s->user_data, rw_async_finish(&s->a, s->err, t));
+	s->busy = false;
+	q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
+	q->inflight--;
+}
+
+/* The backend took only the first `started` of the n prepared I/Os (r:
+   what its submit said).  The others fail with its error, or EAGAIN
+   when it took some (a retry puts the first refused I/O first, so the
+   caller then hears the kernel's own reason). */
+static NOINLINE void fail_unstarted(struct dio_queue *q, unsigned started, unsigned n, int r)
+{
+	int e = r < 0 ? r : r > 0 ? -EAGAIN : -EIO;
+	struct rw_tally t = { { 0, 0 }, { 0, 0 } };
+	for (unsigned i = started; i < n; i++) {
+		struct qslot *s = slot_of(q, q->subv[i]);
+		if (!s->err)
+			s->err = e;
+		DIO_ASSERT(s->busy && s->pending > 0 && q->inflight > 0);
+		if (--s->pending)
+			continue;
+		slot_done(q, s, &t);   /* the first error wins: nothing went down, never convert */
+	}
+	rw_tally_flush(q->cnt, &t);
+}
+
 /*
  * Hand the prepared I/Os to the backend in one call (one io_uring_submit
  * or io_submit for a whole dio_submit batch).  The backend says how many
@@ -166,61 +206,42 @@ static struct qslot *slot_of(struct dio_queue *q, struct dio_bio *b)
  * when its last started I/O is back.  A request none of whose I/Os went
  * down completes here.
  */
-static void flush_subs(struct dio_queue *q)
+static ALWAYS_INLINE void flush_subs(struct dio_queue *q)
 {
 	if (!q->nsub)
 		return;
 	unsigned n = q->nsub;
 	q->nsub = 0;
-	int r = q->vol->dev.ops->submit_async(q->ctx, q->subv, n);
+	int r = q->ops->submit_async(q->ctx, q->subv, n);
 	/* ABI 6: how many went down (the first ones); before: 0 for all */
 	DIO_ASSERT(r <= (int)n);
-	unsigned started = r < 0 ? 0 : q->vol->dev.ops->abi >= 6 ? MIN((unsigned)r, n) : n;
-	/* the ones not started fail with the backend's error, or EAGAIN
-	   when it took some (a retry puts the first refused I/O first, so
-	   the caller then hears the kernel's own reason) */
-	int e = r < 0 ? r : r > 0 ? -EAGAIN : -EIO;
+	unsigned started = r < 0 ? 0 : q->says_started ? MIN((unsigned)r, n) : n;
 	q->pending_bios += started;
-	cnt_add(&CNT(q->vol)->device_ios, started);
-	if (started == n)
-		return;
-	for (unsigned i = started; i < n; i++) {
-		struct qslot *s = slot_of(q, q->subv[i]);
-		if (!s->err)
-			s->err = e;
-		DIO_ASSERT(s->busy && s->pending > 0 && q->inflight > 0);
-		if (--s->pending)
-			continue;
-		/* the first error wins: nothing went down, never convert */
-		post(q, s->user_data, rw_async_finish(&s->a, s->err));
-		s->busy = false;
-		q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
-		q->inflight--;
-	}
+	cnt_add(&q->cnt->device_ios, started);
+	if (started < n)
+		fail_unstarted(q, started, n, r);
 }
 
 /* Collect finished I/Os; a request whose last I/O is back completes. */
 static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 {
-	unsigned depth = MIN(q->entries * RW_ASYNC_BIOS, 4096u);
-	int n = q->vol->dev.ops->reap(q->ctx, q->done, min_nr, depth, timeout_ms);
+	int n = q->ops->reap(q->ctx, q->done, min_nr, q->depth, timeout_ms);
 	if (n < 0)
 		return n;
 	q->pending_bios -= (unsigned)n;
+	struct rw_tally t = { { 0, 0 }, { 0, 0 } };
 	for (int i = 0; i < n; i++) {
 		struct dio_bio *b = q->done[i];
 		struct qslot *s = slot_of(q, b);
-		int e = b->res < 0 ? (int)b->res : dev_finish_short(q->vol, b);
+		int e = dev_finish(q->vol, b);
 		if (e && !s->err)
 			s->err = e;
 		DIO_ASSERT(s->busy && s->pending > 0 && q->inflight > 0);
 		if (--s->pending)
 			continue;
-		post(q, s->user_data, rw_async_finish(&s->a, s->err));
-		s->busy = false;
-		q->free_slots[q->nfree++] = (unsigned)(s - q->slot);
-		q->inflight--;
+		slot_done(q, s, &t);
 	}
+	rw_tally_flush(q->cnt, &t);
 	return n;
 }
 
@@ -312,20 +333,49 @@ static void mark_fixed(const struct dio_queue *q, struct dio_bio *b)
 		b->flags |= DIO_BIO_FIXED | q->bufs[lo - 1].idx << DIO_BIO_BUF_SHIFT;
 }
 
+/*
+ * Is there room in the backend context for one more request's I/Os?  It
+ * carries depth of them (8 per entry, at most 4,096), and a queue of more
+ * than 512 entries could have more in flight: an AIO context would refuse
+ * them (EAGAIN) and a ring's completions would spill over.  So such a
+ * queue takes a request only while its I/Os surely fit; dio_submit then
+ * takes fewer than asked, as when its slots are full.  This also bounds
+ * subv, which holds what one dio_submit prepares.
+ */
+static bool io_room(const struct dio_queue *q)
+{
+	return !q->io_bound || q->pending_bios + q->nsub + RW_ASYNC_BIOS <= q->depth;
+}
+
 /* Try the asynchronous path; false: run it inline instead. */
 static bool try_async(struct dio_queue *q, const struct dio_req *r)
 {
-	if (!q->ctx || !q->nfree || r->op < DIO_OP_READ || r->op > DIO_OP_WRITEV)
+	if (!q->ctx || !q->nfree)
 		return false;
-	struct dio_file *f = r->file;
-	if (file_check(f) < 0 || f->vol != q->vol)
+	struct iovec one;
+	const struct iovec *iov;
+	int iovcnt;
+	switch (r->op) {
+	case DIO_OP_READ:
+	case DIO_OP_WRITE:
+		one = (struct iovec){ r->buf, r->len };
+		iov = &one;
+		iovcnt = 1;
+		break;
+	case DIO_OP_READV:
+	case DIO_OP_WRITEV:
+		iov = r->iov;
+		iovcnt = r->iovcnt;
+		if (!iov || iovcnt <= 0)
+			return false;
+		break;
+	default:
 		return false;
+	}
 	bool write = r->op == DIO_OP_WRITE || r->op == DIO_OP_WRITEV;
-	struct iovec one = { r->buf, r->len };
-	const struct iovec *iov = (r->op == DIO_OP_READ || r->op == DIO_OP_WRITE) ? &one : r->iov;
-	int iovcnt = (r->op == DIO_OP_READ || r->op == DIO_OP_WRITE) ? 1 : r->iovcnt;
-	if (!iov || iovcnt <= 0)
-		return false;
+	struct dio_file *f = r->file;
+	if (!f || f->magic != DIO_FILE_MAGIC || f->vol != q->vol)
+		return false;   /* inline, which reports it (errno untouched here) */
 	unsigned idx = q->free_slots[q->nfree - 1];
 	struct qslot *s = &q->slot[idx];
 	int k = rw_async_prepare(&s->a, f, write, iov, iovcnt, r->offset, false);
@@ -349,11 +399,12 @@ static bool try_async(struct dio_queue *q, const struct dio_req *r)
 	s->err = 0;
 	s->pending = s->a.nbio;
 	q->inflight++;
-	for (unsigned i = 0; i < s->a.nbio; i++) {
-		if (q->fixed)
+	for (unsigned i = 0; i < s->a.nbio; i++)
+		q->subv[q->nsub + i] = &s->a.bio[i];
+	q->nsub += s->a.nbio;
+	if (q->fixed)
+		for (unsigned i = 0; i < s->a.nbio; i++)
 			mark_fixed(q, &s->a.bio[i]);
-		q->subv[q->nsub++] = &s->a.bio[i];
-	}
 	return true;
 }
 
@@ -366,7 +417,7 @@ DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned
 	if (!nr)
 		return 0;
 	unsigned taken = 0;
-	while (taken < nr && q->inflight + q->count < q->entries) {
+	while (taken < nr && q->inflight + q->count < q->entries && io_room(q)) {
 		const struct dio_req *r = &reqs[taken];
 		if (!try_async(q, r))
 			post(q, r->user_data, run_inline(q, r));
@@ -454,7 +505,8 @@ DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr,
 	unsigned n = q->count < max_nr ? q->count : max_nr;
 	for (unsigned i = 0; i < n; i++) {
 		cqes[i] = q->cq[q->head];
-		q->head = (q->head + 1) % q->entries;
+		if (++q->head == q->entries)
+			q->head = 0;
 	}
 	q->count -= n;
 	if (q->count)

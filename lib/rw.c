@@ -37,26 +37,26 @@ static int fail(int e)
 
 /* Validate the iovec and sum its length; aligned says whether the direct
    path may move it. */
-static int check_iov(const struct dio_file *f, const struct iovec *iov, int iovcnt, off_t offset,
-		     size_t *total, bool *aligned)
+static ALWAYS_INLINE int check_iov(const struct dio_file *f, const struct iovec *iov, int iovcnt,
+				   off_t offset, size_t *total, bool *aligned)
 {
 	if (!iov || iovcnt <= 0 || iovcnt > IOV_MAX || offset < 0)
 		return -EINVAL;
 	const struct dio_geom *g = &f->vol->dev.geom;
 	uintptr_t mmask = g->mem_align - 1, omask = g->logical_bs - 1;
 	size_t t = 0;
-	bool al = ((uint64_t)offset & omask) == 0;
+	uintptr_t misaligned = (uintptr_t)((uint64_t)offset & omask);   /* any bit: not aligned */
 	for (int i = 0; i < iovcnt; i++) {
-		if (iov[i].iov_len > SSIZE_MAX - t)
+		size_t l = iov[i].iov_len;
+		if (l > SSIZE_MAX - t)
 			return -EINVAL;
-		if (iov[i].iov_len && !iov[i].iov_base)
+		if (l && !iov[i].iov_base)
 			return -EFAULT;
-		t += iov[i].iov_len;
-		if (((uintptr_t)iov[i].iov_base & mmask) || (iov[i].iov_len & omask))
-			al = false;
+		t += l;
+		misaligned |= ((uintptr_t)iov[i].iov_base & mmask) | (l & omask);
 	}
 	*total = t;
-	*aligned = al;
+	*aligned = !misaligned;
 	return 0;
 }
 
@@ -193,8 +193,8 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 
 /* Validate a request.  0: go on; RQ_NOTHING; or -errno, in the order the
    synchronous calls have always checked (EBADF, EROFS, EINVAL, EFBIG). */
-static int rq_init(struct rw_req *rq, struct dio_file *f, bool write, const struct iovec *iov, int iovcnt,
-		   off_t offset)
+static ALWAYS_INLINE int rq_init(struct rw_req *rq, struct dio_file *f, bool write, const struct iovec *iov,
+				 int iovcnt, off_t offset)
 {
 	if (file_check(f) < 0)
 		return -EBADF;
@@ -231,7 +231,7 @@ static int rq_init(struct rw_req *rq, struct dio_file *f, bool write, const stru
 	rq->off = off;
 	rq->end = rq->xend = end;
 	rq->b0 = off >> v->bshift;
-	rq->b1 = DIV_UP(end, v->bs);
+	rq->b1 = (end + v->bs - 1) >> v->bshift;
 	rq->ret = 0;
 	rq->pad[0].iov_len = rq->pad[1].iov_len = 0;
 	rq->bio_flags = write && (f->flags & O_DSYNC) ? DIO_BIO_FUA : 0;
@@ -244,7 +244,7 @@ static int rq_init(struct rw_req *rq, struct dio_file *f, bool write, const stru
 }
 
 /* Take the request's range lock; false: busy, and may_block was false. */
-static bool rq_lock(struct rw_req *rq, bool may_block)
+static ALWAYS_INLINE bool rq_lock(struct rw_req *rq, bool may_block)
 {
 	struct dio_rangelock *rl = rq->f->ino->rl;
 	if (!may_block)
@@ -258,7 +258,7 @@ static bool rq_lock(struct rw_req *rq, bool may_block)
    was aligned, so the caller's buffer has the room).  The range lock
    orders this against writers that overlap the read; others may move
    EOF beyond it, which the read may or may not see. */
-static void rq_plan_read(struct rw_req *rq)
+static ALWAYS_INLINE void rq_plan_read(struct rw_req *rq)
 {
 	const struct dio_vol *v = rq->f->vol;
 	uint64_t size = __atomic_load_n(&rq->f->ino->size, __ATOMIC_ACQUIRE);
@@ -330,7 +330,7 @@ static int rq_plan_write(struct rw_req *rq, struct piece *p, unsigned *n, bool m
    beside a write go in the same batch (the range lock holds their whole
    blocks, which are not readable as written until the conversion, so the
    order of the I/Os does not matter). */
-static void rq_build(struct rw_req *rq, struct batch *b, const struct piece *p, unsigned n)
+static ALWAYS_INLINE void rq_build(struct rw_req *rq, struct batch *b, const struct piece *p, unsigned n)
 {
 	struct dio_file *f = rq->f;
 	int op = rq->write ? DIO_BIO_WRITE : DIO_BIO_READ;
@@ -338,13 +338,30 @@ static void rq_build(struct rw_req *rq, struct batch *b, const struct piece *p, 
 	uint64_t head = rq->pad[0].iov_len, tail = rq->pad[1].iov_len;
 	if (head) {
 		struct cursor ch = { &rq->pad[0], 1, 0 };
-		xfer_range(b, f, op, rq->bio_flags, &ch, rq->off - head, rq->off, NULL, 0);
+		xfer_range(b, f, op, rq->bio_flags, &ch, rq->off - head, rq->off);
 	}
-	xfer_range(b, f, op, rq->bio_flags, &c, rq->off, rq->xend, p, n);
+	if (n || !xfer_one(b, f, op, rq->bio_flags, &c, rq->off, rq->xend))
+		xfer_walk(b, f, op, rq->bio_flags, &c, rq->off, rq->xend, p, n);
 	if (tail) {
 		struct cursor ct = { &rq->pad[1], 1, 0 };
-		xfer_range(b, f, op, rq->bio_flags, &ct, rq->end, rq->end + tail, NULL, 0);
+		xfer_range(b, f, op, rq->bio_flags, &ct, rq->end, rq->end + tail);
 	}
+}
+
+/* rq_finish's part for a write (out of line: a read has none). */
+static int rq_finish_write(struct rw_req *rq, int e, uint64_t *due)
+{
+	struct dio_file *f = rq->f;
+	struct dio_inode *in = f->ino;
+	if (!e && rq->convert)
+		e = finish_write(f, rq->b0, rq->b1, rq->end, rq->clean, &rq->hint, &rq->changed, due);
+	if (e && !not_media_error(e) && !rq->alloc_failed)
+		rw_mark_failed(f, rq->b0, rq->b1);
+	else if (e)
+		tail_forget(in, rq->b0, rq->b1);   /* part of it may have gone down */
+	else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
+		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
+	return e;
 }
 
 /*
@@ -353,36 +370,38 @@ static void rq_build(struct rw_req *rq, struct batch *b, const struct piece *p, 
  * one marks its blocks (unless the failure was not the media's, or
  * nothing went down).  Unlocks the range; returns the request's error.
  */
-static int rq_finish(struct rw_req *rq, int e)
+static ALWAYS_INLINE int rq_finish(struct rw_req *rq, int e)
 {
 	struct dio_file *f = rq->f;
-	struct dio_inode *in = f->ino;
 	uint64_t due = 0;
-	if (rq->write) {
-		if (!e && rq->convert)
-			e = finish_write(f, rq->b0, rq->b1, rq->end, rq->clean, &rq->hint, &rq->changed, &due);
-		if (e && !not_media_error(e) && !rq->alloc_failed)
-			rw_mark_failed(f, rq->b0, rq->b1);
-		else if (e)
-			tail_forget(in, rq->b0, rq->b1);   /* part of it may have gone down */
-		else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
-			atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
-	}
-	rl_unlock(in->rl, &rq->r);
-	struct dio_counters_atomic *cnt = CNT(f->vol);
+	if (rq->write)
+		e = rq_finish_write(rq, e, &due);
+	rl_unlock(f->ino->rl, &rq->r);
 	if (rq->bounced)
-		cnt_add(&cnt->bounced, 1);
+		cnt_add(&CNT(f->vol)->bounced, 1);
 	if (due && !(rq->bio_flags & DIO_BIO_FUA))
 		j_commit(f->vol, due, false, false);   /* O_DSYNC commits itself, in do_rw */
 	return e;
 }
 
 /* A request that succeeded, in the volume's counters. */
-static void rq_count(const struct rw_req *rq)
+static void rq_count(const struct rw_req *rq, struct rw_tally *t)
 {
-	struct dio_counters_atomic *cnt = CNT(rq->f->vol);
-	cnt_add(rq->write ? &cnt->writes : &cnt->reads, 1);
-	cnt_add(rq->write ? &cnt->bytes_written : &cnt->bytes_read, rq->ret);
+	t->n[rq->write]++;
+	t->bytes[rq->write] += rq->ret;
+}
+
+void rw_tally_flush(struct dio_counters_atomic *cnt, struct rw_tally *t)
+{
+	if (t->n[0]) {
+		cnt_add(&cnt->reads, t->n[0]);
+		cnt_add(&cnt->bytes_read, t->bytes[0]);
+	}
+	if (t->n[1]) {
+		cnt_add(&cnt->writes, t->n[1]);
+		cnt_add(&cnt->bytes_written, t->bytes[1]);
+	}
+	*t = (struct rw_tally){ { 0, 0 }, { 0, 0 } };
 }
 
 /* ---- synchronous calls: submit the request and wait -------------------------- */
@@ -450,7 +469,9 @@ static ssize_t do_rw(struct dio_file *f, bool write, const struct iovec *iov, in
 		e = dsync_commit(f->vol, rq.changed);
 	if (e)
 		return fail(e);
-	rq_count(&rq);
+	struct rw_tally t = { { 0, 0 }, { 0, 0 } };
+	rq_count(&rq, &t);
+	rw_tally_flush(CNT(f->vol), &t);
 	return (ssize_t)rq.ret;
 }
 
@@ -505,20 +526,22 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	file_get(f);   /* the handle lives until rw_async_finish */
 	if (!a->nbio) {
 		/* holes and unwritten blocks only: the read is complete */
-		a->res = rw_async_finish(a, 0);
+		struct rw_tally t = { { 0, 0 }, { 0, 0 } };
+		a->res = rw_async_finish(a, 0, &t);
+		rw_tally_flush(CNT(f->vol), &t);
 		return RWA_DONE;
 	}
 	return RWA_READY;
 }
 
 /* The request's I/Os are all back (err: the first error, or 0): its
-   result.  Drops the request's reference to its handle. */
-ssize_t rw_async_finish(struct rw_async *a, int err)
+   result, counted into t.  Drops the request's reference to its handle. */
+ssize_t rw_async_finish(struct rw_async *a, int err, struct rw_tally *t)
 {
 	struct dio_file *f = a->rq.f;
 	int e = rq_finish(&a->rq, err);
 	if (!e)
-		rq_count(&a->rq);
+		rq_count(&a->rq, t);
 	file_put(f);   /* a handle closed meanwhile goes now */
 	return e ? e : (ssize_t)a->rq.ret;
 }

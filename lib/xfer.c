@@ -60,32 +60,6 @@ static void batch_add(struct batch *b, int op, unsigned flags, uint64_t dev, str
 
 /* ---- the handle's extent cache ---------------------------------------- */
 
-/*
- * The cached extent as one piece if it covers [b, end) and is still
- * valid.  Called with a range lock on [b, end) held: the lock orders this
- * after any change that removed or rewrote a mapping of the range (those
- * take the range exclusively and bump map_gen before releasing it), and
- * no such change can start until the lock is released.
- */
-static bool xc_lookup(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p)
-{
-	struct ext_cache *xc = &f->xc;
-	unsigned s = atomic_load_explicit(&xc->seq, memory_order_acquire);
-	if (s & 1)
-		return false;
-	uint64_t lblk = atomic_load_explicit(&xc->lblk, memory_order_relaxed);
-	uint64_t pblk = atomic_load_explicit(&xc->pblk, memory_order_relaxed);
-	uint64_t len = atomic_load_explicit(&xc->len, memory_order_relaxed);
-	uint64_t gen = atomic_load_explicit(&xc->gen, memory_order_relaxed);
-	atomic_thread_fence(memory_order_acquire);
-	if (atomic_load_explicit(&xc->seq, memory_order_relaxed) != s ||
-	    gen != atomic_load_explicit(&f->ino->map_gen, memory_order_acquire) ||
-	    b < lblk || end > lblk + len)
-		return false;
-	*p = (struct piece){ b, pblk + (b - lblk), end - b, 0 };
-	return true;
-}
-
 /* Remember a written extent read under the map lock at generation gen.
    If another thread is refilling the cache, leave it to that one. */
 static void xc_fill(struct dio_file *f, const struct dio_extent *x, uint64_t gen)
@@ -103,19 +77,10 @@ static void xc_fill(struct dio_file *f, const struct dio_extent *x, uint64_t gen
 	atomic_store_explicit(&xc->seq, s + 2, memory_order_release);
 }
 
-/*
- * Pieces of [b, end) in file order, holes included; at most max.  The
- * caller's range lock keeps this part of the map stable afterwards.  A
- * request inside the handle's cached extent costs no lookup and no lock;
- * otherwise one binary search under the map lock, and the written extent
- * found first is cached for the next request.  h (may be NULL) keeps
- * where the search ended, for the conversion after the write.
- */
-unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max,
-		    struct em_hint *h)
+/* map_pieces past the handle's cache: one search of the map. */
+unsigned map_tree(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max,
+		  struct em_hint *h)
 {
-	if (xc_lookup(f, b, end, p))
-		return 1;   /* written: nothing to convert */
 	struct dio_inode *in = f->ino;
 	struct dio_extent cache = { 0, 0, 0, EXT_UNWRITTEN };
 	unsigned n = 0;
@@ -147,6 +112,25 @@ unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *
 	if (!(cache.flags & EXT_UNWRITTEN))
 		xc_fill(f, &cache, gen);
 	return n;
+}
+
+/*
+ * Pieces of [b, end) in file order, holes included; at most max.  The
+ * caller's range lock keeps this part of the map stable afterwards.  A
+ * request inside the handle's cached extent costs no lookup and no lock;
+ * otherwise one binary search under the map lock, and the written extent
+ * found first is cached for the next request.  h (may be NULL) keeps
+ * where the search ended, for the conversion after the write.
+ */
+unsigned map_pieces(struct dio_file *f, uint64_t b, uint64_t end, struct piece *p, unsigned max,
+		    struct em_hint *h)
+{
+	uint64_t pblk;
+	if (xc_lookup(f, b, end, &pblk)) {
+		*p = (struct piece){ b, pblk, end - b, 0 };
+		return 1;   /* written: nothing to convert */
+	}
+	return map_tree(f, b, end, p, max, h);
 }
 
 /* Do the pieces cover [b, end) with written blocks only? */
@@ -203,27 +187,12 @@ static uint64_t xfer_pieces(struct batch *b, int op, unsigned flags, struct curs
 /* Add the transfer of [off, end) between the cursor and the device, from
    the pieces p[0..n) already mapped (n may be 0), mapping the rest as it
    goes. */
-void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, struct cursor *c,
-		uint64_t off, uint64_t end, const struct piece *p, unsigned n)
+void xfer_walk(struct batch *b, struct dio_file *f, int op, unsigned flags, struct cursor *c,
+	       uint64_t off, uint64_t end, const struct piece *p, unsigned n)
 {
 	struct dio_vol *v = f->vol;
-	uint64_t blk = off >> v->bshift, bend = DIV_UP(end, v->bs);
+	uint64_t blk = off >> v->bshift, bend = (end + v->bs - 1) >> v->bshift;
 	struct piece more[MAP_PIECES];
-	if (!n && c->cnt == 1 && !c->skip && c->iov->iov_len >= end - off && end - off <= v->dev.geom.max_io &&
-	    b->nbio < b->max_bio && b->niov < b->max_iov) {
-		/* the usual request, one segment that maps to one piece of
-		   blocks to move (not a hole; for a read, written): its one
-		   I/O, with none of the general walk */
-		if (map_pieces(f, blk, bend, more, 1, NULL) == 1 && more[0].lblk + more[0].len >= bend &&
-		    more[0].pblk != PBLK_HOLE && (op == DIO_BIO_WRITE || !(more[0].flags & EXT_UNWRITTEN))) {
-			struct iovec *s = &b->iov[b->niov++];
-			*s = (struct iovec){ c->iov->iov_base, (size_t)(end - off) };
-			b->bio[b->nbio++] = (struct dio_bio){ op, flags, more[0].pblk * v->bs + (off - blk * v->bs),
-							      s, 1, 0 };
-			cur_advance(c, (size_t)(end - off));
-			return;
-		}
-	}
 	if (n)
 		blk = xfer_pieces(b, op, flags, c, off, end, p, n);
 	while (blk < bend && !b->err) {
@@ -232,13 +201,22 @@ void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, str
 	}
 }
 
+/* The same with nothing mapped yet: the usual request in one I/O, else
+   the walk. */
+void xfer_range(struct batch *b, struct dio_file *f, int op, unsigned flags, struct cursor *c,
+		uint64_t off, uint64_t end)
+{
+	if (!xfer_one(b, f, op, flags, c, off, end))
+		xfer_walk(b, f, op, flags, c, off, end, NULL, 0);
+}
+
 /* Move [off, off+len) between the cursor and the device with no copy,
    and wait. */
 NOINLINE int xfer_direct(struct dio_file *f, int op, unsigned flags, struct cursor *c, uint64_t off, uint64_t len)
 {
 	struct sync_batch sb;
 	batch_init_sync(&sb, f->vol);
-	xfer_range(&sb.b, f, op, flags, c, off, off + len, NULL, 0);
+	xfer_range(&sb.b, f, op, flags, c, off, off + len);
 	batch_flush(&sb.b);
 	return sb.b.err;
 }

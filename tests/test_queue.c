@@ -264,6 +264,8 @@ START_TEST(test_many_aligned_requests_in_flight)
 	ck_assert(!memcmp(buf, rd, n * bs));
 	ck_assert_uint_eq(c1.writes - c0.writes, n);
 	ck_assert_uint_eq(c1.reads - c0.reads, n);
+	ck_assert_uint_eq(c1.bytes_written - c0.bytes_written, n * bs);
+	ck_assert_uint_eq(c1.bytes_read - c0.bytes_read, n * bs);
 	ck_assert_uint_eq(c1.device_ios - c0.device_ios, 2 * n);   /* one I/O per request */
 	ck_assert_uint_eq(c1.bounced, c0.bounced);
 	dio_queue_destroy(q);
@@ -978,6 +980,64 @@ START_TEST(test_sync_and_queue_paths_agree_on_a_random_sequence)
 }
 END_TEST
 
+/*
+ * A queue larger than its backend context (a context carries 8 I/Os per
+ * entry, at most 4,096): dio_submit takes requests only while their I/Os
+ * fit, so none fails for want of room (an AIO context would say EAGAIN,
+ * a ring's completions would spill over), and a reaper that only polls
+ * (min_nr 0, timeout 0) gets every completion.
+ */
+START_TEST(test_a_queue_larger_than_its_backend_context_fails_no_request)
+{
+	enum { N = 9000, BLOCKS = 64 };
+	size_t bs = 4096;
+	struct dio_file *f = dio_open(vol, "overflow", O_RDWR | O_CREAT);
+	uint8_t *src = t_aligned(BLOCKS * bs), *dst = t_aligned((size_t)N * bs);
+	t_fill(src, BLOCKS * bs, 9, 1, 0);
+	ck_assert_int_eq(dio_pwrite(f, src, BLOCKS * bs, 0), (ssize_t)(BLOCKS * bs));
+	memset(dst, 0xEE, (size_t)N * bs);
+	struct dio_queue *q = dio_queue_create(vol, N);
+	ck_assert_ptr_nonnull(q);
+	struct dio_req *r = calloc(N, sizeof(*r));
+	for (unsigned i = 0; i < N; i++)
+		r[i] = (struct dio_req){ .op = DIO_OP_READ, .file = f, .buf = dst + (size_t)i * bs, .len = bs,
+					 .offset = (off_t)((i % BLOCKS) * bs), .user_data = i };
+	static struct dio_cqe c[512];
+	bool *seen = calloc(N, 1);
+	struct timespec t0, t;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	unsigned sent = 0, got = 0, most = 0;
+	while (got < N) {
+		if (sent < N) {
+			int k = dio_submit(q, r + sent, N - sent);
+			ck_assert_msg(k > 0 || errno == EAGAIN, "dio_submit: %s", strerror(errno));
+			sent += k > 0 ? (unsigned)k : 0;
+		}
+		most = sent - got > most ? sent - got : most;
+		int k = dio_reap(q, c, 0, 512, 0);
+		ck_assert_int_ge(k, 0);
+		for (int j = 0; j < k; j++) {
+			ck_assert_uint_lt(c[j].user_data, N);
+			ck_assert(!seen[c[j].user_data]);
+			seen[c[j].user_data] = true;
+			ck_assert_int_eq(c[j].res, (ssize_t)bs);
+		}
+		got += (unsigned)k;
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		ck_assert_msg(t.tv_sec - t0.tv_sec < 60, "a polling reaper got %u of %d completions in 60 s", got, N);
+	}
+	ck_assert_uint_gt(most, 1000);   /* it was deep */
+	for (unsigned i = 0; i < N; i++)
+		ck_assert(!memcmp(dst + (size_t)i * bs, src + (i % BLOCKS) * bs, bs));
+	dio_queue_destroy(q);
+	free(seen);
+	free(r);
+	free(src);
+	free(dst);
+	dio_close(f);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("queue");
@@ -996,6 +1056,7 @@ int main(void)
 	tcase_add_test(tc, test_queued_writes_into_preallocated_blocks_go_down_asynchronously);
 	tcase_add_test(tc, test_queue_fd_wakes_an_event_loop_for_every_completion);
 	tcase_add_test(tc, test_a_submission_cut_short_fails_only_the_requests_not_started);
+	tcase_add_test(tc, test_a_queue_larger_than_its_backend_context_fails_no_request);
 	tcase_add_test(tc, test_sync_and_queue_paths_agree_on_a_random_sequence);
 	tcase_add_test(tc, test_a_file_closed_with_requests_in_flight_lives_until_they_complete);
 	suite_add_tcase(s, tc);

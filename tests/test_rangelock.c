@@ -105,12 +105,62 @@ START_TEST(test_overlapping_holders_exclude_each_other_and_sleepers_wake)
 }
 END_TEST
 
+/*
+ * One stripe's held list, released from its head, its middle and its
+ * tail: each unlock unlinks its own node through the link that points to
+ * it, so whatever the order, a released range can be taken again at once
+ * and every range still held still refuses.  One thread, so the release
+ * order is exact.
+ */
+START_TEST(test_ranges_released_in_any_order_leave_the_others_held)
+{
+	rl = rl_new();
+	ck_assert_ptr_nonnull(rl);
+	enum { N = 12 };
+	/* blocks 0, 2, 4, ...: disjoint, all in chunk 0 (one stripe); the
+	   list holds them newest first */
+	struct dio_range held[N];
+	bool is_held[N];
+	for (int i = 0; i < N; i++) {
+		ck_assert(rl_trylock(rl, &held[i], (uint64_t)(2 * i), (uint64_t)(2 * i + 1), true));
+		is_held[i] = true;
+	}
+	/* the list's head (the newest), its tail (the oldest), then from the
+	   middle, then the rest */
+	const int order[N] = { N - 1, 0, 5, 6, 1, N - 2, 3, 8, 2, 4, 7, 9 };
+	for (int k = 0; k < N; k++) {
+		rl_unlock(rl, &held[order[k]]);
+		is_held[order[k]] = false;
+		for (int i = 0; i < N; i++) {
+			struct dio_range probe;
+			bool got = rl_trylock(rl, &probe, (uint64_t)(2 * i), (uint64_t)(2 * i + 1), false);
+			ck_assert_msg(got == !is_held[i], "after %d releases: range %d %s", k + 1, i,
+				      is_held[i] ? "taken while held" : "refused after its release");
+			if (got)
+				rl_unlock(rl, &probe);
+		}
+	}
+	/* and a range over several stripes, among one-stripe ones */
+	struct dio_range wide, small, all_probe;
+	ck_assert(rl_trylock(rl, &small, 1, 2, true));
+	ck_assert(rl_trylock(rl, &wide, RL_CHUNK, RL_CHUNK * (RL_STRIPES + 2), true));
+	ck_assert(!rl_trylock(rl, &all_probe, 0, RL_CHUNK * 2, false));
+	rl_unlock(rl, &small);
+	ck_assert(!rl_trylock(rl, &all_probe, 0, RL_CHUNK * 2, false));
+	rl_unlock(rl, &wide);
+	ck_assert(rl_trylock(rl, &all_probe, 0, NBLK, true));
+	rl_unlock(rl, &all_probe);
+	rl_free(rl);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("rangelock");
 	TCase *tc = tcase_create("rangelock");
 	tcase_set_timeout(tc, 300);
 	tcase_add_test(tc, test_overlapping_holders_exclude_each_other_and_sleepers_wake);
+	tcase_add_test(tc, test_ranges_released_in_any_order_leave_the_others_held);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -21,11 +21,12 @@ struct uring_ctx {
 	bool has_bufs;
 	bool deferred;   /* DEFER_TASKRUN: completions show only after an enter */
 	bool inline_io;  /* dio_dev_never_async: synchronous batches by syscall */
+	unsigned cq_mask;   /* the completion ring's index mask */
 };
 
 /* One buffer: READ_FIXED/WRITE_FIXED if it is registered, else plain
    READ/WRITE (no iovec to import); several: READV/WRITEV. */
-static void prep_rw(struct io_uring_sqe *sqe, const struct dio_bio *b)
+static inline void prep_rw(struct io_uring_sqe *sqe, const struct dio_bio *b)
 {
 	if (b->flags & DIO_BIO_FIXED) {
 		int idx = (int)(b->flags >> DIO_BIO_BUF_SHIFT);
@@ -94,6 +95,7 @@ static void *ring_open(int fd, unsigned depth, int *err, bool owned)
 	}
 	c->depth = depth;
 	c->fd = fd;
+	c->cq_mask = *c->ring.cq.kring_mask;
 	c->inline_io = dio_dev_never_async(fd);
 	return c;
 }
@@ -115,6 +117,32 @@ static void sq_withdraw(struct io_uring *ring)
 	io_uring_smp_store_release(ring->sq.ktail, head);
 }
 
+static int sq_enter(struct uring_ctx *c, unsigned wait_nr)
+{
+	return wait_nr ? io_uring_submit_and_wait(&c->ring, wait_nr) : io_uring_submit_and_get_events(&c->ring);
+}
+
+/* sq_push after a first enter (r) that did not take all queued entries. */
+static NOINLINE unsigned sq_push_rest(struct uring_ctx *c, unsigned wait_nr, unsigned queued, int r, int *err)
+{
+	unsigned taken = 0;
+	for (;;) {
+		if (r == -EINTR) {
+			r = sq_enter(c, wait_nr);
+			continue;
+		}
+		if (r <= 0) {
+			*err = r ? r : -EAGAIN;
+			sq_withdraw(&c->ring);
+			return taken;
+		}
+		taken += (unsigned)r;
+		if (taken >= queued)
+			return taken;
+		r = sq_enter(c, wait_nr);
+	}
+}
+
 /*
  * Hand the prepared entries to the kernel (and wait for wait_nr
  * completions in the same enter when it takes them all).  The kernel
@@ -123,24 +151,18 @@ static void sq_withdraw(struct io_uring *ring)
  * when it is out of requests (EAGAIN, EBUSY).  What it did not take is
  * withdrawn, so the caller knows exactly which I/Os will complete: the
  * first `return value` ones it prepared.  *err says why it stopped short.
+ * The usual case, all taken at the first enter, is inline.
  */
-static unsigned sq_push(struct uring_ctx *c, unsigned wait_nr, int *err)
+static inline unsigned sq_push(struct uring_ctx *c, unsigned wait_nr, int *err)
 {
-	unsigned queued = io_uring_sq_ready(&c->ring), taken = 0;
+	unsigned queued = io_uring_sq_ready(&c->ring);
 	*err = 0;
-	while (taken < queued) {
-		int r = wait_nr ? io_uring_submit_and_wait(&c->ring, wait_nr)
-				: io_uring_submit_and_get_events(&c->ring);
-		if (r == -EINTR)
-			continue;
-		if (r <= 0) {
-			*err = r ? r : -EAGAIN;
-			sq_withdraw(&c->ring);
-			break;
-		}
-		taken += (unsigned)r;
-	}
-	return taken;
+	if (!queued)
+		return 0;
+	int r = sq_enter(c, wait_nr);
+	if (r == (int)queued)
+		return queued;
+	return sq_push_rest(c, wait_nr, queued, r, err);
 }
 
 /* Submit the batch in ring-sized pieces and reap every completion.  An
@@ -214,39 +236,58 @@ static int uring_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 	return started ? (int)started : err;
 }
 
+/* The completions already in the ring, up to max, released to the
+   kernel with one store (not one per completion).  The ring's tail is
+   read once: io_uring_for_each_cqe reads it again for every entry.  The
+   rings are made without CQE32, so entry i is cqes[i & mask]. */
+static unsigned take_ready(struct uring_ctx *c, struct dio_bio **done, unsigned max)
+{
+	unsigned head = *c->ring.cq.khead, got = io_uring_cq_ready(&c->ring);
+	if (got > max)
+		got = max;
+	for (unsigned i = 0; i < got; i++) {
+		const struct io_uring_cqe *cqe = &c->ring.cq.cqes[(head + i) & c->cq_mask];
+		struct dio_bio *b = (struct dio_bio *)(uintptr_t)cqe->user_data;
+		b->res = cqe->res;
+		done[i] = b;
+	}
+	io_uring_cq_advance(&c->ring, got);
+	return got;
+}
+
+/* Completions an enter would bring in: ones the kernel could not post
+   (the ring full: a queue never has that many I/Os in flight, but a
+   caller of the backend might) wait in its overflow list, and task work
+   it asks us to run (the flags liburing's own peek looks at). */
+static bool cq_needs_enter(const struct uring_ctx *c)
+{
+	return IO_URING_READ_ONCE(*c->ring.sq.kflags) & (IORING_SQ_CQ_OVERFLOW | IORING_SQ_TASKRUN);
+}
+
 /* Take what is there; if that is fewer than min_nr, wait for the rest
    in one io_uring_enter (not one per completion). */
 static int uring_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms)
 {
 	struct uring_ctx *c = ctx;
-	unsigned got = 0;
-	bool entered = false;
-	while (got < max_nr) {
+	unsigned got = take_ready(c, done, max_nr);
+	if (got < max_nr && got >= min_nr && (c->deferred || cq_needs_enter(c))) {
+		/* about to return without waiting: first run the
+		   completions the kernel deferred to us, or move in those
+		   it holds back */
+		io_uring_get_events(&c->ring);
+		got += take_ready(c, done + got, max_nr - got);
+	}
+	while (got < min_nr) {
 		struct io_uring_cqe *cqe;
-		int r = io_uring_peek_cqe(&c->ring, &cqe);
-		if (r == -EAGAIN && got >= min_nr && c->deferred && !entered) {
-			/* about to return without waiting: first run the
-			   completions the kernel deferred to us */
-			entered = true;
-			io_uring_get_events(&c->ring);
-			r = io_uring_peek_cqe(&c->ring, &cqe);
-		}
-		if (r == -EAGAIN) {
-			if (got >= min_nr)
-				break;
-			struct __kernel_timespec ts = { timeout_ms / 1000, (long long)(timeout_ms % 1000) * 1000000 };
-			r = io_uring_wait_cqes(&c->ring, &cqe, min_nr - got, timeout_ms < 0 ? NULL : &ts, NULL);
-			if (r == -ETIME)
-				break;
-		}
+		struct __kernel_timespec ts = { timeout_ms / 1000, (long long)(timeout_ms % 1000) * 1000000 };
+		int r = io_uring_wait_cqes(&c->ring, &cqe, min_nr - got, timeout_ms < 0 ? NULL : &ts, NULL);
+		if (r == -ETIME)
+			break;
 		if (r == -EINTR)
 			continue;
 		if (r < 0)
 			return got ? (int)got : r;
-		struct dio_bio *b = io_uring_cqe_get_data(cqe);
-		b->res = cqe->res;
-		io_uring_cqe_seen(&c->ring, cqe);
-		done[got++] = b;
+		got += take_ready(c, done + got, max_nr - got);
 	}
 	return (int)got;
 }

@@ -239,19 +239,21 @@ static int uring_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 /* The completions already in the ring, up to max, released to the
    kernel with one store (not one per completion).  The ring's tail is
    read once: io_uring_for_each_cqe reads it again for every entry.  The
-   rings are made without CQE32, so entry i is cqes[i & mask]. */
+   rings are made without CQE32, so entry i is cqes[i & mask].  An entry
+   of liburing's own (the timeout of a wait on a kernel without
+   EXT_ARG) is passed over, as liburing's peek does. */
 static unsigned take_ready(struct uring_ctx *c, struct dio_bio **done, unsigned max)
 {
-	unsigned head = *c->ring.cq.khead, got = io_uring_cq_ready(&c->ring);
-	if (got > max)
-		got = max;
-	for (unsigned i = 0; i < got; i++) {
-		const struct io_uring_cqe *cqe = &c->ring.cq.cqes[(head + i) & c->cq_mask];
+	unsigned head = *c->ring.cq.khead, ready = io_uring_cq_ready(&c->ring), seen = 0, got = 0;
+	for (; seen < ready && got < max; seen++) {
+		const struct io_uring_cqe *cqe = &c->ring.cq.cqes[(head + seen) & c->cq_mask];
+		if (cqe->user_data == LIBURING_UDATA_TIMEOUT)
+			continue;
 		struct dio_bio *b = (struct dio_bio *)(uintptr_t)cqe->user_data;
 		b->res = cqe->res;
-		done[i] = b;
+		done[got++] = b;
 	}
-	io_uring_cq_advance(&c->ring, got);
+	io_uring_cq_advance(&c->ring, seen);
 	return got;
 }
 

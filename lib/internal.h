@@ -524,6 +524,13 @@ struct dio_vol {
 	struct dio_counters_atomic cnt[CNT_SHARDS];
 };
 
+/* The block after the one that holds byte end - 1: the end of [.., end)
+   in blocks (a shift: bs is a power of two). */
+static inline uint64_t vol_blk_end(const struct dio_vol *v, uint64_t end)
+{
+	return (end + v->bs - 1) >> v->bshift;
+}
+
 /* vol.c, shared with fsck.c */
 int  read_sb(struct dio_vol *v, struct dio_sb *out);
 int  read_sb_at(struct dio_vol *v, uint64_t off, uint8_t *raw);   /* SB_BYTES at byte off */

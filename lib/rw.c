@@ -231,7 +231,7 @@ static ALWAYS_INLINE int rq_init(struct rw_req *rq, struct dio_file *f, bool wri
 	rq->off = off;
 	rq->end = rq->xend = end;
 	rq->b0 = off >> v->bshift;
-	rq->b1 = (end + v->bs - 1) >> v->bshift;
+	rq->b1 = vol_blk_end(v, end);
 	rq->ret = 0;
 	rq->pad[0].iov_len = rq->pad[1].iov_len = 0;
 	rq->bio_flags = write && (f->flags & O_DSYNC) ? DIO_BIO_FUA : 0;

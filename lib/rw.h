@@ -111,7 +111,7 @@ static ALWAYS_INLINE bool xfer_one(struct batch *b, struct dio_file *f, int op, 
 	if (c->cnt != 1 || c->skip || c->iov->iov_len < len || len > v->dev.geom.max_io ||
 	    b->nbio == b->max_bio || b->niov == b->max_iov)
 		return false;
-	uint64_t blk = off >> v->bshift, bend = (end + v->bs - 1) >> v->bshift;
+	uint64_t blk = off >> v->bshift, bend = vol_blk_end(v, end);
 	uint64_t pblk;
 	if (!xc_lookup(f, blk, bend, &pblk)) {
 		struct piece p;

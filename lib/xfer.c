@@ -191,7 +191,7 @@ void xfer_walk(struct batch *b, struct dio_file *f, int op, unsigned flags, stru
 	       uint64_t off, uint64_t end, const struct piece *p, unsigned n)
 {
 	struct dio_vol *v = f->vol;
-	uint64_t blk = off >> v->bshift, bend = (end + v->bs - 1) >> v->bshift;
+	uint64_t blk = off >> v->bshift, bend = vol_blk_end(v, end);
 	struct piece more[MAP_PIECES];
 	if (n)
 		blk = xfer_pieces(b, op, flags, c, off, end, p, n);

@@ -90,6 +90,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		in->rl = spare;
 		spare = NULL;
 	}
+	struct j_due due = j_due(v);
 	if (!e) {
 		in->nopen++;
 		v->ns.nopen_total++;
@@ -102,8 +103,13 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 	}
 	md_unlock(v);
 	rl_free(spare);
+	if (!e)
+		e = j_commit_due(v, due);
 	if (e) {
-		free(f);
+		if (f->magic)
+			dio_close(f);
+		else
+			free(f);
 		fail(e);
 		return NULL;
 	}
@@ -188,7 +194,10 @@ DIO_API int dio_unlink(struct dio_vol *v, const char *name)
 			ino_destroy(v, in);
 		}
 	}
+	struct j_due due = j_due(v);
 	md_unlock(v);
+	if (!e)
+		e = j_commit_due(v, due);
 	return e ? fail(e) : 0;
 }
 
@@ -230,7 +239,10 @@ DIO_API int dio_rename(struct dio_vol *v, const char *oldname, const char *newna
 			}
 		}
 	}
+	struct j_due due = j_due(v);
 	md_unlock(v);
+	if (!e)
+		e = j_commit_due(v, due);
 	return e ? fail(e) : 0;
 }
 
@@ -285,16 +297,62 @@ static int writable(struct dio_file *f)
 	return 0;
 }
 
-/* Zero [off, off+len) inside one block if that block holds written data. */
-static int zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
+/*
+ * A partial block a call zeroes (truncate's new last block, the edges of
+ * a punch or a zero range) is never zeroed in place: a copy with the
+ * bytes zeroed goes to a spare block (md_spare_take), and the call's
+ * transaction maps it in place of the old one.  Until that transaction
+ * is durable the old block keeps its bytes, so a call that fails, or is
+ * cut by kill -9 or power loss, changes no byte (contract rules 3, 8).
+ */
+struct edge {
+	uint64_t blk, pblk;
+	bool used;                 /* a copy is on the device at pblk, not mapped yet */
+};
+
+/* Copy block blk with [from, to) zeroed, if those bytes hold anything:
+   the block is written and they lie before EOF (past it, they are zeros
+   already). */
+static int edge_copy(struct dio_file *f, uint64_t blk, uint64_t from, uint64_t to, struct edge *ed)
 {
-	uint64_t blk = off / f->vol->bs;
-	if (!len || !block_is_written(f->ino, blk))
+	struct dio_vol *v = f->vol;
+	uint64_t base = blk << v->bshift;
+	ed->used = false;
+	if (from >= to || base + from >= __atomic_load_n(&f->ino->size, __ATOMIC_ACQUIRE) ||
+	    !block_is_written(f->ino, blk))
 		return 0;
-	int e = rw_zero_partial(f, off, len);
+	int e = md_spare_take(v, f->ino, blk, &ed->pblk);
 	if (e)
-		rw_mark_failed(f, blk, blk + 1);
+		return e;
+	e = rw_copy_zeroed(f, blk, (uint32_t)from, (uint32_t)to, ed->pblk);
+	if (e) {
+		md_spare_put(v, ed->pblk, e == -EIO);
+		return e;
+	}
+	ed->blk = blk;
+	ed->used = true;
+	return 0;
+}
+
+/* In the call's transaction (md_begin): the copy replaces the block. */
+static int edge_map(struct dio_vol *v, struct dio_inode *in, struct edge *ed)
+{
+	if (!ed->used)
+		return 0;
+	int e = md_unmap(v, in, ed->blk, 1);
+	if (!e)
+		e = md_map(v, in, ed->blk, ed->pblk, 1, 0, true);
+	if (!e)
+		ed->used = false;   /* the file's now */
 	return e;
+}
+
+/* After the call: a copy it did not map is free again. */
+static void edge_drop(struct dio_vol *v, struct edge *ed)
+{
+	if (ed->used)
+		md_spare_put(v, ed->pblk, false);
+	ed->used = false;
 }
 
 static void md_begin(struct dio_vol *v, struct dio_inode *in)
@@ -328,20 +386,29 @@ static int do_truncate(struct dio_file *f, off_t length)
 	struct dio_range r;
 	rl_lock(in->rl, &r, 0, UINT64_MAX, true);
 	uint64_t osz = in->size;   /* stable: the whole file is locked */
+	struct edge ed = { 0, 0, false };
+	struct j_due due = { 0, false };
 	int e = 0;
 	if (nsz < osz && nsz % bs)
-		e = zero_partial(f, nsz, bs - nsz % bs);   /* no old bytes reappear past EOF */
+		e = edge_copy(f, nsz / bs, nsz % bs, bs, &ed);   /* no old bytes reappear past EOF */
 	if (!e) {
 		md_begin(v, in);
-		e = md_room(v, 2, 0);
+		e = md_room(v, 3, 0);
+		uint64_t from = DIV_UP(nsz, bs);
 		if (!e && nsz < osz)
-			e = md_unmap(v, in, DIV_UP(nsz, bs), DIO_MAX_FILE_SIZE / bs - DIV_UP(nsz, bs));
+			e = md_unmap(v, in, from, DIO_MAX_FILE_SIZE / bs - from);
+		if (!e)
+			e = edge_map(v, in, &ed);
 		if (!e && nsz != osz)
 			e = md_set_size(v, in, nsz, true);
+		due = j_due(v);
 		md_end(v, in);
 	}
+	edge_drop(v, &ed);
 	rl_unlock(in->rl, &r);
-	j_maybe_commit(v);
+	int ec = j_commit_due(v, due);
+	if (!e)
+		e = ec;
 	return e ? fail(e) : 0;
 }
 
@@ -381,35 +448,46 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 	uint64_t b0 = off / bs, b1 = DIV_UP(end, bs);
 	uint64_t f0 = DIV_UP(off, bs), f1 = end / bs;       /* fully covered blocks */
 	struct dio_range r;
+	struct edge ed[2] = { { 0, 0, false }, { 0, 0, false } };
+	struct j_due due = { 0, false };
 	int e = 0;
 	rl_lock(in->rl, &r, b0, b1, true);
 	if (mode & (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE)) {
-		/* partial edge blocks keep their other bytes: zero in place */
+		/* partial edge blocks keep their other bytes: zeroed copies */
 		if (f0 > f1) {
-			e = zero_partial(f, off, end - off);
+			e = edge_copy(f, b0, off - b0 * bs, end - b0 * bs, &ed[0]);
 		} else {
-			e = zero_partial(f, off, f0 * bs - off);
+			e = edge_copy(f, b0, off - b0 * bs, f0 * bs - b0 * bs, &ed[0]);
 			if (!e)
-				e = zero_partial(f, f1 * bs, end - f1 * bs);
+				e = edge_copy(f, f1, 0, end - f1 * bs, &ed[1]);
 		}
 	}
 	if (!e) {
 		md_begin(v, in);
+		/* every check before any change: a call that fails changes nothing */
+		e = md_room(v, 6, 0);
 		if (mode & DIO_FALLOC_PUNCH_HOLE) {
-			e = md_room(v, 2, 0);
 			if (!e && f1 > f0)
 				e = md_unmap(v, in, f0, f1 - f0);
 		} else {
-			e = md_alloc_range(v, in, b0, b1 - b0, MA_JOURNAL, NULL);
+			if (!e)
+				e = md_alloc_range(v, in, b0, b1 - b0, MA_JOURNAL, NULL);
 			if (!e && (mode & DIO_FALLOC_ZERO_RANGE) && f1 > f0)
 				e = md_unwrite(v, in, f0, f1);
 			if (!e && !(mode & DIO_FALLOC_KEEP_SIZE) && end > in->size)
 				e = md_set_size(v, in, end, true);
 		}
+		for (int k = 0; k < 2 && !e; k++)
+			e = edge_map(v, in, &ed[k]);
+		due = j_due(v);
 		md_end(v, in);
 	}
+	edge_drop(v, &ed[0]);
+	edge_drop(v, &ed[1]);
 	rl_unlock(in->rl, &r);
-	j_maybe_commit(v);
+	int ec = j_commit_due(v, due);
+	if (!e)
+		e = ec;
 	return e ? fail(e) : 0;
 }
 

@@ -166,6 +166,11 @@ int fsck_with_ops(const char *path, unsigned flags, const struct dio_backend_ops
 				problem(&k, DIO_FSCK_ERROR, "metadata (%llu bytes) exceeds the checkpoint area",
 					(unsigned long long)v->md_bytes);
 			check_files(v, &k);
+			/* what a mount would add from a killed process's
+			   process-death log (said, not judged: the mount
+			   checks it and sets it aside if it does not fit) */
+			uint64_t n;
+			plog_recover(v, j_apply_encoded, true, &n);
 		}
 	}
 	dio_log_tap = NULL;

@@ -219,7 +219,7 @@ void vol_free_inodes(struct dio_vol *v)
 	free(v->ns.names);
 	v->ns.ihash = NULL;
 	v->ns.names = NULL;
-	v->ns.ihash_size = v->ns.nnames = v->ns.ninodes = 0;
+	v->ns.ihash_size = v->ns.nnames = v->ns.names_cap = v->ns.ninodes = 0;
 }
 
 /* ---- handles ---------------------------------------------------------- */

@@ -521,6 +521,7 @@ struct dio_vol {
 	struct dio_bounce bounce;
 	const struct j_replay_tap *replay_tap;   /* NULL but in dio dump */
 	struct dio_plog *plog;     /* the process-death log (plog.c), or NULL */
+	uint64_t plog_applied;     /* records the mount took from a killed process's log */
 	struct dio_counters_atomic cnt[CNT_SHARDS];
 };
 
@@ -529,6 +530,15 @@ struct dio_vol {
 static inline uint64_t vol_blk_end(const struct dio_vol *v, uint64_t end)
 {
 	return (end + v->bs - 1) >> v->bshift;
+}
+
+/* The free blocks writes and preallocation leave to md_spare_take:
+   MD_RESERVE, or a sixteenth of a tiny volume's data area. */
+#define MD_RESERVE 64u
+static inline uint64_t vol_reserve(const struct dio_vol *v)
+{
+	uint64_t data = v->sb.total_blocks - v->sb.data_start;
+	return MIN((uint64_t)MD_RESERVE, data / 16);
 }
 
 /* vol.c, shared with fsck.c */
@@ -579,21 +589,25 @@ int  j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered);
 int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt);
 int  j_replay(struct dio_vol *v);
 int  j_flush(struct dio_vol *v);                              /* counts for group commit */
-void j_maybe_commit(struct dio_vol *v);                      /* no locks held */
-uint64_t j_due(struct dio_vol *v);                           /* md_lock held */
+struct j_due { uint64_t seq; bool must; };
+struct j_due j_due(struct dio_vol *v);                       /* md_lock held, as a call ends */
+int  j_commit_due(struct dio_vol *v, struct j_due d);         /* no locks held */
 int  j_checkpoint_locked(struct dio_vol *v);                  /* under commit_lock */
-int  rec_apply(struct dio_vol *v, const struct dio_rec *r);   /* replay only */
-int  j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len);   /* plog_recover's */
+int  rec_apply(struct dio_vol *v, const struct dio_rec *r, bool dry);   /* replay only */
+int  j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len, bool dry);   /* plog_recover's */
 int  rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used);
 
 /* plog.c: the process-death log (contract rule 8) */
 struct dio_plog;
-int  plog_recover(struct dio_vol *v,            /* mount, after j_replay */
-		  int (*apply)(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len));
+typedef int (*plog_apply_fn)(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len, bool dry);
+/* mount (and fsck, dio info with peek), after j_replay: whole calls */
+int  plog_recover(struct dio_vol *v, plog_apply_fn apply, bool peek, uint64_t *applied);
 int  plog_start(struct dio_vol *v);            /* read-write mount, after its checkpoint */
+void plog_sweep(struct dio_vol *v);            /* remove this user's rings of volumes gone */
 void plog_close(struct dio_vol *v, bool remove);
 void plog_append(struct dio_vol *v, const uint8_t *rec, size_t len, uint64_t seq);   /* md_lock */
 void plog_publish(struct dio_vol *v);                                               /* md_lock */
+bool plog_overflowed(const struct dio_vol *v);                                      /* md_lock */
 void plog_trim(struct dio_vol *v, uint64_t seq);                                    /* md_lock */
 void plog_checkpoint(struct dio_vol *v, uint64_t gen, uint64_t seq, bool done);     /* md_lock */
 unsigned plog_fill(const struct dio_vol *v);   /* percent */
@@ -654,6 +668,8 @@ int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool or
 int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,
 		    bool *clean);
 int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
+int  md_spare_take(struct dio_vol *v, struct dio_inode *in, uint64_t blk, uint64_t *pblk);   /* range lock only */
+void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad);
 
 /*
  * rw.c: one request, synchronous or queued (the kernel's iomap_dio): see
@@ -704,7 +720,7 @@ ssize_t rw_async_finish(struct rw_async *a, int err, struct rw_tally *t);   /* t
 void    rw_tally_flush(struct dio_counters_atomic *cnt, struct rw_tally *t);
 
 /* the data path's helpers for file.c */
-int  rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len);   /* rmw.c */
+int  rw_copy_zeroed(struct dio_file *f, uint64_t blk, uint32_t from, uint32_t to, uint64_t pblk);   /* rmw.c */
 void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1);   /* rw.c; no md/map locks held */
 bool block_is_written(struct dio_inode *in, uint64_t lblk);          /* xfer.c */
 

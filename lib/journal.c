@@ -183,8 +183,10 @@ static bool name_ok(const char *n, size_t l)
 	return l >= 1 && l <= DIO_NAME_MAX && !memchr(n, 0, l);
 }
 
-/* Apply a replayed record to the in-memory state (mount only). */
-int rec_apply(struct dio_vol *v, const struct dio_rec *r)
+/* Apply a replayed record to the in-memory state (mount only).  dry:
+   only check that it would apply (every check comes before any change;
+   -ENOMEM, the one failure left, cannot be checked for). */
+int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool dry)
 {
 	struct dio_inode *in;
 	const uint64_t maxblk = DIO_MAX_FILE_SIZE / v->bs;
@@ -193,6 +195,8 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r)
 		if (!name_ok(r->n1, r->l1) || !r->ino || ino_lookup(v, r->ino) ||
 		    ns_lookup(v, r->n1, r->l1, NULL))
 			return -EUCLEAN;
+		if (dry)
+			return 0;
 		in = ino_new(v, r->ino);
 		if (!in)
 			return -ENOMEM;
@@ -202,14 +206,15 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r)
 	case R_UNLINK:
 		if (!name_ok(r->n1, r->l1) || !(in = ns_lookup(v, r->n1, r->l1, NULL)))
 			return -EUCLEAN;
-		ns_remove(v, in);
+		if (!dry)
+			ns_remove(v, in);
 		return 0;
 	case R_RENAME: {
 		if (!name_ok(r->n1, r->l1) || !name_ok(r->n2, r->l2) ||
 		    !(in = ns_lookup(v, r->n1, r->l1, NULL)))
 			return -EUCLEAN;
 		struct dio_inode *t = ns_lookup(v, r->n2, r->l2, NULL);
-		if (t == in)
+		if (t == in || dry)
 			return 0;
 		if (t)
 			ns_remove(v, t);
@@ -219,7 +224,7 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r)
 	case R_SIZE:
 		if (r->a > DIO_MAX_FILE_SIZE)
 			return -EUCLEAN;
-		if ((in = ino_lookup(v, r->ino)))
+		if ((in = ino_lookup(v, r->ino)) && !dry)
 			in->size = r->a;
 		return 0;
 	case R_MAP:
@@ -227,14 +232,14 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r)
 		    r->b >= v->sb.total_blocks || r->c > v->sb.total_blocks - r->b ||
 		    (r->flags & ~EXT_FLAGS))
 			return -EUCLEAN;
-		if (!(in = ino_lookup(v, r->ino)))
+		if (!(in = ino_lookup(v, r->ino)) || dry)
 			return 0;
 		bool had_written;
 		return em_set(&in->map, r->a, r->b, r->c, r->flags, &had_written) < 0 ? -ENOMEM : 0;
 	case R_UNMAP:
 		if (r->a >= maxblk || r->c > maxblk - r->a)
 			return -EUCLEAN;
-		if ((in = ino_lookup(v, r->ino)))
+		if ((in = ino_lookup(v, r->ino)) && !dry)
 			return em_remove(&in->map, r->a, r->c, release_blocks_cb, v) < 0 ? -ENOMEM : 0;
 		return 0;
 	}
@@ -547,34 +552,45 @@ static const char *jblock_problem(const struct dio_vol *v, const uint8_t *blk, u
 
 /* Keep the pending journal small: commit when it holds a quarter of the
    journal, so it never has to be checkpointed in one huge piece, or half
-   of the process-death log, so that it never overflows.  The sequence to
-   commit up to, or 0 (a caller that holds md_lock anyway asks here and
-   commits after releasing it). */
-uint64_t j_due(struct dio_vol *v)
+   of the process-death log, so that it never overflows; and at once
+   while the log is overflowed, so that a call left out of it is on the
+   device before it returns.  Every metadata call asks once it has made
+   its change (under md_lock) and commits after releasing it
+   (j_commit_due): the sequence to commit up to (0: none), and whether
+   the call's records are missing from the log (the commit's error is
+   then the call's). */
+struct j_due j_due(struct dio_vol *v)
 {
 	DIO_MD_HELD(v);
-	bool big = v->j.len > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
-	return big ? v->j.last_seq : 0;
+	bool must = plog_overflowed(v);
+	bool big = must || v->j.len > v->sb.journal_blocks * (v->bs - MBLK_HDR) / 4 || plog_fill(v) > 50;
+	return (struct j_due){ big ? v->j.last_seq : 0, must };
 }
 
-void j_maybe_commit(struct dio_vol *v)
+/* The commit j_due asked for (no locks held).  Its error is the call's
+   only if the call's records are not in the process-death log. */
+int j_commit_due(struct dio_vol *v, struct j_due d)
 {
-	pthread_mutex_lock(&v->md_lock);
-	uint64_t seq = j_due(v);
-	md_unlock(v);
-	if (seq)
-		j_commit(v, seq, false, false);
+	if (!d.seq)
+		return 0;
+	int e = j_commit(v, d.seq, false, false);
+	return d.must ? e : 0;
 }
 
-/* One record of the process-death log (its journal encoding), at mount. */
-int j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len)
+/* One record of the process-death log (its journal encoding), at mount:
+   applied, or with dry only checked (plog_recover checks a whole call
+   first).  An inconsistent record is logged only when applied: a dry
+   check that fails ends the log's replay, which plog_recover says. */
+int j_apply_encoded(struct dio_vol *v, uint64_t seq, const uint8_t *rec, size_t len, bool dry)
 {
 	struct dio_rec r = { 0 };
 	size_t used;
 	int e = rec_parse(rec, len, &r, &used);
+	if (!e && used != len)
+		e = -EUCLEAN;
 	if (!e)
-		e = rec_apply(v, &r);
-	if (e == -EUCLEAN)
+		e = rec_apply(v, &r, dry);
+	if (e == -EUCLEAN && !dry)
 		dio_log(DIO_LOG_ERR, "process-death log: record %llu (type %d) is inconsistent",
 			(unsigned long long)seq, r.type);
 	return e;
@@ -655,7 +671,7 @@ int j_replay(struct dio_vol *v)
 			size_t used = 0;
 			e = rec_parse(txn + off, tlen - off, &r, &used);
 			if (!e)
-				e = rec_apply(v, &r);
+				e = rec_apply(v, &r, false);
 			if (e == -EUCLEAN) {
 				snprintf(why, sizeof(why), "journal record %llu (type %d) is inconsistent",
 					 (unsigned long long)nrec, r.type);

@@ -133,8 +133,8 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 	int e = md_room(v, holes + 4, 0);
 	if (e || !need)
 		return e;
-	if (need > v->alloc.free_blocks)
-		return -ENOSPC;
+	if (need > v->alloc.free_blocks || v->alloc.free_blocks - need < vol_reserve(v))
+		return -ENOSPC;   /* the reserve is for md_spare_take */
 	if (want_clean && v->alloc.clean_blocks < need) {
 		if ((how & MA_REFILL) && clean_can_refill(v, need))
 			return -EAGAIN;
@@ -185,3 +185,51 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 	return 0;
 }
 
+
+/*
+ * A spare block for the copy of a partial block that a call zeroes
+ * (truncate's new last block, the edges of a punch or a zero range): the
+ * copy goes to a new place and the call's transaction maps it in, so the
+ * old bytes stay where they were until that transaction is durable, and
+ * a call that fails or dies changes no byte.  Writes and preallocation
+ * leave vol_reserve() blocks to these (md_alloc_range), so that a full
+ * volume still truncates; blocks the calls free come back as their
+ * commits make them durable, so when none is left one commit is made
+ * (or a refill awaited) and the take tried again.  Not journalled: a
+ * crash before the call's R_MAP leaves the block free.  Under the
+ * file's range lock, no other lock held.
+ */
+int md_spare_take(struct dio_vol *v, struct dio_inode *in, uint64_t blk, uint64_t *pblk)
+{
+	for (int tries = 0;; tries++) {
+		pthread_mutex_lock(&v->md_lock);
+		int e = v->j.broken ? -EIO : 0;
+		uint64_t got = 0, seq = v->j.last_seq;
+		if (!e && v->alloc.free_blocks) {
+			struct dio_extent x;
+			pthread_rwlock_rdlock(&in->map_lock);
+			uint64_t goal = em_get(&in->map, blk, &x) && x.lblk <= blk ? x.pblk + (blk - x.lblk) : v->alloc.first;
+			pthread_rwlock_unlock(&in->map_lock);
+			e = alloc_take(&v->alloc, goal, 1, pblk, &got);
+		}
+		md_unlock(v);
+		if (e || got)
+			return e;
+		if (tries == 2)
+			return -ENOSPC;
+		if (!clean_wait_zeroing(v) && (e = j_commit(v, seq, false, false)))
+			return e;
+	}
+}
+
+/* A spare block the call did not map: free again, or (a write to it
+   failed on the media) never to be used. */
+void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad)
+{
+	pthread_mutex_lock(&v->md_lock);
+	if (bad && !md_room(v, 1, 0))
+		bad_add(v, pblk, 1);
+	else
+		alloc_give(&v->alloc, pblk, 1);
+	md_unlock(v);
+}

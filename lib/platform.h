@@ -73,6 +73,10 @@ void dio_dev_bio(int fd, struct dio_bio *b);
    one to a worker thread, so a caller that waits anyway does better to
    make the system call itself. */
 bool dio_dev_never_async(int fd);
+/* Call cb with the name (no leading '/') of every POSIX shared memory
+   object whose name starts with prefix (nothing where they cannot be
+   listed). */
+void dio_shm_list(const char *prefix, void (*cb)(const char *name, void *arg), void *arg);
 /* Random bytes for a volume uuid. */
 void dio_random(void *buf, size_t len);
 

@@ -12,6 +12,7 @@
  * kernel's own numbers, which are part of its ABI.
  */
 #include "internal.h"
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,19 @@ bool dio_dev_never_async(int fd)
 	   (reads measured too) */
 	struct statfs sf;
 	return fstatfs(fd, &sf) == 0 && (unsigned long)sf.f_type == 0x01021994ul;   /* TMPFS_MAGIC */
+}
+
+/* Linux keeps POSIX shared memory as files in /dev/shm. */
+void dio_shm_list(const char *prefix, void (*cb)(const char *name, void *arg), void *arg)
+{
+	DIR *d = opendir("/dev/shm");
+	if (!d)
+		return;
+	size_t k = strlen(prefix);
+	for (struct dirent *e; (e = readdir(d));)
+		if (!strncmp(e->d_name, prefix, k))
+			cb(e->d_name, arg);
+	closedir(d);
 }
 
 void dio_random(void *buf, size_t len)

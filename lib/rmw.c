@@ -127,19 +127,24 @@ NOINLINE int read_bounce(struct dio_file *f, struct cursor *c, uint64_t off, uin
 	return e;
 }
 
-/* Zero [off, off+len) within one written block (truncate, punch, zero
-   range).  On error the caller marks the block failed. */
-int rw_zero_partial(struct dio_file *f, uint64_t off, uint64_t len)
+/*
+ * The file's written block blk with bytes [from, to) zeroed, written to
+ * the device block pblk that is not the file's yet (a spare: md.c says
+ * why a call that zeroes part of a block never does it in place).  The
+ * caller holds blk's range lock exclusively.
+ */
+int rw_copy_zeroed(struct dio_file *f, uint64_t blk, uint32_t from, uint32_t to, uint64_t pblk)
 {
 	struct dio_vol *v = f->vol;
-	uint64_t bs = v->bs, blk = off / bs;
 	uint8_t *buf = bounce_get(&v->bounce);
-	tail_forget(f->ino, blk, blk + 1);
-	int e = blocks_io(f, DIO_BIO_READ, 0, buf, blk, 1);
-	if (!e) {
-		memset(buf + (off - blk * bs), 0, (size_t)len);   /* < one block */
-		e = blocks_io(f, DIO_BIO_WRITE, 0, buf, blk, 1);
+	int e = 0;
+	if (!tail_load(f->ino, blk, buf, v->bs)) {
+		e = blocks_io(f, DIO_BIO_READ, 0, buf, blk, 1);
 		cnt_add(&CNT(v)->rmw_blocks, 1);
+	}
+	if (!e) {
+		memset(buf + from, 0, (size_t)(to - from));   /* to <= bs */
+		e = dev_rw(v, DIO_BIO_WRITE, 0, pblk << v->bshift, buf, v->bs);
 	}
 	bounce_put(&v->bounce, buf);
 	return e;

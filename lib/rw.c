@@ -104,8 +104,10 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
 			break;
 		at = t;
 	}
+	struct j_due due = j_due(v);
 	pthread_rwlock_unlock(&in->map_lock);
 	md_unlock(v);
+	j_commit_due(v, due);   /* the write reports its own error */
 }
 
 /*
@@ -151,10 +153,10 @@ static int alloc_room(struct dio_vol *v)
 }
 
 /* After the data is down: unwritten blocks of [b0, b1) become written and
-   the size grows; journalled.  *changed: whether anything did; *due: a
-   journal commit due now (j_due), or 0. */
+   the size grows; journalled.  *changed: whether anything did; *due: the
+   journal commit due now (j_due). */
 static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t end, bool clean,
-			const struct em_hint *hint, bool *changed, uint64_t *due)
+			const struct em_hint *hint, bool *changed, struct j_due *due)
 {
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
@@ -180,7 +182,8 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 		e = md_set_size(v, in, end, !clean);
 		*changed = true;
 	}
-	*due = *changed ? j_due(v) : 0;
+	if (*changed)
+		*due = j_due(v);
 	pthread_rwlock_unlock(&in->map_lock);
 	md_unlock(v);
 	return e;
@@ -349,7 +352,7 @@ static ALWAYS_INLINE void rq_build(struct rw_req *rq, struct batch *b, const str
 }
 
 /* rq_finish's part for a write (out of line: a read has none). */
-static int rq_finish_write(struct rw_req *rq, int e, uint64_t *due)
+static int rq_finish_write(struct rw_req *rq, int e, struct j_due *due)
 {
 	struct dio_file *f = rq->f;
 	struct dio_inode *in = f->ino;
@@ -373,14 +376,17 @@ static int rq_finish_write(struct rw_req *rq, int e, uint64_t *due)
 static ALWAYS_INLINE int rq_finish(struct rw_req *rq, int e)
 {
 	struct dio_file *f = rq->f;
-	uint64_t due = 0;
+	struct j_due due = { 0, false };
 	if (rq->write)
 		e = rq_finish_write(rq, e, &due);
 	rl_unlock(f->ino->rl, &rq->r);
 	if (rq->bounced)
 		cnt_add(&CNT(f->vol)->bounced, 1);
-	if (due && !(rq->bio_flags & DIO_BIO_FUA))
-		j_commit(f->vol, due, false, false);   /* O_DSYNC commits itself, in do_rw */
+	if (due.seq && !(rq->bio_flags & DIO_BIO_FUA)) {   /* O_DSYNC commits itself, in do_rw */
+		int ec = j_commit_due(f->vol, due);
+		if (!e)
+			e = ec;
+	}
 	return e;
 }
 

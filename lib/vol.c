@@ -325,6 +325,40 @@ void recount_md(struct dio_vol *v)
 		v->md_bytes += md_inode_bytes(v->ns.names[i]->namelen) + (uint64_t)em_count(&v->ns.names[i]->map) * MD_EXTENT_BYTES;
 }
 
+/*
+ * What the device holds, in memory: checkpoint, journal, and with ring
+ * the process-death log's calls after them (*applied: its records);
+ * then the checks and free space.  0, or why not (-EUCLEAN: damage).
+ */
+static int vol_load(struct dio_vol *v, bool ring, uint64_t *applied)
+{
+	*applied = 0;
+	int e = ckpt_load(v);
+	if (!e)
+		e = j_replay(v);
+	if (!e && ring)
+		e = plog_recover(v, j_apply_encoded, false, applied);   /* what a killed process left */
+	if (!e) {
+		drop_orphans(v);
+		recount_md(v);
+		e = check_sizes(v);
+		if (!e)
+			e = build_alloc(v);
+	}
+	return e;
+}
+
+/* Forget what vol_load loaded, to load again. */
+static void vol_unload(struct dio_vol *v)
+{
+	vol_free_inodes(v);
+	em_free(&v->bad);
+	memset(&v->bad, 0, sizeof(v->bad));
+	alloc_destroy(&v->alloc);
+	memset(&v->alloc, 0, sizeof(v->alloc));
+	v->md_bytes = 0;
+}
+
 DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts *opts)
 {
 	struct dio_mount_opts def = { 0 };
@@ -355,18 +389,18 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 		v->bs = v->sb.block_size;
 		v->bshift = (unsigned)__builtin_ctz(v->bs);
 		v->md_cap = v->sb.ckpt_blocks * (v->bs - MBLK_HDR) - CKPT_HDR_BYTES;
-		e = ckpt_load(v);
-	}
-	if (!e)
-		e = j_replay(v);
-	if (!e)
-		e = plog_recover(v, j_apply_encoded);   /* what a killed process left after its last commit */
-	if (!e) {
-		drop_orphans(v);
-		recount_md(v);
-		e = check_sizes(v);
-		if (!e)
-			e = build_alloc(v);
+		uint64_t applied;
+		e = vol_load(v, true, &applied);
+		if (e == -EUCLEAN && applied) {
+			/* the process-death log's calls left a state the checks
+			   refuse: never let the log fail a mount that the
+			   journal alone would pass */
+			dio_log(DIO_LOG_WARN, "%s: the volume with the process-death log's %llu records fails its "
+				"checks: mounting it as the journal left it", path, (unsigned long long)applied);
+			vol_unload(v);
+			e = vol_load(v, false, &applied);
+		}
+		v->plog_applied = applied;
 	}
 	v->recovering = false;
 	if (!e && !ro) {
@@ -436,8 +470,12 @@ DIO_API int dio_statvfs(struct dio_vol *v, struct dio_statvfs *st)
 	pthread_mutex_lock(&v->md_lock);
 	st->block_size = v->bs;
 	st->dev_logical_block_size = v->dev.geom.logical_bs;
-	st->total_blocks = v->sb.total_blocks - v->sb.data_start;
-	st->free_blocks = v->alloc.free_blocks;
+	/* what files can have: vol_reserve() blocks stay for the copies
+	   of truncates and punches (md_spare_take), so that a full volume
+	   can still shrink its files; neither count includes them */
+	uint64_t keep = vol_reserve(v);
+	st->total_blocks = v->sb.total_blocks - v->sb.data_start - keep;
+	st->free_blocks = v->alloc.free_blocks > keep ? v->alloc.free_blocks - keep : 0;
 	st->nfiles = v->ns.nnames;
 	md_unlock(v);
 	snprintf(st->backend, sizeof(st->backend), "%s", v->dev.ops->name);

@@ -92,6 +92,30 @@ expect_eq "$(jqo '.checkpoint.loads')" false "the damaged checkpoint does not lo
 expect_eq "$(jqo '.checkpoint.damaged_blocks[0].index')" 0 "the damaged block's index"
 expect_eq "$(jqo '.checkpoint.damaged_blocks[0].problem')" "checksum mismatch" "the damaged block's problem"
 
+# ---- a process-death log left by a put killed mid-copy (its temporary
+# file's create is in no journal yet): pending in info, said by fsck,
+# applied by the next read-write mount, then gone
+pl=$dir/pl.img
+expect_rc 0 "$DIO" mkfs --size 64m "$pl"
+mkfifo "$dir/fifo"
+( head -c 100000 /dev/urandom; sleep 20 ) >"$dir/fifo" &
+feeder=$!
+"$DIO" put "$pl" "$dir/fifo" partial &
+pid=$!
+sleep 1
+kill -KILL $pid; wait $pid 2>/dev/null; kill $feeder 2>/dev/null; wait $feeder 2>/dev/null
+expect_rc 0 "$DIO" --json info "$pl"
+expect_eq "$(jqo '.pending_log_records >= 1')" true "info: the killed put's calls are pending"
+expect_rc 0 "$DIO" info "$pl"
+expect_in "pending" "$out" "info text: pending records"
+expect_rc 0 "$DIO" fsck "$pl"
+expect_in "a mount would apply 1 metadata calls" "$err$out" "fsck says what the log holds"
+expect_rc 0 "$DIO" ls "$pl"
+expect_in ".dio-put." "$out" "the temporary file, from the log"
+expect_rc 0 "$DIO" rm "$pl" "$(printf '%s' "$out" | head -1)"
+expect_rc 0 "$DIO" --json info "$pl"
+expect_eq "$(jqo '.pending_log_records')" 0 "no log pending after a read-write mount"
+
 # ---- not a volume, missing, unreadable
 head -c 1m /dev/zero >"$dir/zero.img"
 expect_rc 1 "$DIO" fsck "$dir/zero.img"

@@ -120,6 +120,7 @@ int cmd_info(int argc, char **argv)
 		json_u64("nfiles", sv.nfiles);
 		json_u64("journal_bytes", vi.journal_bytes);
 		json_u64("journal_used_bytes", vi.journal_used_bytes);
+		json_u64("pending_log_records", vi.log_records);
 		json_u64("checkpoint_bytes", vi.checkpoint_bytes);
 		json_u64("data_start", vi.data_start_bytes);
 		json_str("backend", sv.backend);
@@ -154,6 +155,9 @@ int cmd_info(int argc, char **argv)
 		printf("files       %llu\n", (unsigned long long)sv.nfiles);
 		printf("journal     %s, %s in use\n", human(vi.journal_bytes, h1, sizeof(h1)),
 		       human(vi.journal_used_bytes, h2, sizeof(h2)));
+		if (vi.log_records)
+			printf("pending     %llu records of a killed process's calls (process-death log), "
+			       "applied at the next read-write mount\n", (unsigned long long)vi.log_records);
 		printf("checkpoint  2 x %s\n", human(vi.checkpoint_bytes, h3, sizeof(h3)));
 		printf("backend     %s\n", sv.backend);
 		printf("device      %s, %llu bytes, logical block %u, physical block %u\n",

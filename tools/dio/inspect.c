@@ -27,6 +27,9 @@ void tool_volinfo(struct dio_vol *v, struct tool_volinfo *vi)
 		vi->journal_used_bytes = vi->journal_bytes;
 	vi->checkpoint_bytes = sb->ckpt_blocks * bs;
 	vi->data_start_bytes = sb->data_start * bs;
+	/* a read-only mount applies a killed process's log in memory and
+	   leaves it for the next read-write mount: pending */
+	vi->log_records = v->rdonly ? v->plog_applied : 0;
 	pthread_mutex_unlock(&v->md_lock);
 	vi->device_size = v->dev.geom.size;
 	vi->physical_block_size = v->dev.geom.physical_bs;

@@ -120,6 +120,7 @@ struct tool_volinfo {
 	uint32_t physical_block_size;
 	bool is_block_device;
 	uint64_t journal_bytes, journal_used_bytes, checkpoint_bytes, data_start_bytes;
+	uint64_t log_records;   /* the process-death log's records a read-write mount would apply */
 	struct dio_info info;   /* what dio_info reports for a handle of the volume */
 };
 void tool_volinfo(struct dio_vol *v, struct tool_volinfo *vi);

@@ -241,9 +241,19 @@ static void fsck_report(int sev, const char *msg, void *arg)
 	fprintf(stderr, "fsck of crash state %ld: %s: %s\n", nstates, sev == DIO_FSCK_ERROR ? "error" : "warning", msg);
 }
 
+/* What a state must show, once mounted (cut: the last log entry issued). */
+static void (*checker)(struct dio_vol *v, long cut);
+
+static void check_model(struct dio_vol *v, long cut)
+{
+	(void)cut;
+	cm_check(v, &model);
+}
+
 static void check_state(long cut)
 {
-	advance_to(cut);
+	if (checker == check_model)
+		advance_to(cut);
 	/* dio_fsck first, on the image exactly as the crash left it */
 	size_t before = M.nov;
 	ck_assert_msg(fsck_with_ops(img, 0, &memdev, fsck_report, NULL) == 0, "fsck of crash state %ld", nstates);
@@ -251,7 +261,7 @@ static void check_state(long cut)
 	nfsck++;
 	struct dio_vol *v = dio_mount(img, &mem_opts);
 	ck_assert_msg(v != NULL, "state %ld (cut %ld) does not mount: %s", nstates, cut, strerror(errno));
-	cm_check(v, &model);
+	checker(v, cut);
 	ck_assert_int_eq(dio_umount(v), 0);
 	ov_reset();
 	nstates++;
@@ -298,12 +308,21 @@ static int cmp_long(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Every state of one recorded workload, in cut order. */
-static void explore(long budget)
+/* Every state of one recorded workload, in cut order, from the epoch
+   that holds entry `from` on (the ones before are laid down as durable). */
+static void explore(long budget, long from)
 {
 	long start = nstates;
 	long e0 = 0;                         /* first entry of the epoch */
 	model_reset();
+	for (long e1; e0 <= (long)M.nlog; e0 = e1 + 1) {
+		for (e1 = e0; e1 < (long)M.nlog && M.log[e1].kind != E_FLUSH; e1++)
+			;
+		if (e1 >= from)
+			break;
+		for (long i = e0; i < e1; i++)
+			apply_base(i);
+	}
 	while (e0 <= (long)M.nlog && nstates - start < budget) {
 		long e1 = e0;                    /* the epoch's flush (or the end) */
 		while (e1 < (long)M.nlog && M.log[e1].kind != E_FLUSH)
@@ -345,13 +364,168 @@ START_TEST(test_every_crash_state_keeps_the_contract)
 	unsetenv("DIO_BACKEND");
 	t_seed(31337);
 	int workloads = 0;
+	checker = check_model;
 	while (nstates < want) {
 		record(5000 + (uint64_t)workloads);
-		explore(want - nstates);
+		explore(want - nstates, 0);
 		workloads++;
 	}
 	fprintf(stderr, "crash states: %ld checked (%ld by dio_fsck too) from %d workloads, "
 		"%ld flush epochs, %ld torn writes\n", nstates, nfsck, workloads, nepochs, ntorn);
+	unlink(img);
+}
+END_TEST
+
+/* ---- one call on a synced file, cut at every device write ------------------------ */
+
+/*
+ * A file of synced data ("t", 48,853 bytes: the last block partial) and
+ * a bystander ("u"), then one call on "t" and its fsync, recorded; every
+ * crash state from the call's first device write on must show "t" as it
+ * was or as the call left it, exactly, never a mix (contract rules 3 and
+ * 8: a truncate cut by a crash once kept the old size with the bytes past
+ * the new one zeroed).  Growing "t" back to its old size afterwards must
+ * show zeros past the size it has: no old byte comes back.
+ */
+#define T_SIZE 48853u
+#define U_SIZE 10000u
+
+struct one_call {
+	const char *what;
+	int mode;                  /* DIO_FALLOC_*; -1: ftruncate to off */
+	uint64_t off, len;
+};
+static const struct one_call *the_call;
+static uint8_t t_old[T_SIZE], t_new[T_SIZE], u_data[U_SIZE];
+static uint64_t t_new_size;
+
+static void call_expect(const struct one_call *c)
+{
+	for (uint32_t i = 0; i < T_SIZE; i++)
+		t_old[i] = t_pat(1, 1, i);
+	for (uint32_t i = 0; i < U_SIZE; i++)
+		u_data[i] = t_pat(2, 1, i);
+	memcpy(t_new, t_old, T_SIZE);
+	t_new_size = T_SIZE;
+	if (c->mode < 0) {
+		t_new_size = c->off;
+		memset(t_new + c->off, 0, T_SIZE - c->off);
+	} else {
+		memset(t_new + c->off, 0, c->len);   /* punch or zero range, inside the file */
+	}
+}
+
+static void record_call(const struct one_call *c, long *from)
+{
+	unlink(img);
+	ck_assert_int_eq(dio_mkfs(img, &(struct dio_mkfs_opts){ .size = 16 << 20, .journal_size = 64 << 10 }), 0);
+	int fd = open(img, O_RDONLY);
+	M.size = 16 << 20;
+	free(M.cur);
+	free(M.base);
+	M.cur = xrealloc(NULL, M.size);
+	M.base = xrealloc(NULL, M.size);
+	ck_assert(pread(fd, M.cur, M.size, 0) == (ssize_t)M.size);
+	memcpy(M.base, M.cur, M.size);
+	close(fd);
+	for (size_t i = 0; i < M.nlog; i++)
+		free(M.log[i].data);
+	M.nlog = 0;
+	M.recording = true;
+	call_expect(c);
+	struct dio_vol *v = dio_mount(img, &mem_opts);
+	ck_assert_ptr_nonnull(v);
+	struct dio_file *t = dio_open(v, "t", O_CREAT | O_RDWR), *u = dio_open(v, "u", O_CREAT | O_RDWR);
+	ck_assert(t && u);
+	/* an aligned write and a misaligned tail: written blocks throughout */
+	uint8_t *a = t_aligned(32768);
+	memcpy(a, t_old, 32768);
+	ck_assert_int_eq(dio_pwrite(t, a, 32768, 0), 32768);
+	ck_assert_int_eq(dio_pwrite(t, t_old + 32768, T_SIZE - 32768, 32768), T_SIZE - 32768);
+	ck_assert_int_eq(dio_pwrite(u, u_data, U_SIZE, 0), U_SIZE);
+	ck_assert_int_eq(dio_fsync(t), 0);
+	ck_assert_int_eq(dio_fsync(u), 0);
+	free(a);
+	*from = (long)M.nlog;
+	the_call = c;
+	int r = c->mode < 0 ? dio_ftruncate(t, (off_t)c->off) : dio_fallocate(t, c->mode, (off_t)c->off, (off_t)c->len);
+	ck_assert_msg(r == 0, "%s: %s", c->what, strerror(errno));
+	ck_assert_int_eq(dio_fsync(t), 0);
+	dio_close(t);
+	dio_close(u);
+	ck_assert_int_eq(dio_umount(v), 0);
+	M.recording = false;
+}
+
+static void read_whole(struct dio_vol *v, const char *name, uint8_t *buf, size_t cap, uint64_t *size)
+{
+	struct dio_file *f = dio_open(v, name, O_RDWR);
+	ck_assert_ptr_nonnull(f);
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	*size = st.size;
+	ck_assert_uint_le(st.size, cap);
+	ck_assert_int_eq(dio_pread(f, buf, cap, 0), (ssize_t)st.size);
+	dio_close(f);
+}
+
+static void check_call(struct dio_vol *v, long cut)
+{
+	static uint8_t got[T_SIZE + 4096];
+	uint64_t size;
+	read_whole(v, "u", got, sizeof(got), &size);
+	ck_assert_msg(size == U_SIZE && !memcmp(got, u_data, U_SIZE), "%s, cut %ld: the bystander changed",
+		      the_call->what, cut);
+	read_whole(v, "t", got, sizeof(got), &size);
+	bool old = size == T_SIZE && !memcmp(got, t_old, T_SIZE);
+	bool new = size == t_new_size && !memcmp(got, t_new, (size_t)size);
+	if (!old && !new) {
+		uint64_t d = 0;
+		while (d < size && d < T_SIZE && got[d] == t_old[d])
+			d++;
+		ck_abort_msg("%s, cut %ld (state %ld): size %llu, first byte unlike the old data at %llu: neither "
+			     "the old file nor the call's", the_call->what, cut, nstates, (unsigned long long)size,
+			     (unsigned long long)d);
+	}
+	if (size < T_SIZE) {
+		/* grown back: zeros past the size it had, never old bytes */
+		struct dio_file *f = dio_open(v, "t", O_RDWR);
+		ck_assert_int_eq(dio_ftruncate(f, T_SIZE), 0);
+		ck_assert_int_eq(dio_pread(f, got, T_SIZE, 0), (ssize_t)T_SIZE);
+		for (uint64_t i = size; i < T_SIZE; i++)
+			ck_assert_msg(!got[i], "%s, cut %ld: byte %llu came back after growing the file",
+				      the_call->what, cut, (unsigned long long)i);
+		dio_close(f);
+	}
+}
+
+START_TEST(test_a_call_on_a_synced_file_cut_at_every_device_write_is_whole_or_absent)
+{
+	static const struct one_call calls[] = {
+		{ "truncate to 3,507", -1, 3507, 0 },
+		{ "truncate to 40,960 (a block edge)", -1, 40960, 0 },
+		{ "truncate to 48,000 (inside the last block)", -1, 48000, 0 },
+		{ "truncate to 0", -1, 0, 0 },
+		{ "punch 5,000..20,000", DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 5000, 15000 },
+		{ "punch 100 bytes inside a block", DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 9000, 100 },
+		{ "zero range 4,000..30,000", DIO_FALLOC_ZERO_RANGE, 4000, 26000 },
+		{ "zero range 100 bytes inside a block", DIO_FALLOC_ZERO_RANGE | DIO_FALLOC_KEEP_SIZE, 9000, 100 },
+	};
+	img = strdup(t_image_path("crashcall"));
+	static int registered;
+	if (!registered++)
+		ck_assert_int_eq(dio_backend_register(&memdev), 0);
+	unsetenv("DIO_BACKEND");
+	t_seed(4242);
+	checker = check_call;
+	long total = 0;
+	for (unsigned k = 0; k < sizeof(calls) / sizeof(calls[0]); k++) {
+		long from, before = nstates;
+		record_call(&calls[k], &from);
+		explore(100000, from);
+		total += nstates - before;
+	}
+	fprintf(stderr, "one call cut at every device write: %ld states, %ld torn writes\n", total, ntorn);
 	unlink(img);
 }
 END_TEST
@@ -361,6 +535,7 @@ int main(void)
 	Suite *s = suite_create("crashstates");
 	TCase *tc = tcase_create("crashstates");
 	tcase_set_timeout(tc, 3000);
+	tcase_add_test(tc, test_a_call_on_a_synced_file_cut_at_every_device_write_is_whole_or_absent);
 	tcase_add_test(tc, test_every_crash_state_keeps_the_contract);
 	suite_add_tcase(s, tc);
 	return t_run(s);

@@ -384,7 +384,8 @@ static int do_truncate(struct dio_file *f, off_t length)
 	struct dio_inode *in = f->ino;
 	uint64_t nsz = (uint64_t)length, bs = v->bs;
 	struct dio_range r;
-	rl_lock(in->rl, &r, 0, UINT64_MAX, true);
+	if (rl_lock(in->rl, &r, 0, UINT64_MAX, true))
+		return fail(EDEADLK);   /* this thread's own queued request holds part of it */
 	uint64_t osz = in->size;   /* stable: the whole file is locked */
 	struct edge ed = { 0, 0, false };
 	struct j_due due = { 0, false };
@@ -451,7 +452,8 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 	struct edge ed[2] = { { 0, 0, false }, { 0, 0, false } };
 	struct j_due due = { 0, false };
 	int e = 0;
-	rl_lock(in->rl, &r, b0, b1, true);
+	if (rl_lock(in->rl, &r, b0, b1, true))
+		return fail(EDEADLK);   /* this thread's own queued request holds part of it */
 	if (mode & (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE)) {
 		/* partial edge blocks keep their other bytes: zeroed copies */
 		if (f0 > f1) {

@@ -715,7 +715,7 @@ struct rw_tally {
 	uint64_t n[2], bytes[2];     /* [0] reads, [1] writes */
 };
 int     rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
-			 int iovcnt, off_t offset, bool may_block);
+			 int iovcnt, off_t offset, bool may_block, const atomic_uint *q_user);
 ssize_t rw_async_finish(struct rw_async *a, int err, struct rw_tally *t);   /* the request's result */
 void    rw_tally_flush(struct dio_counters_atomic *cnt, struct rw_tally *t);
 
@@ -760,6 +760,12 @@ static inline void file_put(struct dio_file *f)
 	if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
 		file_close_last(f);
 }
+
+/* A wait of timeout_ms (negative: no limit) as a deadline, and the
+   milliseconds left of it (0 once past; -1 for no limit): a wait made of
+   several (a partial reap, EINTR) never waits longer in all. */
+int64_t dio_deadline(int timeout_ms);
+int dio_ms_left(int64_t deadline);
 
 static inline bool backend_has_async(const struct dio_backend_ops *o)
 {

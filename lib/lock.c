@@ -32,6 +32,13 @@
  * looks at waiters after its own spin section, so it either sees the
  * sleeper or the sleeper saw its range gone; to wake it, the unlocker
  * takes mu, which it gets only once the sleeper is inside cond_wait.
+ *
+ * A queued request holds its range until its queue reaps it, and only
+ * the thread that last used the queue may do that.  That thread waiting
+ * for the range itself (a synchronous read of what it just queued, a
+ * truncate) would wait forever: a range held by such a request carries
+ * the queue's last-user slot (q_user), and a take that would sleep on
+ * one whose last user is the caller fails with EDEADLK instead.
  */
 #include "internal.h"
 #include <sched.h>
@@ -108,6 +115,19 @@ static unsigned rl_nth(const struct dio_range *r, unsigned k)
 	return k < wrap ? k : r->s0 + (k - wrap);
 }
 
+/* Does a range of s that r waits for belong to a queued request that
+   only the caller can reap (spin lock held)? */
+static bool stripe_self_held(const struct rl_stripe *s, const struct dio_range *r, unsigned me)
+{
+	for (const struct rl_node *n = s->held; n; n = n->next) {
+		const struct dio_range *h = n->owner;
+		if (h->start < r->end && r->start < h->end && (h->excl || r->excl) && h->q_user &&
+		    atomic_load_explicit(h->q_user, memory_order_relaxed) == me)
+			return true;
+	}
+	return false;
+}
+
 static bool stripe_conflicts(const struct rl_stripe *s, const struct dio_range *r)
 {
 	for (const struct rl_node *n = s->held; n; n = n->next) {
@@ -167,14 +187,18 @@ static inline unsigned rl_try_enter(struct dio_rangelock *rl, struct dio_range *
 	return RL_STRIPES;
 }
 
-void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
+int rl_lock_owned(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
 {
 	rl_setup(r, start, end, excl);
 	unsigned bad;
 	while ((bad = rl_try_enter(rl, r)) != RL_STRIPES) {
+		struct rl_stripe *s = &rl->s[bad];
+		if (stripe_self_held(s, r, dio_thread_slot())) {
+			stripe_unlock(s);
+			return -EDEADLK;
+		}
 		/* counted and holding mu before the stripe is let go: see
 		   the top of the file */
-		struct rl_stripe *s = &rl->s[bad];
 		atomic_fetch_add(&s->waiters, 1);
 		pthread_mutex_lock(&s->mu);
 		stripe_unlock(s);
@@ -182,6 +206,13 @@ void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint
 		pthread_mutex_unlock(&s->mu);
 		atomic_fetch_sub(&s->waiters, 1);
 	}
+	return 0;
+}
+
+int rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
+{
+	r->q_user = NULL;
+	return rl_lock_owned(rl, r, start, end, excl);
 }
 
 /* Wake the sleepers of stripe s (out of line: an unlock rarely has any). */
@@ -249,7 +280,7 @@ static NOINLINE bool rl_trylock_many(struct dio_rangelock *rl, struct dio_range 
 /* Take the range only if that needs no waiting (a queue must not sleep on
    a range its own in-flight requests hold).  The usual case, one stripe
    and nobody in its spin lock, calls nothing. */
-bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
+bool rl_trylock_owned(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
 {
 	rl_setup(r, start, end, excl);
 	if (r->ns != 1)
@@ -262,4 +293,10 @@ bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, u
 		stripe_enter(s, &r->node[0], r);
 	stripe_unlock(s);
 	return free;
+}
+
+bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl)
+{
+	r->q_user = NULL;
+	return rl_trylock_owned(rl, r, start, end, excl);
 }

@@ -19,6 +19,9 @@ struct rl_node {
 };
 struct dio_range {
 	uint64_t start, end;       /* blocks [start, end) */
+	/* a queued request's range: the thread slot that last used its
+	   queue (only that thread can reap it), else NULL */
+	const atomic_uint *q_user;
 	bool excl;
 	unsigned s0, ns;           /* stripes s0 .. s0+ns-1 (mod RL_STRIPES) */
 	struct rl_node node[RL_STRIPES];
@@ -35,8 +38,13 @@ struct dio_rangelock {
 };
 struct dio_rangelock *rl_new(void);
 void rl_free(struct dio_rangelock *rl);
-void rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
+/* 0, or -EDEADLK: the range is held by a queued request that only the
+   calling thread can reap (lock.c); nothing is held then. */
+int  rl_lock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
 void rl_unlock(struct dio_rangelock *rl, struct dio_range *r);
 bool rl_trylock(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
+/* The same for a range whose q_user the caller set (NULL or a queue's). */
+int  rl_lock_owned(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
+bool rl_trylock_owned(struct dio_rangelock *rl, struct dio_range *r, uint64_t start, uint64_t end, bool excl);
 
 #endif

@@ -4,6 +4,7 @@
  * them.
  */
 #include "internal.h"
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,4 +77,23 @@ unsigned dio_thread_slot_assign(void)
 {
 	dio_thread_slot_v = atomic_fetch_add_explicit(&next_thread_slot, 1, memory_order_relaxed) + 1;
 	return dio_thread_slot_v;
+}
+
+int64_t dio_deadline(int timeout_ms)
+{
+	if (timeout_ms < 0)
+		return -1;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + timeout_ms;
+}
+
+int dio_ms_left(int64_t deadline)
+{
+	if (deadline < 0)
+		return -1;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t left = deadline - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }

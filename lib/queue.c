@@ -50,6 +50,8 @@ struct dio_queue {
 	unsigned pending_bios;      /* I/Os handed to the backend, not back yet */
 	bool single;                /* DIO_QUEUE_SINGLE_THREAD: only `owner` may use it */
 	unsigned owner;             /* its dio_thread_slot() */
+	atomic_uint user;           /* the slot of the thread that used it last: the only
+				       one that may reap it now (its ranges' q_user) */
 	struct qbuf *bufs;          /* registered buffers, sorted by address */
 	unsigned nbufs;
 	bool fixed;                 /* the backend context has them too */
@@ -109,6 +111,7 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 	q->magic = DIO_QUEUE_MAGIC;
 	q->single = (flags & DIO_QUEUE_SINGLE_THREAD) != 0;
 	q->owner = dio_thread_slot();
+	atomic_init(&q->user, q->owner);
 	q->cq = calloc(entries, sizeof(*q->cq));
 	bool async = backend_has_async(v->dev.ops);
 	if (async) {
@@ -142,6 +145,15 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 static bool foreign(const struct dio_queue *q)
 {
 	return q->single && q->owner != dio_thread_slot();
+}
+
+/* The calling thread has the queue now (a range its requests hold can
+   be released by this thread only: lock.c's EDEADLK). */
+static ALWAYS_INLINE void q_used(struct dio_queue *q)
+{
+	unsigned me = dio_thread_slot();
+	if (atomic_load_explicit(&q->user, memory_order_relaxed) != me)
+		atomic_store_explicit(&q->user, me, memory_order_relaxed);
 }
 
 /* Make dio_queue_fd's descriptor readable (there are completions). */
@@ -184,7 +196,9 @@ static ALWAYS_INLINE void slot_done(struct dio_queue *q, struct qslot *s, struct
    caller then hears the kernel's own reason). */
 static NOINLINE void fail_unstarted(struct dio_queue *q, unsigned started, unsigned n, int r)
 {
-	int e = r < 0 ? r : r > 0 ? -EAGAIN : -EIO;
+	/* a ring that will not take more now says EBUSY: to the caller
+	   that is EAGAIN, as dio_submit(3) says */
+	int e = r == -EBUSY || r > 0 ? -EAGAIN : r < 0 ? r : -EIO;
 	struct rw_tally t = { { 0, 0 }, { 0, 0 } };
 	for (unsigned i = started; i < n; i++) {
 		struct qslot *s = slot_of(q, q->subv[i]);
@@ -245,25 +259,55 @@ static int collect(struct dio_queue *q, unsigned min_nr, int timeout_ms)
 	return n;
 }
 
+/* Fail every request still in flight with e (a backend that stopped
+   answering): their ranges are released and their handles dropped, so
+   nothing outside the queue points into it. */
+static void fail_inflight(struct dio_queue *q, int e)
+{
+	struct rw_tally t = { { 0, 0 }, { 0, 0 } };
+	for (unsigned i = 0; i < q->entries && q->inflight; i++) {
+		struct qslot *s = &q->slot[i];
+		if (!s->busy)
+			continue;
+		if (!s->err)
+			s->err = e;
+		s->pending = 0;
+		slot_done(q, s, &t);
+	}
+	q->pending_bios = 0;
+	rw_tally_flush(q->cnt, &t);
+}
+
+/* Every request in flight completed (into the completion ring).  The
+   backends retry EINTR themselves; any other error from a reap is a
+   context that will return nothing more. */
 static void drain(struct dio_queue *q)
 {
 	flush_subs(q);
-	while (q->inflight)
-		if (collect(q, 1, -1) < 0)
-			break;   /* a dead backend: nothing more will come back */
+	while (q->inflight) {
+		int n = collect(q, 1, -1);
+		if (n < 0) {
+			dio_log(DIO_LOG_ERR, "queue: reaping failed (%s): %u requests in flight fail", strerror(-n),
+				q->inflight);
+			fail_inflight(q, n);
+		}
+	}
 }
 
 DIO_API void dio_queue_destroy(struct dio_queue *q)
 {
 	if (!q || q->magic != DIO_QUEUE_MAGIC)
 		return;
-	if (foreign(q) && q->inflight)
-		/* only the owner can reap them: the ring's teardown in the
-		   kernel waits for them instead, after we return */
-		dio_log(DIO_LOG_ERR, "dio_queue_destroy: a DIO_QUEUE_SINGLE_THREAD queue destroyed by "
-			"another thread with %u requests in flight", q->inflight);
-	else
-		drain(q);
+	if (foreign(q) && q->inflight) {
+		/* only the owner can reap them (a ring tied to its thread):
+		   freeing the queue now would free ranges still held in the
+		   file's lock lists.  Left as it is, for its owner. */
+		dio_log(DIO_LOG_ERR, "dio_queue_destroy: a DIO_QUEUE_SINGLE_THREAD queue with %u requests in flight "
+			"can only be destroyed by its own thread: left as it is", q->inflight);
+		errno = EPERM;
+		return;
+	}
+	drain(q);
 	pthread_mutex_lock(&q->vol->md_lock);
 	q->vol->nqueues--;
 	md_unlock(q->vol);
@@ -378,14 +422,14 @@ static bool try_async(struct dio_queue *q, const struct dio_req *r)
 		return false;   /* inline, which reports it (errno untouched here) */
 	unsigned idx = q->free_slots[q->nfree - 1];
 	struct qslot *s = &q->slot[idx];
-	int k = rw_async_prepare(&s->a, f, write, iov, iovcnt, r->offset, false);
+	int k = rw_async_prepare(&s->a, f, write, iov, iovcnt, r->offset, false, &q->user);
 	if (k == -EAGAIN) {
 		/* the range is busy: maybe with our own requests.  Draining
 		   frees slots, so pick the top free slot again after it. */
 		drain(q);
 		idx = q->free_slots[q->nfree - 1];
 		s = &q->slot[idx];
-		k = rw_async_prepare(&s->a, f, write, iov, iovcnt, r->offset, true);
+		k = rw_async_prepare(&s->a, f, write, iov, iovcnt, r->offset, true, &q->user);
 	}
 	if (k == RWA_INLINE)
 		return false;
@@ -416,6 +460,7 @@ DIO_API int dio_submit(struct dio_queue *q, const struct dio_req *reqs, unsigned
 		return fail(EPERM);
 	if (!nr)
 		return 0;
+	q_used(q);
 	unsigned taken = 0;
 	while (taken < nr && q->inflight + q->count < q->entries && io_room(q)) {
 		const struct dio_req *r = &reqs[taken];
@@ -482,6 +527,7 @@ DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr,
 		return fail(EINVAL);
 	if (foreign(q))
 		return fail(EPERM);
+	q_used(q);
 	/* reset the event descriptor: what completed so far is picked up
 	   below, what completes later signals it again */
 	uint64_t events;
@@ -491,15 +537,18 @@ DIO_API int dio_reap(struct dio_queue *q, struct dio_cqe *cqes, unsigned min_nr,
 	/* pick up what is already done without waiting */
 	if (q->inflight)
 		collect(q, 0, 0);
-	/* wait only for requests that are really in flight */
+	/* wait only for requests that are really in flight, and no longer
+	   than timeout_ms in all however many waits it takes */
+	int64_t deadline = dio_deadline(timeout_ms);
 	while (q->count < min_nr && q->inflight) {
 		/* each request has at least one I/O: waiting for this many
 		   I/Os in one call never waits for more than needed */
 		unsigned want = MIN(min_nr - q->count, q->pending_bios);
-		int n = collect(q, MAX(want, 1u), timeout_ms);
+		int left = dio_ms_left(deadline);
+		int n = collect(q, MAX(want, 1u), left);
 		if (n < 0)
 			return fail(n);
-		if (n == 0 && timeout_ms >= 0)
+		if (left >= 0 && (n == 0 || dio_ms_left(deadline) == 0))
 			break;   /* timed out */
 	}
 	unsigned n = q->count < max_nr ? q->count : max_nr;

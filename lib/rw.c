@@ -192,7 +192,7 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 /* ---- the request's steps -------------------------------------------------- */
 
 #define RQ_NOTHING 1   /* rq_init: valid, and nothing to move (ret 0) */
-#define RQ_BUSY    1   /* rq_plan: the range was busy; it is not locked now */
+#define RQ_BUSY    1   /* rq_plan: the range was busy (may_block: EDEADLK); it is not locked now */
 
 /* Validate a request.  0: go on; RQ_NOTHING; or -errno, in the order the
    synchronous calls have always checked (EBADF, EROFS, EINVAL, EFBIG). */
@@ -243,17 +243,19 @@ static ALWAYS_INLINE int rq_init(struct rw_req *rq, struct dio_file *f, bool wri
 	rq->excl = write && !(aligned && (f->flags & DIO_O_CONCURRENT));
 	rq->convert = rq->clean = rq->alloc_failed = rq->changed = rq->bounced = false;
 	rq->hint.leaf = NULL;
+	rq->r.q_user = NULL;   /* a synchronous call's; a queue sets its own */
 	return 0;
 }
 
-/* Take the request's range lock; false: busy, and may_block was false. */
+/* Take the request's range lock; false: not taken, because it was busy
+   and may_block false, or (may_block) because waiting would deadlock
+   (EDEADLK: a queued request only this thread can reap holds it). */
 static ALWAYS_INLINE bool rq_lock(struct rw_req *rq, bool may_block)
 {
 	struct dio_rangelock *rl = rq->f->ino->rl;
 	if (!may_block)
-		return rl_trylock(rl, &rq->r, rq->b0, rq->b1, rq->excl);
-	rl_lock(rl, &rq->r, rq->b0, rq->b1, rq->excl);
-	return true;
+		return rl_trylock_owned(rl, &rq->r, rq->b0, rq->b1, rq->excl);
+	return !rl_lock_owned(rl, &rq->r, rq->b0, rq->b1, rq->excl);
 }
 
 /* A read: how much lies before EOF (ret), and the end of the device
@@ -469,8 +471,12 @@ static ssize_t do_rw(struct dio_file *f, bool write, const struct iovec *iov, in
 	int e = rq_init(&rq, f, write, iov, iovcnt, offset);
 	if (e)
 		return e < 0 ? fail(e) : 0;
-	rq_lock(&rq, true);
-	e = rq_finish(&rq, write ? run_write(&rq) : run_read(&rq));
+	if (!rq_lock(&rq, true))
+		return fail(EDEADLK);
+	e = write ? run_write(&rq) : run_read(&rq);
+	if (e == RQ_BUSY)
+		return fail(EDEADLK);   /* lost its range to go exclusive: nothing held */
+	e = rq_finish(&rq, e);
 	if (!e && (rq.bio_flags & DIO_BIO_FUA))
 		e = dsync_commit(f->vol, rq.changed);
 	if (e)
@@ -494,7 +500,7 @@ static ssize_t do_rw(struct dio_file *f, bool write, const struct iovec *iov, in
  * may hold it).
  */
 int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const struct iovec *iov,
-		     int iovcnt, off_t offset, bool may_block)
+		     int iovcnt, off_t offset, bool may_block, const atomic_uint *q_user)
 {
 	struct rw_req *rq = &a->rq;
 	if (iovcnt > RW_ASYNC_IOVS)
@@ -502,8 +508,13 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 	int e = rq_init(rq, f, write, iov, iovcnt, offset);
 	if (e || !rq->aligned || (rq->bio_flags & DIO_BIO_FUA))
 		return RWA_INLINE;
-	if (!rq_lock(rq, may_block))
-		return -EAGAIN;
+	rq->r.q_user = q_user;
+	if (!rq_lock(rq, may_block)) {
+		if (!may_block)
+			return -EAGAIN;
+		a->res = -EDEADLK;   /* another queue of this thread's holds it */
+		return RWA_DONE;
+	}
 	struct piece p[MAP_PIECES];
 	unsigned n = 0;
 	if (!write) {
@@ -514,7 +525,10 @@ int rw_async_prepare(struct rw_async *a, struct dio_file *f, bool write, const s
 			return RWA_DONE;
 		}
 	} else if ((e = rq_plan_write(rq, p, &n, may_block)) == RQ_BUSY) {
-		return -EAGAIN;
+		if (!may_block)
+			return -EAGAIN;
+		a->res = -EDEADLK;
+		return RWA_DONE;
 	} else if (e) {
 		a->res = rq_finish(rq, e);   /* ENOSPC and the like, as inline */
 		return RWA_DONE;

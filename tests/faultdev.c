@@ -223,7 +223,7 @@ static int fa_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 			F.async_refused++;
 		pthread_mutex_unlock(&F.mu);
 		if (refuse)
-			return i ? (int)i : -EAGAIN;
+			return i ? (int)i : -(F.cfg.async_refuse_errno ? F.cfg.async_refuse_errno : EAGAIN);
 		if (park)
 			continue;
 		int r = F.inner->submit_async(c->inner, &bios[i], 1);

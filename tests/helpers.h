@@ -59,6 +59,7 @@ struct fault_cfg {
 	long max_contexts;     /* opens beyond this many open contexts fail with EAGAIN */
 	long async_refuse_from; /* "fault-async": every submit_async call takes only
 				   the bios before its Nth (1-based), then says EAGAIN */
+	int async_refuse_errno; /* ... or this, when it took none (0: EAGAIN) */
 };
 void fault_setup(const struct fault_cfg *cfg);  /* registers "fault", wraps the run's backend */
 long fault_ops(void);

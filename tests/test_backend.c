@@ -9,6 +9,9 @@
  */
 #include "helpers.h"
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <time.h>
 #include <sys/uio.h>
 
 const struct dio_backend_ops *dio_backend_find_exact(const char *name, int *err);
@@ -220,6 +223,53 @@ START_TEST(test_async_submit_refused_outright_leaves_nothing_queued)
 }
 END_TEST
 
+/* A reap's timeout is one for the whole call, however often a signal
+   interrupts the wait: a thread sends the reaper SIGUSR1 (no SA_RESTART)
+   every 20 ms for 5 s, and a reap of nothing with 300 ms must still end
+   well before those 5 s (it restarted its full wait at every signal). */
+static void on_usr1(int sig) { (void)sig; }
+struct pester { pthread_t target; atomic_bool stop; };
+
+static void *pester(void *arg)
+{
+	struct pester *p = arg;
+	for (int i = 0; i < 250 && !atomic_load(&p->stop); i++) {
+		pthread_kill(p->target, SIGUSR1);
+		usleep(20000);
+	}
+	return NULL;
+}
+
+static long ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000L + ts.tv_nsec / 1000000;
+}
+
+START_TEST(test_a_reap_interrupted_by_signals_ends_at_its_timeout)
+{
+	if (!ops->reap) {
+		fprintf(stderr, "SKIP %s: backend %s has no reap\n", __func__, t_backend());
+		return;
+	}
+	struct sigaction sa = { .sa_handler = on_usr1 }, old;   /* sa_flags 0: no restart */
+	ck_assert_int_eq(sigaction(SIGUSR1, &sa, &old), 0);
+	struct pester p = { pthread_self(), false };
+	pthread_t th;
+	pthread_create(&th, NULL, pester, &p);
+	struct dio_bio *done[4];
+	long t0 = ms_now();
+	int r = ops->reap(ctx, done, 1, 4, 300);
+	long took = ms_now() - t0;
+	atomic_store(&p.stop, true);
+	pthread_join(th, NULL);
+	sigaction(SIGUSR1, &old, NULL);
+	ck_assert_int_eq(r, 0);
+	ck_assert_msg(took >= 250 && took < 3000, "a reap with a 300 ms timeout took %ld ms", took);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("backend");
@@ -228,6 +278,7 @@ int main(void)
 	tcase_add_test(tc, test_sync_batch_fails_only_the_io_the_kernel_refused);
 	tcase_add_test(tc, test_async_submit_says_how_many_went_down_and_only_those_come_back);
 	tcase_add_test(tc, test_async_submit_refused_outright_leaves_nothing_queued);
+	tcase_add_test(tc, test_a_reap_interrupted_by_signals_ends_at_its_timeout);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

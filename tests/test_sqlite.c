@@ -315,6 +315,89 @@ START_TEST(test_a_killed_writer_loses_no_reported_commit)
 }
 END_TEST
 
+/*
+ * A volume that fills up: the commit whose pages or frames no longer fit
+ * must fail (its write fails), not be reported and then lost to a kill.
+ * A child commits one 3 KiB row per transaction on a 6 MiB volume until
+ * a COMMIT fails, reporting each that succeeded, and waits to be killed;
+ * every reported row must be there after the reopen.  _i: 0 WAL +
+ * NORMAL, 1 WAL + OFF, 2 DELETE + OFF (the journal must not go before
+ * the pages it protects are down).
+ */
+static void filling_writer(int report, const char *mode, const char *sync)
+{
+	sqlite3 *db;
+	snprintf(uri, sizeof(uri), "file:full.db?vfs=libdio&volume=%s", t_img);
+	char prag[128];
+	snprintf(prag, sizeof(prag), "PRAGMA journal_mode=%s; PRAGMA synchronous=%s", mode, sync);
+	if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL) ||
+	    sqlite3_exec(db, prag, NULL, NULL, NULL) ||
+	    sqlite3_exec(db, "CREATE TABLE k(id INTEGER PRIMARY KEY, w BLOB)", NULL, NULL, NULL))
+		_exit(2);
+	for (long long id = 1;; id++) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "INSERT INTO k VALUES(%lld, zeroblob(3000))", id);
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL))
+			break;   /* autocommit: the insert's commit failed (full) */
+		if (write(report, &id, sizeof(id)) != sizeof(id))
+			_exit(3);
+	}
+	long long done = -1;
+	if (write(report, &done, sizeof(done)) != sizeof(done))
+		_exit(4);
+	pause();
+	_exit(0);
+}
+
+START_TEST(test_a_commit_a_full_volume_cannot_keep_fails_and_a_kill_loses_no_reported_one)
+{
+	static const char *const how[3][2] = { { "WAL", "NORMAL" }, { "WAL", "OFF" }, { "DELETE", "OFF" } };
+	load_extension();
+	t_img = strdup(t_image_path("sqlfull"));
+	t_forget_plog(t_img);
+	unlink(t_img);
+	ck_assert_int_eq(dio_mkfs(t_img, &(struct dio_mkfs_opts){ .size = 6u << 20, .journal_size = 256 << 10 }), 0);
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(pfd[0]);
+		filling_writer(pfd[1], how[_i][0], how[_i][1]);
+	}
+	close(pfd[1]);
+	long long last = 0, id;
+	bool full = false;
+	while (!full && read(pfd[0], &id, sizeof(id)) == sizeof(id)) {
+		if (id < 0)
+			full = true;
+		else
+			last = id;
+	}
+	kill(pid, SIGKILL);
+	close(pfd[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	ck_assert_msg(full, "%s/%s: the writer ended before the volume was full (%d)", how[_i][0], how[_i][1],
+		      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	ck_assert_int_gt(last, 10);
+	sqlite3 *db = NULL;
+	for (int tries = 0; tries < 100; tries++) {
+		snprintf(uri, sizeof(uri), "file:full.db?vfs=libdio&volume=%s", t_img);
+		if (sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI, NULL) == SQLITE_OK)
+			break;
+		sqlite3_close(db);
+		db = NULL;
+		usleep(10000);
+	}
+	ck_assert_ptr_nonnull(db);
+	long long n = one_int(db, "SELECT count(*) FROM k"), max = one_int(db, "SELECT coalesce(max(id), 0) FROM k");
+	ck_assert_msg(n == max && max >= last && max <= last + 1, "%s/%s: %lld rows up to %lld, %lld commits reported",
+		      how[_i][0], how[_i][1], n, max, last);
+	integrity_ok(db);
+	ck_assert_int_eq(sqlite3_close(db), SQLITE_OK);
+}
+END_TEST
+
 /* ---- a device that fails ---------------------------------------------------------- */
 
 /* A psync-like backend whose writes fail with EIO while `failing`. */
@@ -748,6 +831,7 @@ int main(void)
 	tcase_set_timeout(tc, 600);
 	tcase_add_loop_test(tc, test_every_journal_mode_keeps_every_row_through_a_remount, 0, 5);
 	tcase_add_loop_test(tc, test_a_killed_writer_loses_no_reported_commit, 0, 2);
+	tcase_add_loop_test(tc, test_a_commit_a_full_volume_cannot_keep_fails_and_a_kill_loses_no_reported_one, 0, 3);
 	tcase_add_test(tc, test_wal_frames_go_down_together_and_checkpoints_read_nothing);
 	tcase_add_test(tc, test_wal_commits_go_down_as_whole_blocks);
 	tcase_add_test(tc, test_read_transactions_read_no_header_from_the_device);

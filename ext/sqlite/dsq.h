@@ -49,6 +49,9 @@ struct dsq_mount {
 	   runs held in slots until several go in flight together */
 	pthread_mutex_t run_lock;
 	struct dsq_file *_Atomic run_owner;
+	/* files with a failed run not reported yet, and the last such error:
+	   no call that publishes anything goes on meanwhile (file.c) */
+	_Atomic int nfailed, failed_rc;
 	uint8_t *run;
 	size_t run_len;
 	uint64_t run_off;
@@ -107,9 +110,12 @@ struct dsq_file {
 	uint8_t *jhead;
 	size_t jhead_len;
 	struct dsq_shm_conn *shm;
-	/* this file's run failed when another file's call wrote it: the
-	   error for this file's next call (file.c) */
-	int run_err;
+	/* this file's run failed where no caller could be told (a barrier,
+	   an unlock): the error for this file's next call (file.c, err_*) */
+	_Atomic int run_err;
+	bool wal;                   /* SQLITE_OPEN_WAL */
+	uint64_t commit_page;       /* WAL: where the page of the commit frame whose
+				       header was just written goes (0: none) */
 	sqlite3_file *real;         /* temporary file: the default VFS's */
 };
 
@@ -122,7 +128,8 @@ int dsq_errno_rc(int err, int io_rc);
 
 /* file.c */
 extern const sqlite3_io_methods dsq_io;
-int dsq_run_drain(struct dsq_mount *m);   /* write the held run, if any */
+int dsq_run_drain(struct dsq_mount *m);   /* write the held run, if any: SQLITE_OK or its error */
+int dsq_run_failed(struct dsq_mount *m);  /* a failed run not reported yet: its error, else SQLITE_OK */
 int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int flags, int *out_flags);
 
 /* shm.c */

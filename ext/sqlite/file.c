@@ -41,9 +41,31 @@
  * torn sequence (rollback journal pages restored by a hot journal; WAL
  * frames checksum-chained, a commit's frames complete before the index
  * publishes it).  Reads of another file may pass (a checkpoint reads a
- * frame, writes its page, page after page: one run).  A write that fails
- * on the device is reported by its file's next call (run_err), as a file
- * system reports a failed write-back at fsync.
+ * frame, writes its page, page after page: one run).
+ *
+ * Errors.  A run that fails on the device fails the call that drained
+ * it, whichever file that call is on (dsq_run_drain returns its error),
+ * and stays with the run's file (run_err) until a call on that file
+ * that SQLite checks reports it: a write, sync, truncate, lock, close.
+ * Calls whose result SQLite ignores (xShmBarrier, xUnlock, an unlock
+ * through xShmLock, the hints of xFileControl) drain without reporting,
+ * so an error is never spent on them: a checkpoint whose page writes
+ * failed once went on to truncate and sync the database, its error
+ * spent on a size hint, and marked the frames copied.  Until it is
+ * reported, every checked call that could publish something fails with
+ * it too (writes, syncs, truncates, locks, deletes: dsq_run_failed):
+ * with synchronous=OFF a rollback journal's delete, truncate or zeroed
+ * header is the commit, and once went ahead after the transaction's
+ * pages had failed on a full volume, taking the only copy of the old
+ * pages with it.
+ * But a WAL commit whose frames were held would be published by the
+ * wal-index right after its last frame's write, with no call SQLite
+ * checks in between when synchronous is NORMAL or OFF (the barrier is
+ * void): the commit would be reported with its frames lost to a kill.
+ * So the write of a commit frame's page (its header, written just
+ * before, has a database size: SQLite's mark of a commit) drains the
+ * run before it returns, and a run that fails fails that write, which
+ * fails the commit, as a failed write(2) would.
  *
  * The header.  Each read transaction in rollback mode starts with a
  * 16-byte read of the database's change counter (offset 24): on a
@@ -85,6 +107,46 @@ static struct dsq_file *F(sqlite3_file *f)
 
 #define NSLOTS (sizeof(((struct dsq_mount *)0)->slots) / sizeof(((struct dsq_mount *)0)->slots[0]))
 
+/* A write of o's failed, or went down only in part: the copies of its
+   bytes this VFS keeps (the WAL's, the database header, the journal's
+   first block) no longer equal the file's, and reads go to the device. */
+static void caches_drop(struct dsq_file *o)
+{
+	dsq_wc_cut(o->lk->wc, 0);
+	if (o->main_db) {
+		pthread_mutex_lock(&hdr_lock);
+		o->lk->hdr_ok = false;
+		pthread_mutex_unlock(&hdr_lock);
+	}
+	o->jhead_len = 0;
+}
+
+/* A run of o's failed with rc: kept unless an earlier error is, and
+   counted in the mount until o reports it. */
+static void err_set(struct dsq_file *o, int rc)
+{
+	caches_drop(o);
+	int none = SQLITE_OK;
+	if (atomic_compare_exchange_strong(&o->run_err, &none, rc)) {
+		atomic_store(&o->m->failed_rc, rc);
+		atomic_fetch_add(&o->m->nfailed, 1);
+	}
+}
+
+/* o's kept error, taken (reported once). */
+static int err_take(struct dsq_file *o)
+{
+	int rc = atomic_exchange(&o->run_err, SQLITE_OK);
+	if (rc != SQLITE_OK)
+		atomic_fetch_sub(&o->m->nfailed, 1);
+	return rc;
+}
+
+int dsq_run_failed(struct dsq_mount *m)
+{
+	return atomic_load(&m->nfailed) ? atomic_load(&m->failed_rc) : SQLITE_OK;
+}
+
 /* Under m->run_lock: the ended runs held in slots go in flight, in one
    call, so the kernel passes them to the device together (one
    notification for the batch instead of one per run: on a virtual disk
@@ -110,8 +172,8 @@ static void runs_submit(struct dsq_mount *m, struct dsq_file *o)
 			m->inflight++;
 			continue;
 		}
-		if (dio_pwrite(o->f, sl->buf, sl->len, (off_t)sl->off) != (ssize_t)sl->len && !o->run_err)
-			o->run_err = dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
+		if (dio_pwrite(o->f, sl->buf, sl->len, (off_t)sl->off) != (ssize_t)sl->len)
+			err_set(o, dsq_errno_rc(errno, SQLITE_IOERR_WRITE));
 		sl->len = 0;
 	}
 	m->held = 0;
@@ -134,8 +196,8 @@ static void runs_reap(struct dsq_mount *m, struct dsq_file *o, bool all)
 		}
 		for (int i = 0; i < n; i++) {
 			struct dsq_slot *sl = &m->slots[c[i].user_data];
-			if (c[i].res != (ssize_t)sl->len && !o->run_err)
-				o->run_err = dsq_errno_rc(c[i].res < 0 ? (int)-c[i].res : ENOSPC, SQLITE_IOERR_WRITE);
+			if (c[i].res != (ssize_t)sl->len)
+				err_set(o, dsq_errno_rc(c[i].res < 0 ? (int)-c[i].res : ENOSPC, SQLITE_IOERR_WRITE));
 			sl->len = 0;
 			sl->sent = false;
 			m->inflight--;
@@ -224,55 +286,64 @@ static void run_end(struct dsq_mount *m, struct dsq_file *o, bool async)
 			return;
 		}
 	}
-	if (dio_pwrite(o->f, m->run, m->run_len, (off_t)m->run_off) != (ssize_t)m->run_len && !o->run_err)
-		o->run_err = dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
+	if (dio_pwrite(o->f, m->run, m->run_len, (off_t)m->run_off) != (ssize_t)m->run_len)
+		err_set(o, dsq_errno_rc(errno, SQLITE_IOERR_WRITE));
 	m->run_len = 0;
 }
 
-/* Under m->run_lock: everything of the owner o on the device. */
-static void run_drain_locked(struct dsq_mount *m, struct dsq_file *o)
+/* Under m->run_lock: everything of the owner o on the device; the error
+   of a run of o's that failed (it stays with o: see "Errors" above). */
+static int run_drain_locked(struct dsq_mount *m, struct dsq_file *o)
 {
 	runs_submit(m, o);   /* in flight while the last run is written */
 	run_end(m, o, false);
 	runs_reap(m, o, true);
 	atomic_store_explicit(&m->run_owner, NULL, memory_order_release);
+	return atomic_load(&o->run_err);
 }
 
+/* Everything held or in flight on the device: SQLITE_OK, or the error of
+   a run that failed, for the caller to report. */
 int dsq_run_drain(struct dsq_mount *m)
 {
 	if (!atomic_load_explicit(&m->run_owner, memory_order_acquire))
 		return SQLITE_OK;   /* the common case: one load */
 	pthread_mutex_lock(&m->run_lock);
 	struct dsq_file *o = atomic_load_explicit(&m->run_owner, memory_order_relaxed);
-	if (o)
-		run_drain_locked(m, o);
+	int rc = o ? run_drain_locked(m, o) : SQLITE_OK;
 	pthread_mutex_unlock(&m->run_lock);
-	return SQLITE_OK;
+	return rc;
 }
 
-/* At the start of every method of p but a continuing write: the volume's
-   run written, and p's own failed drain reported (once). */
+/* At the start of every method of p that SQLite checks but a continuing
+   write: the volume's run written; p's own error (taken: reported once),
+   else that of another file's run this drained. */
 static int flush_pending(struct dsq_file *p)
 {
+	int rc = dsq_run_drain(p->m), own = err_take(p);
+	return own != SQLITE_OK ? own : rc != SQLITE_OK ? rc : dsq_run_failed(p->m);
+}
+
+/* The same for a call whose result SQLite ignores: errors stay for a
+   call that reports them. */
+static void flush_keep(struct dsq_file *p)
+{
 	dsq_run_drain(p->m);
-	int rc = p->run_err;
-	p->run_err = SQLITE_OK;
-	return rc;
 }
 
 /* Before a read or a size of p: the run written only if it is of p's
    file (any connection's handle).  A read changes nothing and commits
    SQLite to nothing, so a run elsewhere may stay held: a checkpoint that
    reads a WAL frame and writes its page, page after page, keeps one run
-   of the database's pages. */
-static int flush_for_read(struct dsq_file *p)
+   of the database's pages.  A run that failed is not the read's error
+   (SQLite does not expect a write's from a read, and once kept a failed
+   transaction's pages in its cache after one): it stays for the file's
+   next write, sync or lock. */
+static void flush_for_read(struct dsq_file *p)
 {
 	struct dsq_file *o = atomic_load_explicit(&p->m->run_owner, memory_order_acquire);
 	if (o && o->lk == p->lk)
 		dsq_run_drain(p->m);
-	int rc = p->run_err;
-	p->run_err = SQLITE_OK;
-	return rc;
 }
 
 /* A main database's header copy follows a write or a truncate. */
@@ -397,6 +468,9 @@ int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int
 	p->readonly = (oflags & O_ACCMODE) == O_RDONLY;
 	p->delete_on_close = (flags & SQLITE_OPEN_DELETEONCLOSE) != 0;
 	p->main_db = (flags & SQLITE_OPEN_MAIN_DB) != 0;
+	p->wal = (flags & SQLITE_OPEN_WAL) != 0;
+	p->commit_page = 0;
+	atomic_init(&p->run_err, SQLITE_OK);   /* p->m is set: err_set counts there */
 	p->jhead = NULL;
 	p->jhead_len = 0;
 	if ((flags & SQLITE_OPEN_MAIN_JOURNAL) && m->info.block_size &&
@@ -446,7 +520,7 @@ static int x_unlock(sqlite3_file *f, int level)
 {
 	struct dsq_file *p = F(f);
 	int rc = SQLITE_OK;
-	dsq_run_drain(p->m);   /* a failed drain waits for a call SQLite checks */
+	flush_keep(p);   /* a failed drain waits for a call SQLite checks */
 	if (p->level <= level)
 		return rc;
 	pthread_mutex_lock(&dsq_lock);
@@ -464,6 +538,8 @@ static int x_check_reserved(sqlite3_file *f, int *res)
 {
 	struct dsq_file *p = F(f);
 	int rc = dsq_run_drain(p->m);
+	if (rc == SQLITE_OK)
+		rc = dsq_run_failed(p->m);
 	pthread_mutex_lock(&dsq_lock);
 	*res = p->lk->level > SQLITE_LOCK_SHARED;
 	pthread_mutex_unlock(&dsq_lock);
@@ -500,9 +576,7 @@ static int x_read(sqlite3_file *f, void *buf, int amt, sqlite3_int64 off)
 	struct dsq_file *p = F(f);
 	if (dsq_wc_read(p->lk->wc, buf, (size_t)amt, (uint64_t)off))
 		return SQLITE_OK;   /* the WAL's bytes as written, held or not */
-	int rc = flush_for_read(p);
-	if (rc != SQLITE_OK)
-		return rc;
+	flush_for_read(p);
 	uint64_t o = (uint64_t)off;
 	if (p->main_db && o + (uint64_t)amt <= sizeof(p->lk->hdr)) {
 		pthread_mutex_lock(&hdr_lock);
@@ -554,34 +628,56 @@ static bool run_take(struct dsq_file *p, const void *buf, size_t amt, uint64_t o
 	return true;
 }
 
+/* A WAL frame header (24 bytes, after the 32 of the WAL's own) whose
+   database size is not 0: the frame commits a transaction. */
+#define WAL_HDR 32u
+#define WAL_FRAME_HDR 24u
+static bool commit_frame_header(const struct dsq_file *p, const void *buf, int amt, uint64_t off)
+{
+	const uint8_t *b = buf;
+	return p->wal && amt == (int)WAL_FRAME_HDR && off >= WAL_HDR && (b[4] | b[5] | b[6] | b[7]);
+}
+
 static int x_write(sqlite3_file *f, const void *buf, int amt, sqlite3_int64 off)
 {
 	struct dsq_file *p = F(f);
 	struct dsq_mount *m = p->m;
 	uint64_t o = (uint64_t)off;
+	/* the page of a commit frame: on the device before this returns */
+	bool commit = p->commit_page && o == p->commit_page;
+	p->commit_page = commit_frame_header(p, buf, amt, o) ? o + WAL_FRAME_HDR : 0;
 	hdr_written(p, buf, amt, o);
 	dsq_wc_write(p->lk->wc, buf, (size_t)amt, o);
 	jhead_written(p, &buf, &amt, &o);
 	off = (sqlite3_int64)o;
+	int rc = SQLITE_OK;
 	pthread_mutex_lock(&m->run_lock);
 	struct dsq_file *owner = atomic_load_explicit(&m->run_owner, memory_order_relaxed);
 	if (owner && owner != p)
-		run_drain_locked(m, owner);   /* another file's writes end here, on the device */
-	bool held = run_take(p, buf, (size_t)amt, o);
-	if (!held && m->run_len) {
-		run_end(m, p, true);          /* p's run ends, and goes in flight */
-		held = run_take(p, buf, (size_t)amt, o);   /* this write starts the next */
+		rc = run_drain_locked(m, owner);   /* another file's writes end here, on the device */
+	int own = err_take(p);
+	if (own != SQLITE_OK)
+		rc = own;
+	else if (rc == SQLITE_OK)
+		rc = dsq_run_failed(m);   /* nothing goes down while a failure is unreported */
+	bool held = false;
+	if (rc == SQLITE_OK) {
+		held = run_take(p, buf, (size_t)amt, o);
+		if (!held && m->run_len) {
+			run_end(m, p, true);          /* p's run ends, and goes in flight */
+			held = run_take(p, buf, (size_t)amt, o);   /* this write starts the next */
+		}
+		/* a commit's end, or written in place after all before it */
+		if ((commit || !held) && atomic_load_explicit(&m->run_owner, memory_order_relaxed) == p &&
+		    run_drain_locked(m, p) != SQLITE_OK)
+			rc = err_take(p);   /* reported here */
 	}
-	if (!held && atomic_load_explicit(&m->run_owner, memory_order_relaxed) == p)
-		run_drain_locked(m, p);       /* written in place, after all before it */
 	pthread_mutex_unlock(&m->run_lock);
-	int rc = p->run_err;
-	p->run_err = SQLITE_OK;
-	if (rc != SQLITE_OK || held)
-		return rc;
-	if (dio_pwrite(p->f, buf, (size_t)amt, (off_t)off) != (ssize_t)amt)
-		return dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
-	return SQLITE_OK;
+	if (rc == SQLITE_OK && !held && dio_pwrite(p->f, buf, (size_t)amt, (off_t)off) != (ssize_t)amt)
+		rc = dsq_errno_rc(errno, SQLITE_IOERR_WRITE);
+	if (rc != SQLITE_OK)
+		caches_drop(p);   /* they took this write's bytes, which are not the file's */
+	return rc;
 }
 
 static int x_truncate(sqlite3_file *f, sqlite3_int64 size)
@@ -619,10 +715,8 @@ static int x_sync(sqlite3_file *f, int flags)
 static int x_file_size(sqlite3_file *f, sqlite3_int64 *size)
 {
 	struct dsq_file *p = F(f);
-	int rc = flush_for_read(p);
 	struct dio_stat st;
-	if (rc != SQLITE_OK)
-		return rc;
+	flush_for_read(p);
 	if (dio_fstat(p->f, &st))
 		return SQLITE_IOERR_FSTAT;
 	*size = (sqlite3_int64)st.size;
@@ -632,9 +726,7 @@ static int x_file_size(sqlite3_file *f, sqlite3_int64 *size)
 static int x_file_control(sqlite3_file *f, int op, void *arg)
 {
 	struct dsq_file *p = F(f);
-	int rc = flush_pending(p);
-	if (rc != SQLITE_OK)
-		return rc;
+	flush_keep(p);   /* SQLite ignores what hints return */
 	switch (op) {
 	case SQLITE_FCNTL_VFSNAME:
 		*(char **)arg = dsq.mprintf("libdio");
@@ -675,13 +767,17 @@ static int x_device_characteristics(sqlite3_file *f)
 
 static int x_shm_lock(sqlite3_file *f, int ofst, int n, int flags)
 {
+	if (flags & SQLITE_SHM_UNLOCK) {
+		flush_keep(F(f));   /* SQLite ignores what an unlock returns */
+		return dsq_shm_lock(f, ofst, n, flags);
+	}
 	int rc = flush_pending(F(f));
 	return rc != SQLITE_OK ? rc : dsq_shm_lock(f, ofst, n, flags);
 }
 
 static void x_shm_barrier(sqlite3_file *f)
 {
-	flush_pending(F(f));
+	flush_keep(F(f));   /* void: a failed run stays its file's error */
 	dsq_shm_barrier(f);
 }
 

@@ -216,15 +216,18 @@ static int x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, i
 /* The volume a name-only call (delete, access) acts on, with a reference
    (mount_put when done), its writes held or in flight on the device
    first: NULL if none. */
-static struct dsq_mount *mount_hold(sqlite3_vfs *vfs, const char *name)
+/* The mount name belongs to, held, with everything of its files on the
+   device (*rc: the error of a run that failed, the caller's to report). */
+static struct dsq_mount *mount_hold(sqlite3_vfs *vfs, const char *name, int *rc)
 {
 	pthread_mutex_lock(&dsq_lock);
 	struct dsq_mount *m = mount_peek((struct dsq_vfs *)vfs, name);
 	if (m)
 		m->refs++;
 	pthread_mutex_unlock(&dsq_lock);
-	if (m)
-		dsq_run_drain(m);
+	*rc = m ? dsq_run_drain(m) : SQLITE_OK;
+	if (m && *rc == SQLITE_OK)
+		*rc = dsq_run_failed(m);   /* nothing is deleted while a failure is unreported */
 	return m;
 }
 
@@ -237,11 +240,16 @@ static void mount_release(struct dsq_mount *m)
 
 static int x_delete(sqlite3_vfs *vfs, const char *name, int sync_dir)
 {
-	/* nothing of another file may be held past a delete */
-	struct dsq_mount *m = mount_hold(vfs, name);
+	/* nothing of another file may be held past a delete: a rollback
+	   journal goes only once the pages it protects are on the device */
+	int rc;
+	struct dsq_mount *m = mount_hold(vfs, name, &rc);
 	if (!m)
 		return SQLITE_IOERR_DELETE_NOENT;
-	int rc = SQLITE_OK;
+	if (rc != SQLITE_OK) {
+		mount_release(m);
+		return rc;   /* the journal stays: it is hot */
+	}
 	pthread_mutex_lock(&dsq_lock);
 	dsq_wc_forget(m, name);
 	pthread_mutex_unlock(&dsq_lock);
@@ -259,9 +267,14 @@ static int x_access(sqlite3_vfs *vfs, const char *name, int flags, int *res)
 {
 	*res = 0;
 	/* drained: a held run may be this very file's first bytes */
-	struct dsq_mount *m = mount_hold(vfs, name);
+	int rc;
+	struct dsq_mount *m = mount_hold(vfs, name, &rc);
 	if (!m)
 		return SQLITE_OK;
+	if (rc != SQLITE_OK) {
+		mount_release(m);
+		return rc;
+	}
 	struct dio_stat st;
 	int r = dio_stat(m->vol, name, &st);
 	int e = errno;

@@ -229,12 +229,20 @@ static int aio_submit_async(void *ctx, struct dio_bio **bios, unsigned n)
 static int aio_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigned max_nr, int timeout_ms)
 {
 	struct aio_ctx *c = ctx;
-	struct timespec ts = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 }, *tp = timeout_ms < 0 ? NULL : &ts;
 	max_nr = MIN(max_nr, c->depth);
+	int64_t deadline = dio_deadline(timeout_ms);   /* in all, whatever interrupts the wait */
 	int r;
-	do
-		r = io_getevents(c->io, (long)min_nr, (long)max_nr, c->ev, tp);
-	while (r == -EINTR);
+	for (;;) {
+		int left = dio_ms_left(deadline);
+		struct timespec ts = { left / 1000, (long)(left % 1000) * 1000000 };
+		r = io_getevents(c->io, (long)min_nr, (long)max_nr, c->ev, left < 0 ? NULL : &ts);
+		if (r != -EINTR)
+			break;
+		if (left == 0) {
+			r = 0;   /* interrupted, and the time is up */
+			break;
+		}
+	}
 	if (r < 0)
 		return r;
 	for (int i = 0; i < r; i++) {

@@ -279,11 +279,13 @@ static int uring_reap(void *ctx, struct dio_bio **done, unsigned min_nr, unsigne
 		io_uring_get_events(&c->ring);
 		got += take_ready(c, done + got, max_nr - got);
 	}
+	int64_t deadline = dio_deadline(timeout_ms);   /* in all, whatever interrupts the wait */
 	while (got < min_nr) {
 		struct io_uring_cqe *cqe;
-		struct __kernel_timespec ts = { timeout_ms / 1000, (long long)(timeout_ms % 1000) * 1000000 };
-		int r = io_uring_wait_cqes(&c->ring, &cqe, min_nr - got, timeout_ms < 0 ? NULL : &ts, NULL);
-		if (r == -ETIME)
+		int left = dio_ms_left(deadline);
+		struct __kernel_timespec ts = { left / 1000, (long long)(left % 1000) * 1000000 };
+		int r = io_uring_wait_cqes(&c->ring, &cqe, min_nr - got, left < 0 ? NULL : &ts, NULL);
+		if (r == -ETIME || (r == -EINTR && left == 0))
 			break;
 		if (r == -EINTR)
 			continue;

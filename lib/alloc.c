@@ -82,7 +82,7 @@ int alloc_mark_used(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t o
 {
 	if (a->nused == a->ucap) {
 		size_t cap = a->ucap ? a->ucap * 2 : 64;
-		struct dio_extent *u = realloc(a->used, cap * sizeof(*u));
+		struct dio_extent *u = dio_realloc(a->used, cap * sizeof(*u));
 		if (!u)
 			return -ENOMEM;
 		a->used = u;
@@ -184,7 +184,7 @@ int alloc_defer(struct dio_alloc *a, uint64_t pblk, uint64_t len, uint64_t seq)
 {
 	if (a->npend == a->pcap) {
 		size_t cap = a->pcap ? a->pcap * 2 : 64;
-		struct pending_free *p = realloc(a->pend, cap * sizeof(*p));
+		struct pending_free *p = dio_realloc(a->pend, cap * sizeof(*p));
 		if (!p)
 			return -ENOMEM;  /* leaked until remount; safe */
 		a->pend = p;

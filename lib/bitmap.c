@@ -72,7 +72,7 @@ void bm_set(struct em_bits *b, uint64_t i, uint64_t n)
 struct em_bits *bits_new(uint64_t len)
 {
 	uint64_t nw = DIV_UP(len, 64), ng = DIV_UP(nw, BM_GROUP_WORDS);
-	struct em_bits *b = calloc(1, sizeof(*b) + (size_t)nw * sizeof(uint64_t) + (size_t)ng * sizeof(uint16_t));
+	struct em_bits *b = dio_calloc(1, sizeof(*b) + (size_t)nw * sizeof(uint64_t) + (size_t)ng * sizeof(uint16_t));
 	if (!b)
 		return NULL;
 	b->len = len;

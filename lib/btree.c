@@ -253,6 +253,99 @@ bool bt_prev(struct bt_cur *c)
 
 /* ---- insertion --------------------------------------------------------------- */
 
+/* ---- nodes kept for inserts that must not fail ------------------------------ */
+
+/*
+ * A metadata call must change everything or nothing (contract rule 3),
+ * and its inserts into a map happen once it has started changing things.
+ * So nodes are kept aside: a call that may need more than the standing
+ * reserve reserves them before its first change (bt_reserve, which can
+ * fail: then the call fails having changed nothing), and an insert whose
+ * own allocation fails takes one from here.  Process-wide, behind a
+ * mutex taken only to fill the pool or when memory ran out.
+ */
+#define NODE_BYTES (sizeof(struct bt_leaf) > sizeof(struct bt_node) ? sizeof(struct bt_leaf) : sizeof(struct bt_node))
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *pool;                     /* kept nodes, each linked through its first word */
+_Atomic unsigned bt_pool_n;            /* how many */
+static unsigned pool_reserved;         /* promised beyond the standing reserve */
+
+static void pool_push(void *p)
+{
+	memcpy(p, &pool, sizeof(pool));
+	pool = p;
+	atomic_store(&bt_pool_n, atomic_load(&bt_pool_n) + 1);
+}
+
+static void *pool_pop(void)
+{
+	void *p = pool;
+	if (p) {
+		memcpy(&pool, p, sizeof(pool));
+		atomic_store(&bt_pool_n, atomic_load(&bt_pool_n) - 1);
+	}
+	return p;
+}
+
+int bt_reserve(unsigned n)
+{
+	if (!n && atomic_load_explicit(&bt_pool_n, memory_order_relaxed) >= BT_STANDING)
+		return 0;   /* the usual call: nothing to do */
+	pthread_mutex_lock(&pool_lock);
+	unsigned want = BT_STANDING + pool_reserved + n;
+	void *p = NULL;
+	while (atomic_load(&bt_pool_n) < want && (p = dio_malloc(NODE_BYTES)))
+		pool_push(p);
+	int e = atomic_load(&bt_pool_n) < want ? -ENOMEM : 0;
+	if (!e)
+		pool_reserved += n;
+	pthread_mutex_unlock(&pool_lock);
+	return e;
+}
+
+/* The nodes a big call reserved go back to the allocator, down to the
+   standing reserve and what others still hold. */
+void bt_unreserve(unsigned n)
+{
+	if (!n)
+		return;
+	pthread_mutex_lock(&pool_lock);
+	pool_reserved -= n;
+	while (atomic_load(&bt_pool_n) > BT_STANDING + pool_reserved)
+		free(pool_pop());
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/*
+ * At most the nodes k inserts into t take.  Each insert splits at most
+ * one node per level (height + 1, and a new root); and a split leaves two
+ * leaves half full, so that k inserts split at most every full leaf they
+ * reach once (fewer than n / 32 of them) and one leaf per 15 more, plus
+ * the leaves appends start at the right edge (one per 31): with the inner
+ * nodes above them (a fifth more) and a new root at each level.
+ */
+unsigned bt_insert_nodes(const struct dio_btree *t, size_t k)
+{
+	uint64_t each = (uint64_t)k * (t->height + 2);
+	uint64_t leaves = MIN((uint64_t)t->n / 32, (uint64_t)k) + (uint64_t)k / 10 + 2;
+	uint64_t all = MIN(each, leaves + leaves / 5 + t->height + 3);
+	return all > UINT32_MAX / 2 ? UINT32_MAX / 2 : (unsigned)all;
+}
+
+/* A zeroed node of size bytes: the allocator's, else a kept one. */
+static void *node_alloc(size_t size)
+{
+	void *p = dio_calloc(1, size);
+	if (p || !atomic_load(&bt_pool_n))
+		return p;
+	pthread_mutex_lock(&pool_lock);
+	p = pool_pop();
+	if (p)
+		memset(p, 0, size);
+	pthread_mutex_unlock(&pool_lock);
+	return p;
+}
+
 /* Put (k, child) at position at of nd (not full). */
 static void node_put(struct bt_node *nd, unsigned at, struct bt_key k, void *child)
 {
@@ -267,7 +360,7 @@ int bt_insert(struct dio_btree *t, const struct dio_extent *x)
 {
 	struct bt_key k = key_of(t->kind, x);
 	if (!t->root) {
-		struct bt_leaf *l = calloc(1, sizeof(*l));
+		struct bt_leaf *l = node_alloc(sizeof(*l));
 		if (!l)
 			return -ENOMEM;
 		l->r[0] = *x;
@@ -291,7 +384,7 @@ int bt_insert(struct dio_btree *t, const struct dio_extent *x)
 		need++;   /* every level is full: the root splits */
 	void *spare[MAX_HEIGHT + 1];
 	for (unsigned s = 0; s < need; s++) {
-		spare[s] = calloc(1, s == 0 ? sizeof(struct bt_leaf) : sizeof(struct bt_node));
+		spare[s] = node_alloc(s == 0 ? sizeof(struct bt_leaf) : sizeof(struct bt_node));
 		if (!spare[s]) {
 			while (s-- > 0)
 				free(spare[s]);

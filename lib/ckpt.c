@@ -58,7 +58,7 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 		need = v->sb.ckpt_blocks;
 	struct sink s = { NULL, bs, bs - MBLK_HDR, 0, 0, need };
 	size_t bytes;
-	if (!size_mul(need, bs, &bytes) || posix_memalign((void **)&s.img, MAX(v->dev.geom.mem_align, 4096u), bytes))
+	if (!size_mul(need, bs, &bytes) || dio_memalign((void **)&s.img, MAX(v->dev.geom.mem_align, 4096u), bytes))
 		return -ENOMEM;
 	memset(s.img, 0, bytes);
 	int e = put64(&s, v->ns.nnames);
@@ -184,9 +184,9 @@ int ckpt_load(struct dio_vol *v)
 	uint8_t *img, *pay;
 	size_t bytes, pbytes;
 	if (!size_mul(nb, bs, &bytes) || !size_mul(nb, bs - MBLK_HDR, &pbytes) ||
-	    posix_memalign((void **)&img, MAX(v->dev.geom.mem_align, 4096u), bytes))
+	    dio_memalign((void **)&img, MAX(v->dev.geom.mem_align, 4096u), bytes))
 		return -ENOMEM;
-	pay = malloc(pbytes);
+	pay = dio_malloc(pbytes);
 	int e = pay ? dev_rw(v, DIO_BIO_READ, 0, v->sb.ckpt_start[v->sb.ckpt_slot] * bs, img, bytes) : -ENOMEM;
 	size_t plen = 0;
 	for (uint64_t i = 0; i < nb && !e; i++) {

@@ -47,7 +47,7 @@ static int slot_take(struct dio_emap *m, struct em_bits *b, uint32_t *out)
 		uint32_t n = m->nbits ? m->nbits * 2 : 4;
 		if (n > UINT32_MAX >> EXT_BM_SHIFT)
 			return -ENOMEM;
-		struct em_bits **nb = realloc(m->bits, n * sizeof(*nb));
+		struct em_bits **nb = dio_realloc(m->bits, n * sizeof(*nb));
 		if (!nb)
 			return -ENOMEM;
 		memset(nb + m->nbits, 0, (n - m->nbits) * sizeof(*nb));
@@ -484,6 +484,16 @@ static int cut_partials(struct dio_emap *m, uint64_t lblk, uint64_t end)
 		lblk = next;
 	}
 	return 0;
+}
+
+/* Before a call changes [lblk, end) (a punch, a truncate, a zero range):
+   the partial records there cut, which needs memory for their bitmaps,
+   so that the changes after need none but reserved nodes.  The map's
+   extents stay what they were, cut or not: -ENOMEM changed nothing a
+   reader can see. */
+int em_prepare(struct dio_emap *m, uint64_t lblk, uint64_t end)
+{
+	return cut_partials(m, lblk, end);
 }
 
 /*

@@ -54,7 +54,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 	}
 	/* the range lock is made here, outside md_lock, and kept if this is
 	   the inode's first handle */
-	struct dio_file *f = calloc(1, sizeof(*f));
+	struct dio_file *f = dio_calloc(1, sizeof(*f));
 	struct dio_rangelock *spare = rl_new();
 	if (!f || !spare) {
 		free(f);
@@ -71,19 +71,24 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 	else if (!in && v->rdonly)
 		e = -EROFS;
 	else if (!in) {
+		/* every allocation before the first change: a create that
+		   fails leaves nothing behind */
+		char *copy = NULL;
 		e = md_room(v, 0, len);
+		if (!e)
+			e = md_ready(v, MD_CALL_JBYTES, &(unsigned){ 0 });
+		if (!e)
+			e = ns_reserve(v, name, len, &copy);
 		if (!e && !(in = ino_new(v, v->ns.next_ino)))
 			e = -ENOMEM;
 		if (!e) {
-			v->ns.next_ino++;
-			e = ns_insert(v, in, name, len);
-			if (e)
-				ino_destroy(v, in);
-		}
-		if (!e) {
 			/* exposes no data: needs no flush before it */
 			struct dio_rec r = { .type = R_CREATE, .ino = in->ino, .n1 = name, .l1 = len };
-			e = j_append(v, &r, false);
+			j_append(v, &r, false);   /* reserved */
+			v->ns.next_ino++;
+			ns_insert_reserved(v, in, copy, len);
+		} else {
+			free(copy);
 		}
 	}
 	if (!e && !in->rl) {
@@ -181,6 +186,8 @@ DIO_API int dio_unlink(struct dio_vol *v, const char *name)
 		e = -ENOENT;
 	else if (v->j.broken)
 		e = -EIO;
+	else
+		e = md_ready(v, MD_CALL_JBYTES, &(unsigned){ 0 });
 	if (!e) {
 		/* exposes no data (its blocks wait for the record's
 		   durability before reuse): needs no flush before it */
@@ -218,21 +225,17 @@ DIO_API int dio_rename(struct dio_vol *v, const char *oldname, const char *newna
 		e = -ENOENT;
 	else if (in == target)
 		e = 0;   /* rename to itself: nothing to do, as rename(2) */
-	else if (!(e = md_room(v, 0, l2))) {
-		char save[DIO_NAME_MAX];
-		memcpy(save, oldname, l1);   /* oldname may be in->name itself */
-		struct dio_rec r = { .type = R_RENAME, .n1 = save, .l1 = l1, .n2 = newname, .l2 = l2 };
-		e = j_append(v, &r, true);
+	else if (!(e = md_room(v, 0, l2)) && !(e = md_ready(v, MD_CALL_JBYTES, &(unsigned){ 0 }))) {
+		/* the new name's memory first: from the record on nothing fails */
+		char *copy;
+		e = ns_reserve(v, newname, l2, &copy);
 		if (!e) {
+			struct dio_rec r = { .type = R_RENAME, .n1 = oldname, .l1 = l1, .n2 = newname, .l2 = l2 };
+			j_append(v, &r, true);   /* reserved; before the names change (oldname may be in->name) */
 			if (target)
 				ns_remove(v, target);
 			ns_remove(v, in);
-			e = ns_insert(v, in, newname, l2);
-			if (e) {
-				/* out of memory mid-rename: the journal already holds
-				   it; refuse further changes rather than diverge */
-				v->j.broken = true;
-			}
+			ns_insert_reserved(v, in, copy, l2);
 			if (target && !target->nopen) {
 				ino_free_blocks(v, target);
 				ino_destroy(v, target);
@@ -394,7 +397,15 @@ static int do_truncate(struct dio_file *f, off_t length)
 		e = edge_copy(f, nsz / bs, nsz % bs, bs, &ed);   /* no old bytes reappear past EOF */
 	if (!e) {
 		md_begin(v, in);
+		/* every check and allocation before the first change */
+		unsigned nodes = bt_insert_nodes(&in->map.t, 4);
 		e = md_room(v, 3, 0);
+		if (!e && nsz < osz)
+			e = em_prepare(&in->map, nsz / bs, DIO_MAX_FILE_SIZE / bs);
+		if (!e)
+			e = md_ready(v, MD_CALL_JBYTES, &nodes);
+		else
+			nodes = 0;
 		uint64_t from = DIV_UP(nsz, bs);
 		if (!e && nsz < osz)
 			e = md_unmap(v, in, from, DIO_MAX_FILE_SIZE / bs - from);
@@ -404,6 +415,7 @@ static int do_truncate(struct dio_file *f, off_t length)
 			e = md_set_size(v, in, nsz, true);
 		due = j_due(v);
 		md_end(v, in);
+		bt_unreserve(nodes);
 	}
 	edge_drop(v, &ed);
 	rl_unlock(in->rl, &r);
@@ -464,10 +476,22 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 				e = edge_copy(f, f1, 0, end - f1 * bs, &ed[1]);
 		}
 	}
+	unsigned nodes = 0;
 	if (!e) {
 		md_begin(v, in);
-		/* every check before any change: a call that fails changes nothing */
+		/* every check and allocation before the first change: a call
+		   that fails changes nothing */
 		e = md_room(v, 6, 0);
+		if (!e && (mode & (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE)))
+			e = em_prepare(&in->map, b0, b1);
+		/* a zero range turns each written extent of the range back
+		   into unwritten blocks: a record each, and a split at most */
+		size_t each = mode & DIO_FALLOC_ZERO_RANGE ? md_extents_in(in, f0, f1) : 0;
+		nodes = bt_insert_nodes(&in->map.t, 8 + 2 * each);
+		if (!e)
+			e = md_ready(v, MD_CALL_JBYTES + 48 * each, &nodes);
+		else
+			nodes = 0;
 		if (mode & DIO_FALLOC_PUNCH_HOLE) {
 			if (!e && f1 > f0)
 				e = md_unmap(v, in, f0, f1 - f0);
@@ -483,6 +507,7 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 			e = edge_map(v, in, &ed[k]);
 		due = j_due(v);
 		md_end(v, in);
+		bt_unreserve(nodes);
 	}
 	edge_drop(v, &ed[0]);
 	edge_drop(v, &ed[1]);

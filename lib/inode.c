@@ -39,32 +39,55 @@ struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, siz
 	return NULL;
 }
 
-int ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len)
+/* The memory one more name needs, before anything changes: room in the
+   sorted array, and *copy, the name's own copy for ns_insert_reserved
+   (free it if it is not used).  0 or -ENOMEM. */
+int ns_reserve(struct dio_vol *v, const char *name, size_t len, char **copy)
 {
 	DIO_MD_HELD(v);
-	size_t pos;
-	if (ns_lookup(v, name, len, &pos))
-		return -EEXIST;
 	if (v->ns.nnames == v->ns.names_cap) {
 		size_t cap = v->ns.names_cap ? v->ns.names_cap * 2 : 64;
-		struct dio_inode **n = realloc(v->ns.names, cap * sizeof(*n));
+		struct dio_inode **n = dio_realloc(v->ns.names, cap * sizeof(*n));
 		if (!n)
 			return -ENOMEM;
 		v->ns.names = n;
 		v->ns.names_cap = cap;
 	}
-	char *copy = malloc(len + 1);
-	if (!copy)
+	*copy = dio_malloc(len + 1);
+	if (!*copy)
 		return -ENOMEM;
-	memcpy(copy, name, len);
-	copy[len] = 0;
+	memcpy(*copy, name, len);
+	(*copy)[len] = 0;
+	return 0;
+}
+
+/* Give in the name copy (ns_reserve's): cannot fail.  The name must be
+   free. */
+void ns_insert_reserved(struct dio_vol *v, struct dio_inode *in, char *copy, size_t len)
+{
+	DIO_MD_HELD(v);
+	size_t pos;
+	struct dio_inode *there = ns_lookup(v, copy, len, &pos);
+	DIO_ASSERT(!there && v->ns.nnames < v->ns.names_cap);
+	(void)there;
 	memmove(&v->ns.names[pos + 1], &v->ns.names[pos], (v->ns.nnames - pos) * sizeof(v->ns.names[0]));
 	v->ns.names[pos] = in;
 	v->ns.nnames++;
 	in->name = copy;
 	in->namelen = len;
 	v->md_bytes += md_inode_bytes(len);
-	return 0;
+}
+
+int ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len)
+{
+	DIO_MD_HELD(v);
+	if (ns_lookup(v, name, len, NULL))
+		return -EEXIST;
+	char *copy;
+	int e = ns_reserve(v, name, len, &copy);
+	if (!e)
+		ns_insert_reserved(v, in, copy, len);
+	return e;
 }
 
 void ns_remove(struct dio_vol *v, struct dio_inode *in)
@@ -101,7 +124,7 @@ struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino)
 static int ihash_grow(struct dio_vol *v)
 {
 	size_t ns = v->ns.ihash_size ? v->ns.ihash_size * 2 : 256;
-	struct dio_inode **t = calloc(ns, sizeof(*t));
+	struct dio_inode **t = dio_calloc(ns, sizeof(*t));
 	if (!t)
 		return -ENOMEM;
 	struct dio_inode **old = v->ns.ihash;
@@ -124,7 +147,7 @@ struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino)
 {
 	if (v->ns.ninodes + 1 > v->ns.ihash_size / 2 && ihash_grow(v) < 0)
 		return NULL;
-	struct dio_inode *in = calloc(1, sizeof(*in));
+	struct dio_inode *in = dio_calloc(1, sizeof(*in));
 	if (!in)
 		return NULL;
 	in->ino = ino;

@@ -28,6 +28,7 @@
 #include "dio/dio.h"
 #include "dio/backend.h"
 #include "platform.h"
+#include "mem.h"
 
 #define DIO_API __attribute__((visibility("default")))
 
@@ -162,6 +163,14 @@ struct bt_cur {
 void bt_init(struct dio_btree *t, uint8_t kind);
 void bt_destroy(struct dio_btree *t);
 int  bt_insert(struct dio_btree *t, const struct dio_extent *x);   /* 0 or -ENOMEM; the key is new */
+/* Nodes kept so that inserts made once a metadata call has begun never
+   fail (btree.c): n beyond the standing BT_STANDING, 0 or -ENOMEM; and
+   given back when the call is done.  bt_insert_nodes: at most what k
+   inserts into t take. */
+#define BT_STANDING 64u
+int  bt_reserve(unsigned n);
+void bt_unreserve(unsigned n);
+unsigned bt_insert_nodes(const struct dio_btree *t, size_t k);
 int  bt_delete(struct dio_btree *t, const struct dio_extent *x);   /* the record with x's key */
 bool bt_seek_ge(const struct dio_btree *t, const struct dio_extent *key, struct bt_cur *c);
 bool bt_first(const struct dio_btree *t, struct bt_cur *c);
@@ -237,6 +246,7 @@ static inline size_t em_count(const struct dio_emap *m) { return m->t.n + m->ext
 static inline uint64_t em_blocks(const struct dio_emap *m) { return m->blocks; }
 typedef void (*em_free_fn)(void *arg, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_remove(struct dio_emap *m, uint64_t lblk, uint64_t len, em_free_fn fn, void *arg);
+int  em_prepare(struct dio_emap *m, uint64_t lblk, uint64_t end);   /* partial records cut: no memory needed after */
 int  em_insert(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags);
 int  em_set(struct dio_emap *m, uint64_t lblk, uint64_t pblk, uint64_t len, uint32_t flags, bool *had_written);
 int  em_restate(struct dio_emap *m, struct em_cur *c, uint64_t lblk, uint64_t len, uint32_t flags);
@@ -366,67 +376,7 @@ void  bounce_destroy(struct dio_bounce *b);
 void *bounce_get(struct dio_bounce *b);
 void  bounce_put(struct dio_bounce *b, void *p);
 
-/* ---- the on-disk layout (format.c) ---- */
-#define DIO_MAGIC_SB   UINT64_C(0x31304c4f564f4944)  /* "DIOVOL01" */
-#define DIO_FORMAT_VERSION 1
-#define DIO_INCOMPAT_SUPPORTED 0u
-#define DIO_MAGIC_CKPT 0x544b4344u   /* "DCKT" */
-#define DIO_MAGIC_JRNL 0x4c4e4a44u   /* "DJNL" */
-
-struct dio_sb {
-	uint32_t version, incompat, compat, ro_compat;
-	uint32_t block_size;
-	uint64_t uuid;
-	uint64_t total_blocks;         /* volume size in blocks */
-	uint64_t journal_start, journal_blocks;
-	uint64_t ckpt_start[2], ckpt_blocks;
-	uint64_t data_start;
-	uint64_t gen;
-	uint32_t ckpt_slot;
-	uint64_t ckpt_nblocks;         /* blocks the current checkpoint uses */
-	uint64_t ckpt_seq;             /* last record seq in the checkpoint */
-	uint64_t jstart_pos;           /* journal block index to replay from */
-	uint64_t jstart_bseq;          /* block sequence expected there */
-	char label[64];
-};
-#define SB_BYTES 256
-void sb_encode(const struct dio_sb *sb, uint8_t *buf);            /* SB_BYTES, with CRC */
-int  sb_decode(const uint8_t *buf, struct dio_sb *sb);            /* 0, -EINVAL not ours, -EUCLEAN */
-int  sb_validate(const struct dio_sb *sb, uint64_t dev_size);
-
-/* Every checkpoint and journal block starts with this header. */
-struct dio_mblk_hdr {
-	uint32_t magic;
-	uint32_t crc;              /* CRC32C of the block with this field zero */
-	uint64_t uuid;             /* volume uuid: blocks of older volumes never match */
-	uint64_t seq;              /* checkpoint: generation; journal: block sequence */
-	uint64_t aux;              /* checkpoint: block index; journal: first block of the txn */
-	uint32_t count;            /* checkpoint: blocks in all; journal: blocks in the txn */
-	uint32_t used;             /* payload bytes used in this block */
-};
-#define MBLK_HDR 40
-void mblk_seal(uint8_t *blk, uint32_t bs, const struct dio_mblk_hdr *h);
-/* NULL if blk is a sound block of this kind and volume, else why not */
-const char *mblk_problem(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid);
-int  mblk_check(const uint8_t *blk, uint32_t bs, uint32_t magic, uint64_t uuid, struct dio_mblk_hdr *h);
-
-/* ---- journal records (journal.c) ---- */
-enum {
-	R_CREATE = 1,  /* ino, name */
-	R_UNLINK = 2,  /* name */
-	R_RENAME = 3,  /* old name, new name */
-	R_SIZE   = 4,  /* ino, size */
-	R_MAP    = 5,  /* ino, lblk, pblk, len, flags: map (replacing) */
-	R_UNMAP  = 6,  /* ino, lblk, len */
-};
-
-struct dio_rec {
-	int type;
-	uint64_t ino, a, b, c;     /* SIZE: a=size; MAP: a=lblk b=pblk c=len; UNMAP a=lblk c=len */
-	uint32_t flags;
-	const char *n1, *n2;
-	size_t l1, l2;
-};
+#include "format.h"
 
 /* What replay saw, for dio dump: each whole transaction (its payload),
    then where and why it stopped (err: replay's result, 0 if it ended
@@ -472,6 +422,7 @@ struct dio_names {
 struct dio_journal {
 	uint8_t *buf;
 	size_t len, cap;
+	size_t room;               /* reserved up to here (j_reserve) */
 	uint64_t last_seq;         /* seq of the last record appended */
 	bool broken;               /* a commit failed: volume refuses metadata changes */
 	/* The pending records expose blocks that may hold stale bytes (dirty
@@ -586,6 +537,7 @@ int dev_rw(struct dio_vol *v, int op, unsigned flags, uint64_t off, void *buf, s
    false only for a write's records that make clean blocks written
    (rw.c finish_write). */
 int  j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered);
+int  j_reserve(struct dio_vol *v, size_t bytes);   /* md_lock: room for records to come */
 int  j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force_ckpt);
 int  j_replay(struct dio_vol *v);
 int  j_flush(struct dio_vol *v);                              /* counts for group commit */
@@ -617,6 +569,7 @@ unsigned plog_fill(const struct dio_vol *v);   /* percent */
    of one call survive the process together or not at all. */
 static inline void md_unlock(struct dio_vol *v)
 {
+	v->j.room = v->j.len;   /* the section's reservation ends with it */
 	if (v->plog)
 		plog_publish(v);
 	pthread_mutex_unlock(&v->md_lock);
@@ -644,6 +597,8 @@ struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, siz
 struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino);
 struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino);
 int  ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len);
+int  ns_reserve(struct dio_vol *v, const char *name, size_t len, char **copy);
+void ns_insert_reserved(struct dio_vol *v, struct dio_inode *in, char *copy, size_t len);
 void ns_remove(struct dio_vol *v, struct dio_inode *in);
 void ino_destroy(struct dio_vol *v, struct dio_inode *in);
 void ino_free_blocks(struct dio_vol *v, struct dio_inode *in);
@@ -668,6 +623,20 @@ int  md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool or
 int  md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,
 		    bool *clean);
 int  md_room(struct dio_vol *v, uint64_t extra_extents, size_t extra_name);
+int  md_ready(struct dio_vol *v, size_t jbytes, unsigned *nodes);   /* md_lock, before a call's first change */
+size_t md_extents_in(struct dio_inode *in, uint64_t b0, uint64_t b1);   /* map lock */
+/* md_ready for a call whose inserts the standing reserve covers: inline
+   when the room is there already (a write's conversion, every time). */
+extern _Atomic unsigned bt_pool_n;
+static inline int md_ready_small(struct dio_vol *v, size_t jbytes)
+{
+	if (v->j.len + jbytes <= v->j.cap && atomic_load_explicit(&bt_pool_n, memory_order_relaxed) >= BT_STANDING) {
+		v->j.room = v->j.len + jbytes;   /* reserved: the buffer has it */
+		return 0;
+	}
+	return md_ready(v, jbytes, &(unsigned){ 0 });
+}
+#define MD_CALL_JBYTES 1024u   /* the records of a call with a few: a rename's two names and more */
 int  md_spare_take(struct dio_vol *v, struct dio_inode *in, uint64_t blk, uint64_t *pblk);   /* range lock only */
 void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad);
 
@@ -794,29 +763,5 @@ static inline void cnt_add(atomic_uint_fast64_t *c, uint64_t n)
 	atomic_fetch_add_explicit(c, n, memory_order_relaxed);
 }
 
-/*
- * Little-endian fields of the on-disk format (docs/FORMAT.md).  The byte
- * by byte form is the definition, and what a big-endian host runs; a
- * little-endian one copies (compilers do not merge the byte stores, and
- * every journal record and checkpoint extent goes through these).
- */
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-static inline void put_le16(uint8_t *p, uint16_t v) { memcpy(p, &v, 2); }
-static inline void put_le32(uint8_t *p, uint32_t v) { memcpy(p, &v, 4); }
-static inline void put_le64(uint8_t *p, uint64_t v) { memcpy(p, &v, 8); }
-static inline uint16_t get_le16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
-static inline uint32_t get_le32(const uint8_t *p) { uint32_t v; memcpy(&v, p, 4); return v; }
-static inline uint64_t get_le64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
-#else
-static inline void put_le16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
-static inline void put_le32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static inline void put_le64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static inline uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-static inline uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline uint64_t get_le64(const uint8_t *p) { return get_le32(p) | (uint64_t)get_le32(p + 4) << 32; }
-#endif
 
 #endif

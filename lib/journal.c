@@ -47,20 +47,48 @@ static size_t rec_size(const struct dio_rec *r)
 	return 0;
 }
 
+/* The pending buffer grown to hold `bytes` more. */
+static int j_grow(struct dio_vol *v, size_t bytes)
+{
+	if (v->j.len + bytes <= v->j.cap)
+		return 0;
+	size_t cap = v->j.cap ? v->j.cap * 2 : 4096;
+	while (cap < v->j.len + bytes)
+		cap *= 2;
+	uint8_t *n = dio_realloc(v->j.buf, cap);
+	if (!n)
+		return -ENOMEM;
+	v->j.buf = n;
+	v->j.cap = cap;
+	return 0;
+}
+
+/* Room in the pending buffer for `bytes` more of records (under
+   md_lock), on top of the room reserved already: a metadata call asks
+   before its first change, so that its records never fail to fit once
+   it has begun.  0 or -ENOMEM. */
+int j_reserve(struct dio_vol *v, size_t bytes)
+{
+	DIO_MD_HELD(v);
+	size_t base = MAX(v->j.room, v->j.len);   /* on top of what is reserved and unused */
+	int e = j_grow(v, base - v->j.len + bytes);
+	if (!e)
+		v->j.room = base + bytes;
+	return e;
+}
+
 int j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered)
 {
 	DIO_MD_HELD(v);
 	size_t need = rec_size(r);
-	if (v->j.len + need > v->j.cap) {
-		size_t cap = v->j.cap ? v->j.cap * 2 : 4096;
-		while (cap < v->j.len + need)
-			cap *= 2;
-		uint8_t *n = realloc(v->j.buf, cap);
-		if (!n)
-			return -ENOMEM;
-		v->j.buf = n;
-		v->j.cap = cap;
-	}
+	/* past what was reserved it is an allocation, which may fail (a
+	   test makes it one every time: dio_alloc_tight) */
+	bool beyond = v->j.len + need > v->j.room;
+	if (beyond && atomic_load_explicit(&dio_alloc_tight, memory_order_relaxed) && dio_alloc_fails())
+		return -ENOMEM;
+	int e = j_grow(v, need);
+	if (e)
+		return e;
 	uint8_t *p = v->j.buf + v->j.len;
 	p[0] = (uint8_t)r->type;
 	p[1] = 0;
@@ -254,7 +282,7 @@ static int jio_reserve(struct dio_vol *v, size_t bytes)
 		return 0;
 	void *p;
 	size_t cap = MAX(bytes, v->j.io_cap * 2);
-	if (posix_memalign(&p, MAX(v->dev.geom.mem_align, 4096u), cap))
+	if (dio_memalign(&p, MAX(v->dev.geom.mem_align, 4096u), cap))
 		return -ENOMEM;
 	free(v->j.io);
 	v->j.io = p;
@@ -357,7 +385,7 @@ static int checkpoint_locked(struct dio_vol *v)
 	uint64_t nblocks = 0, seq = v->j.last_seq;
 	int e = ckpt_write(v, &nblocks, &img, &img_len);
 	if (!e) {
-		v->j.len = 0;   /* the checkpoint holds every pending record */
+		v->j.len = v->j.room = 0;   /* the checkpoint holds every pending record */
 		v->j.need_order = false;   /* and is written after a flush */
 	}
 	md_unlock(v);
@@ -498,7 +526,7 @@ int j_commit(struct dio_vol *v, uint64_t target_seq, bool need_flush, bool force
 	uint64_t seq = v->j.last_seq;
 	bool ordered = v->j.need_order;
 	v->j.buf = NULL;
-	v->j.len = v->j.cap = 0;
+	v->j.len = v->j.cap = v->j.room = 0;
 	v->j.need_order = false;
 	md_unlock(v);
 	if (ordered) {
@@ -609,7 +637,7 @@ int j_replay(struct dio_vol *v)
 	uint64_t J = v->sb.journal_blocks, bs = v->bs;
 	uint8_t *area;
 	size_t jbytes;
-	if (!size_mul(J, bs, &jbytes) || posix_memalign((void **)&area, MAX(v->dev.geom.mem_align, 4096u), jbytes))
+	if (!size_mul(J, bs, &jbytes) || dio_memalign((void **)&area, MAX(v->dev.geom.mem_align, 4096u), jbytes))
 		return -ENOMEM;
 	int e = dev_rw(v, DIO_BIO_READ, 0, v->sb.journal_start * bs, area, jbytes);
 	if (e) {
@@ -640,7 +668,7 @@ int j_replay(struct dio_vol *v)
 		if (tcap < (size_t)n * (size_t)bs) {   /* n <= J, and J * bs fits */
 			free(txn);
 			tcap = (size_t)n * (size_t)bs;
-			txn = malloc(tcap);
+			txn = dio_malloc(tcap);
 			if (!txn) {
 				e = -ENOMEM;
 				break;

@@ -69,7 +69,7 @@ static void stripe_unlock(struct rl_stripe *s)
 struct dio_rangelock *rl_new(void)
 {
 	struct dio_rangelock *rl;
-	if (posix_memalign((void **)&rl, 64, sizeof(*rl)))
+	if (dio_memalign((void **)&rl, 64, sizeof(*rl)))
 		return NULL;
 	for (unsigned i = 0; i < RL_STRIPES; i++) {
 		pthread_mutex_init(&rl->s[i].mu, NULL);

@@ -97,3 +97,15 @@ int dio_ms_left(int64_t deadline)
 	int64_t left = deadline - ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
 	return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }
+
+_Atomic long dio_alloc_fail_in;
+_Atomic bool dio_alloc_tight;
+
+bool dio_alloc_countdown(void)
+{
+	long k = atomic_load_explicit(&dio_alloc_fail_in, memory_order_relaxed);
+	while (k > 0 && !atomic_compare_exchange_weak_explicit(&dio_alloc_fail_in, &k, k - 1, memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+	return k == 1;   /* this one: the countdown is off from here */
+}

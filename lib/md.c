@@ -84,9 +84,11 @@ int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool ord
 {
 	DIO_MD_HELD(v);
 	DIO_MAP_HELD(v, in);
-	__atomic_store_n(&in->size, size, __ATOMIC_RELEASE);
 	struct dio_rec r = { .type = R_SIZE, .ino = in->ino, .a = size };
-	return j_append(v, &r, ordered);
+	int e = j_append(v, &r, ordered);   /* the record first: a failure changed nothing */
+	if (!e)
+		__atomic_store_n(&in->size, size, __ATOMIC_RELEASE);
+	return e;
 }
 
 /*
@@ -100,6 +102,8 @@ int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool ord
  * write will expose is clean: new blocks all clean, no unwritten blocks
  * from before in the range.
  */
+struct taken { uint64_t lblk, p, got; };
+
 int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint64_t len, unsigned how,
 		   bool *clean)
 {
@@ -148,8 +152,14 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 		const struct dio_extent *b = em_rec(&before);
 		goal = b->pblk + b->len + (lblk - (b->lblk + b->len));
 	}
+	/* every block first, then the memory for the inserts and records:
+	   from the first change on nothing can fail, so the range is
+	   allocated whole or not at all */
+	struct taken *tk = NULL;
+	size_t ntk = 0, tcap = 0;
+	size_t inserts = 0;
 	cur = lblk;
-	while (cur < end) {
+	while (cur < end && !e) {
 		struct dio_extent x;
 		bool found = em_get(&in->map, cur, &x);
 		if (found && x.lblk <= cur) {
@@ -158,33 +168,74 @@ int md_alloc_range(struct dio_vol *v, struct dio_inode *in, uint64_t lblk, uint6
 			continue;
 		}
 		uint64_t hole_end = found ? MIN(x.lblk, end) : end;
-		while (cur < hole_end) {
+		while (cur < hole_end && !e) {
+			if (ntk == tcap) {
+				struct taken *n = dio_realloc(tk, (tcap = tcap ? tcap * 2 : 16) * sizeof(*tk));
+				if (!n) {
+					e = -ENOMEM;
+					break;
+				}
+				tk = n;
+			}
 			uint64_t p, got;
 			/* clean_blocks >= need was checked: a clean take cannot fail */
 			e = want_clean ? alloc_take_clean(&v->alloc, goal, hole_end - cur, &p, &got)
 				       : alloc_take(&v->alloc, goal, hole_end - cur, &p, &got);
 			DIO_ASSERT(!e);   /* free_blocks was checked */
 			if (e)
-				return e;
-			uint64_t n0 = em_count(&in->map);
-			e = em_insert(&in->map, cur, p, got, EXT_UNWRITTEN);
-			md_account(v, n0, em_count(&in->map));
-			if (!e && (how & MA_JOURNAL)) {
-				struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = cur, .b = p, .c = got,
-						     .flags = EXT_UNWRITTEN };
-				e = j_append(v, &r, true);
-			}
-			if (e) {
-				alloc_give(&v->alloc, p, got);
-				return e;
-			}
+				break;
+			tk[ntk++] = (struct taken){ cur, p, got };
+			inserts += (got >> 24) + 1;   /* records of at most 16 Mi blocks */
 			cur += got;
 			goal = p + got;
 		}
 	}
+	unsigned nodes = bt_insert_nodes(&in->map.t, inserts);
+	if (!e)
+		e = bt_reserve(nodes);
+	if (!e && (how & MA_JOURNAL) && (e = j_reserve(v, ntk * 40)))
+		bt_unreserve(nodes);
+	if (e) {
+		for (size_t i = 0; i < ntk; i++)
+			alloc_give(&v->alloc, tk[i].p, tk[i].got);
+		free(tk);
+		return e;
+	}
+	for (size_t i = 0; i < ntk; i++) {
+		uint64_t n0 = em_count(&in->map);
+		int ei = em_insert(&in->map, tk[i].lblk, tk[i].p, tk[i].got, EXT_UNWRITTEN);
+		DIO_ASSERT(!ei);   /* its nodes are reserved */
+		(void)ei;
+		md_account(v, n0, em_count(&in->map));
+		if (how & MA_JOURNAL) {
+			struct dio_rec r = { .type = R_MAP, .ino = in->ino, .a = tk[i].lblk, .b = tk[i].p, .c = tk[i].got,
+					     .flags = EXT_UNWRITTEN };
+			j_append(v, &r, true);   /* reserved */
+		}
+	}
+	bt_unreserve(nodes);
+	free(tk);
 	return 0;
 }
 
+/*
+ * Under md_lock, before a metadata call changes anything: room for what
+ * it will need once it has begun (jbytes of journal records, *nodes tree
+ * nodes beyond the standing reserve), so that from its first change on
+ * nothing fails for want of memory and the call changes everything or
+ * nothing.  0, or -ENOMEM with nothing changed (and *nodes 0); give
+ * *nodes back with bt_unreserve when the call is done.
+ */
+int md_ready(struct dio_vol *v, size_t jbytes, unsigned *nodes)
+{
+	DIO_MD_HELD(v);
+	int e = j_reserve(v, jbytes);
+	if (!e)
+		e = bt_reserve(*nodes);
+	if (e)
+		*nodes = 0;   /* nothing to give back */
+	return e;
+}
 
 /*
  * A spare block for the copy of a partial block that a call zeroes
@@ -232,4 +283,15 @@ void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad)
 	else
 		alloc_give(&v->alloc, pblk, 1);
 	md_unlock(v);
+}
+
+/* The extents of in's map over [b0, b1) (map lock held): what a call that
+   changes each of them (a zero range's unwrite) reserves for. */
+size_t md_extents_in(struct dio_inode *in, uint64_t b0, uint64_t b1)
+{
+	size_t n = 0;
+	struct em_cur c;
+	for (bool ok = em_find(&in->map, b0, &c); ok && em_rec(&c)->lblk < b1; ok = em_next(&in->map, &c))
+		n++;
+	return n;
 }

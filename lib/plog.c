@@ -285,7 +285,12 @@ int plog_start(struct dio_vol *v)
 	p->cap = MIN(MAX(2 * jbytes, (uint64_t)PLOG_MIN), (uint64_t)PLOG_MAX);
 	p->map_len = PLOG_HDR + (size_t)p->cap;
 	p->last = NO_REC;
-	int fd = e ? -1 : shm_open(p->name, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	/* a ring of its own, made anew (the old one, replayed already, goes;
+	   a reader of it keeps its pages): never one cut short under a
+	   reader, which would be SIGBUS there */
+	if (!e)
+		shm_unlink(p->name);
+	int fd = e ? -1 : shm_open(p->name, O_RDWR | O_CREAT | O_EXCL, 0600);
 	if (fd < 0 || ftruncate(fd, (off_t)p->map_len) < 0 ||
 	    (p->h = mmap(NULL, p->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
 		e = fd < 0 && !e ? -errno : e ? e : -errno;
@@ -483,30 +488,35 @@ static void sweep_one(const char *name, void *arg)
 	int fd = shm_open(full, O_RDONLY, 0);
 	if (fd < 0)
 		return;
+	/* read, not mapped: another process may be making its ring under
+	   this name right now, and a mapped page past a file being cut
+	   short is SIGBUS */
 	struct stat st;
-	void *m = MAP_FAILED;
-	if (fstat(fd, &st) == 0 && st.st_uid == geteuid() && (uint64_t)st.st_size > PLOG_HDR)
-		m = mmap(NULL, PLOG_HDR, PROT_READ, MAP_SHARED, fd, 0);
+	struct plog_hdr h;
+	bool got = fstat(fd, &st) == 0 && st.st_uid == geteuid() && pread(fd, &h, sizeof(h), 0) == (ssize_t)sizeof(h);
 	close(fd);
-	if (m == MAP_FAILED)
+	if (!got)
 		return;
-	const struct plog_hdr *h = m;
-	char want[96], path[sizeof(h->path)];
-	name_for(h->uuid, h->dev, h->ino, want, sizeof(want));
-	memcpy(path, h->path, sizeof(path));
-	path[sizeof(path) - 1] = 0;
+	char want[96];
+	name_for(h.uuid, h.dev, h.ino, want, sizeof(want));
+	h.path[sizeof(h.path) - 1] = 0;
 	/* only a ring of ours whose own name says what it holds, and that
 	   knows its volume's place (a DIOPLOG1 ring does not: kept) */
-	bool gone = ld_u64(&h->magic) == PLOG_MAGIC && !strcmp(want, full) && path[0] == '/' &&
-		    !still_there(path, h->uuid, h->dev, h->ino);
-	munmap(m, PLOG_HDR);
-	if (gone && !shm_unlink(full))
-		dio_log(DIO_LOG_INFO, "removed the process-death log %s: its volume is no longer at %s", full, path);
+	if (h.magic == PLOG_MAGIC && !strcmp(want, full) && h.path[0] == '/' &&
+	    !still_there(h.path, h.uuid, h.dev, h.ino) && !shm_unlink(full))
+		dio_log(DIO_LOG_INFO, "removed the process-death log %s: its volume is no longer at %s", full, h.path);
 }
 
-/* At a read-write mount: remove this user's rings whose volume is gone. */
+/* At a read-write mount: remove this user's rings whose volume is gone.
+   At most once a minute in a process: a program that mounts again and
+   again (a test of crash states mounts 100,000 times) reads the
+   directory once a minute, not at every mount. */
 void plog_sweep(struct dio_vol *v)
 {
+	static _Atomic int64_t last = -1;
+	int64_t now = dio_deadline(0) / 1000, was = atomic_load(&last);
+	if ((was >= 0 && now - was < 60) || !atomic_compare_exchange_strong(&last, &was, now))
+		return;
 	char mine[96];
 	uint64_t dev, ino;
 	if (plog_name(v, mine, sizeof(mine), &dev, &ino))

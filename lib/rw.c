@@ -96,7 +96,7 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
 	struct dio_extent x;
-	for (uint64_t at = b0; em_get(&in->map, at, &x) && x.lblk < b1 && !md_room(v, 2, 0);) {
+	for (uint64_t at = b0; !md_ready_small(v, 256) && em_get(&in->map, at, &x) && x.lblk < b1 && !md_room(v, 2, 0);) {
 		uint64_t s = MAX(x.lblk, b0), t = MIN(x.lblk + x.len, b1);
 		if (!(x.flags & EXT_BAD) && md_map(v, in, s, x.pblk + (s - x.lblk), t - s, x.flags | EXT_BAD, true))
 			break;
@@ -160,11 +160,12 @@ static int finish_write(struct dio_file *f, uint64_t b0, uint64_t b1, uint64_t e
 {
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
-	int e = 0;
 	pthread_mutex_lock(&v->md_lock);
 	pthread_rwlock_wrlock(&in->map_lock);
+	/* memory first: a conversion that began never fails for want of it */
+	int e = md_ready_small(v, 256);
 	struct em_cur c;
-	bool found = em_find_near(&in->map, b0, hint, &c);   /* where the write's mapping ended: warm */
+	bool found = !e && em_find_near(&in->map, b0, hint, &c);   /* where the write's mapping ended: warm */
 	for (uint64_t at = b0; !e && found && em_rec(&c)->lblk < b1; found = em_find(&in->map, at, &c)) {
 		const struct dio_extent *x = em_rec(&c);
 		uint64_t s = MAX(x->lblk, b0), t = MIN(x->lblk + x->len, b1);

@@ -65,10 +65,10 @@ static struct dio_tail *tail_get(struct dio_inode *in, uint32_t bs)
 	struct dio_tail *t = atomic_load_explicit(&in->tail, memory_order_acquire);
 	if (t)
 		return t;
-	t = malloc(sizeof(*t));
+	t = dio_malloc(sizeof(*t));
 	if (!t)
 		return NULL;
-	if (posix_memalign((void **)&t->buf, bs, bs)) {
+	if (dio_memalign((void **)&t->buf, bs, bs)) {
 		free(t);
 		return NULL;
 	}
@@ -143,7 +143,7 @@ uint8_t *tail_window_begin(struct dio_inode *in, uint32_t bs, uint32_t *cap)
 	uint32_t want = WINDOW_BYTES / bs > 1 ? WINDOW_BYTES / bs : 1;
 	if (t->cap < want) {
 		uint8_t *b;
-		if (!posix_memalign((void **)&b, bs, (size_t)want * bs)) {
+		if (!dio_memalign((void **)&b, bs, (size_t)want * bs)) {
 			free(t->buf);
 			t->buf = b;
 			t->cap = want;

@@ -460,8 +460,8 @@ END_TEST
 /* ---- the process-death log's limits ------------------------------------------ */
 
 /* Run fn in a child on t_img; once it says so (fn returned 0), kill it
-   with the volume mounted.  The volume is then mounted again. */
-static struct dio_vol *killed_after(int (*fn)(struct dio_vol *v))
+   with the volume mounted. */
+static void kill_child_after(int (*fn)(struct dio_vol *v))
 {
 	int pfd[2];
 	ck_assert_int_eq(pipe(pfd), 0);
@@ -486,6 +486,12 @@ static struct dio_vol *killed_after(int (*fn)(struct dio_vol *v))
 	int status;
 	waitpid(pid, &status, 0);
 	ck_assert_msg(n == 1, "the child failed (exit %d)", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+}
+
+/* The same, and the volume mounted again. */
+static struct dio_vol *killed_after(int (*fn)(struct dio_vol *v))
+{
+	kill_child_after(fn);
 	struct dio_vol *v = NULL;
 	for (int tries = 0; !(v = t_mount(t_img)) && errno == EBUSY && tries < 200; tries++)
 		usleep(5000);
@@ -787,6 +793,86 @@ START_TEST(test_a_log_that_does_not_apply_never_fails_the_mount)
 }
 END_TEST
 
+/* The ring of the volume at img (t_forget_plog's naming), or "" if none. */
+static void ring_of(const char *img, char *out, size_t len)
+{
+	struct stat st;
+	out[0] = 0;
+	if (stat(img, &st) < 0)
+		return;
+	char cmd[600];
+	snprintf(cmd, sizeof(cmd), "ls /dev/shm | grep -- '^libdio-.*-%llx-%llx$'", (unsigned long long)st.st_dev,
+		 (unsigned long long)st.st_ino);
+	FILE *p = popen(cmd, "r");
+	if (p && fgets(out, (int)len, p))
+		out[strcspn(out, "\n")] = 0;
+	if (p)
+		pclose(p);
+}
+
+static bool ring_exists(const char *name)
+{
+	char path[400];
+	snprintf(path, sizeof(path), "/dev/shm/%s", name);
+	return access(path, F_OK) == 0;
+}
+
+static int one_create(struct dio_vol *v)
+{
+	struct dio_file *f = dio_open(v, "left", O_CREAT | O_RDWR);
+	return f ? dio_close(f) : -1;
+}
+
+/* A ring outlives its process until its volume's next mount; one whose
+   volume will never be mounted again (the image deleted, or formatted
+   again as another volume) goes at the next read-write mount of any
+   volume of the same user, and one whose volume is still there stays. */
+START_TEST(test_rings_of_volumes_that_are_gone_are_swept)
+{
+	char img[3][300], ring[3][300];
+	for (int k = 0; k < 3; k++) {
+		snprintf(img[k], sizeof(img[k]), "%s", t_image_path(k == 0 ? "sweep-gone" : k == 1 ? "sweep-other" : "sweep-kept"));
+		t_img = img[k];
+		t_forget_plog(img[k]);
+		unlink(img[k]);
+		ck_assert_int_eq(dio_mkfs(img[k], &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
+		kill_child_after(one_create);   /* a ring left by a killed process */
+		ring_of(img[k], ring[k], sizeof(ring[k]));
+		ck_assert_msg(ring[k][0], "volume %d: no ring left", k);
+	}
+	t_img = NULL;
+	unlink(img[0]);
+	ck_assert_int_eq(dio_mkfs(img[1], &(struct dio_mkfs_opts){ .size = 32 << 20, .flags = DIO_MKFS_FORCE }), 0);
+	/* a fresh process (the sweep runs at most once a minute in one) mounts another volume */
+	char other[300];
+	snprintf(other, sizeof(other), "%s", t_image_path("sweep-mounter"));
+	unlink(other);
+	ck_assert_int_eq(dio_mkfs(other, &(struct dio_mkfs_opts){ .size = 32 << 20 }), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct dio_vol *v = t_mount(other);
+		_exit(v && !dio_umount(v) ? 0 : 1);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(!ring_exists(ring[0]), "the ring of a deleted image is still there");
+	ck_assert_msg(!ring_exists(ring[1]), "the ring of a volume formatted again is still there");
+	ck_assert_msg(ring_exists(ring[2]), "the ring of a volume still there was removed");
+	/* and it still does its job */
+	struct dio_vol *v = t_mount(img[2]);
+	ck_assert_ptr_nonnull(v);
+	struct dio_stat st;
+	ck_assert_int_eq(dio_stat(v, "left", &st), 0);
+	ck_assert_int_eq(dio_umount(v), 0);
+	ck_assert(!ring_exists(ring[2]));   /* a clean unmount removes its own */
+	t_forget_plog(img[1]);
+	unlink(img[1]);
+	unlink(img[2]);
+	unlink(other);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("wholecalls");
@@ -797,6 +883,7 @@ int main(void)
 	tcase_add_test(tc, test_namespace_calls_commit_before_the_log_overflows);
 	tcase_add_test(tc, test_a_call_larger_than_the_log_is_whole_or_absent_and_on_the_device_when_it_returns);
 	tcase_add_test(tc, test_a_log_that_does_not_apply_never_fails_the_mount);
+	tcase_add_test(tc, test_rings_of_volumes_that_are_gone_are_swept);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

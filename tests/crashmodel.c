@@ -51,6 +51,63 @@ void cm_gen(struct cm_op *ops, int n, uint64_t seed)
 	}
 }
 
+/*
+ * The same kind of workload over preallocated space: each file begins
+ * with its whole range preallocated (one unwritten record of 64 blocks,
+ * long enough to be kept whole with a bitmap of written blocks: a
+ * partial record), then takes scattered one-block and few-block writes
+ * inside it, punches and zero ranges that cut those partial records, and
+ * syncs; the journal fills, so checkpoints hold such maps too.
+ */
+void cm_gen_prealloc(struct cm_op *ops, int n, uint64_t seed)
+{
+	t_seed(seed);
+	for (int i = 0; i < n; i++) {
+		struct cm_op *o = &ops[i];
+		memset(o, 0, sizeof(*o));
+		o->fid = i < CM_FILES ? i : (int)(t_rand() % CM_FILES);
+		o->wid = (uint32_t)i + 1;
+		if (i < CM_FILES) {
+			o->type = OP_FALLOC;
+			o->mode = i % 2 ? DIO_FALLOC_KEEP_SIZE : 0;
+			o->off = 0;
+			o->len = CM_MAX;
+			continue;
+		}
+		unsigned r = t_rand() % 100;
+		uint64_t blk = 1 + t_rand() % (CM_MAX / 4096 - 2);   /* strictly inside the record */
+		o->off = blk * 4096;
+		o->len = 4096 * (1 + t_rand() % 3);
+		if (o->off + o->len > CM_MAX)
+			o->len = CM_MAX - o->off;
+		if (r < 60) {
+			o->type = r < 52 ? OP_WRITE : OP_DSYNC_WRITE;
+			if (r % 5 == 0) {
+				o->off += 1 + t_rand() % 4000;   /* now and then a misaligned one */
+				o->shift = 1 + (unsigned)(t_rand() % 15);
+				if (o->off + o->len > CM_MAX)
+					o->len = CM_MAX - o->off;
+			}
+		} else if (r < 72) {
+			o->type = OP_FALLOC;
+			o->mode = r < 66 ? (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE) : DIO_FALLOC_ZERO_RANGE | DIO_FALLOC_KEEP_SIZE;
+			o->off -= t_rand() % 2 ? 0 : 1 + t_rand() % 4000;   /* partial edges, half the time */
+			o->len += t_rand() % 3 * 4096 + t_rand() % 2 * 1000;
+			if (o->off + o->len > CM_MAX)
+				o->len = CM_MAX - o->off;
+		} else if (r < 84) {
+			o->type = OP_FDATASYNC;
+		} else if (r < 92) {
+			o->type = OP_FSYNC;
+		} else if (r < 96) {
+			o->type = OP_SYNCFS;
+		} else {
+			o->type = OP_TRUNC;
+			o->off = CM_MAX - t_rand() % (CM_MAX / 4);
+		}
+	}
+}
+
 /* Set by cm_exec when a REPLACE or RECREATE failed before touching the name. */
 static bool name_untouched;
 

@@ -46,6 +46,7 @@ struct cm_model {
 };
 
 void cm_gen(struct cm_op *ops, int n, uint64_t seed);
+void cm_gen_prealloc(struct cm_op *ops, int n, uint64_t seed);      /* scattered writes into preallocated space */
 void cm_apply(struct cm_model *m, const struct cm_op *op);           /* before executing */
 void cm_synced(struct cm_model *m, const struct cm_op *op);          /* after it succeeded */
 void cm_failed(struct cm_model *m, const struct cm_op *op);          /* after it failed */

@@ -11,6 +11,8 @@
  * that was never written to that file at that offset, which also proves
  * freed blocks were not reused before their free was durable.
  *
+ * Every other workload writes into preallocated space (partial records,
+ * cut by punches and zero ranges, checkpointed: cm_gen_prealloc).
  * DIO_CRASH_STATES sets how many states to check (default 100000).
  */
 #include "crashmodel.h"
@@ -161,7 +163,7 @@ static int op_ok[NOPS];
 static char *img;
 static long nstates, nfsck, nepochs, ntorn;
 
-static void record(uint64_t seed)
+static void record(uint64_t seed, bool prealloc)
 {
 	unlink(img);
 	ck_assert_int_eq(dio_mkfs(img, &(struct dio_mkfs_opts){ .size = 16 << 20, .journal_size = 64 << 10 }), 0);
@@ -178,7 +180,10 @@ static void record(uint64_t seed)
 		free(M.log[i].data);
 	M.nlog = 0;
 	M.recording = true;
-	cm_gen(ops, NOPS, seed);
+	if (prealloc)
+		cm_gen_prealloc(ops, NOPS, seed);
+	else
+		cm_gen(ops, NOPS, seed);
 	struct dio_vol *v = dio_mount(img, &mem_opts);
 	ck_assert_ptr_nonnull(v);
 	struct dio_file *h[CM_FILES], *hs[CM_FILES];
@@ -365,13 +370,21 @@ START_TEST(test_every_crash_state_keeps_the_contract)
 	t_seed(31337);
 	int workloads = 0;
 	checker = check_model;
+	long pstates = 0;
 	while (nstates < want) {
-		record(5000 + (uint64_t)workloads);
+		/* every other workload writes into preallocated space: partial
+		   records, cut by punches and zero ranges, in checkpoints too */
+		bool prealloc = workloads % 2;
+		long before = nstates;
+		record(5000 + (uint64_t)workloads, prealloc);
 		explore(want - nstates, 0);
+		if (prealloc)
+			pstates += nstates - before;
 		workloads++;
 	}
-	fprintf(stderr, "crash states: %ld checked (%ld by dio_fsck too) from %d workloads, "
-		"%ld flush epochs, %ld torn writes\n", nstates, nfsck, workloads, nepochs, ntorn);
+	fprintf(stderr, "crash states: %ld checked (%ld by dio_fsck too, %ld of workloads into preallocated space) "
+		"from %d workloads, %ld flush epochs, %ld torn writes\n", nstates, nfsck, pstates, workloads, nepochs,
+		ntorn);
 	unlink(img);
 }
 END_TEST

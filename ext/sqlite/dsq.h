@@ -42,7 +42,7 @@ struct dsq_mount {
 	bool owned;                 /* mounted here: unmounted at the last close */
 	struct dsq_lock *locks;     /* per file name: the lock state of its connections */
 	struct dsq_shm *shms;       /* per database: the WAL index */
-	/* the one run of writes held on the volume (file.c, "Write runs"):
+	/* the one run of writes held on the volume (run.c):
 	   its file (also while earlier runs of it are in flight), bytes
 	   (aligned, allocated at the first run), offset; runs in flight on
 	   a queue of the volume, each in a slot with its own buffer; ended
@@ -110,8 +110,8 @@ struct dsq_file {
 	uint8_t *jhead;
 	size_t jhead_len;
 	struct dsq_shm_conn *shm;
-	/* this file's run failed where no caller could be told (a barrier,
-	   an unlock): the error for this file's next call (file.c, err_*) */
+	/* a run of this file's failed and no call of the file that SQLite
+	   checks has reported it yet (run.c, "Errors") */
 	_Atomic int run_err;
 	bool wal;                   /* SQLITE_OPEN_WAL */
 	uint64_t commit_page;       /* WAL: where the page of the commit frame whose
@@ -128,8 +128,19 @@ int dsq_errno_rc(int err, int io_rc);
 
 /* file.c */
 extern const sqlite3_io_methods dsq_io;
-int dsq_run_drain(struct dsq_mount *m);   /* write the held run, if any: SQLITE_OK or its error */
-int dsq_run_failed(struct dsq_mount *m);  /* a failed run not reported yet: its error, else SQLITE_OK */
+/* run.c: write runs (its header comment says how they go and fail) */
+int  dsq_run_drain(struct dsq_mount *m);   /* write the held run, if any: SQLITE_OK or its error */
+int  dsq_run_failed(struct dsq_mount *m);  /* a failed run not reported yet: its error, else SQLITE_OK */
+int  dsq_run_drain_locked(struct dsq_mount *m, struct dsq_file *o);   /* m->run_lock, o the owner */
+bool dsq_run_take(struct dsq_file *p, const void *buf, size_t amt, uint64_t off);   /* m->run_lock */
+void dsq_run_end(struct dsq_mount *m, struct dsq_file *o, bool async);             /* m->run_lock */
+void dsq_err_set(struct dsq_file *o, int rc);    /* a run of o's failed */
+int  dsq_err_take(struct dsq_file *o);           /* o's kept error, reported once */
+int  dsq_flush_pending(struct dsq_file *p);      /* before a call SQLite checks */
+void dsq_flush_keep(struct dsq_file *p);         /* before one it ignores */
+void dsq_flush_for_read(struct dsq_file *p);     /* before a read or size of p */
+/* file.c: a write of o's failed: its copies (WAL, header, journal head) go */
+void dsq_caches_drop(struct dsq_file *o);
 int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int flags, int *out_flags);
 
 /* shm.c */

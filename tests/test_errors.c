@@ -323,6 +323,85 @@ START_TEST(test_eio_reaches_write_and_each_handles_next_fsync_once)
 }
 END_TEST
 
+/* Every byte of f, and its size, as the two expected. */
+static void same_file(struct dio_file *f, const uint8_t *want, uint64_t size, const char *after)
+{
+	struct dio_stat st;
+	ck_assert_int_eq(dio_fstat(f, &st), 0);
+	ck_assert_msg(st.size == size, "after %s: size %llu, not %llu", after, (unsigned long long)st.size,
+		      (unsigned long long)size);
+	uint8_t *r = t_aligned(size + 4096);
+	ck_assert_int_eq(dio_pread(f, r, size + 4096, 0), (ssize_t)size);
+	for (uint64_t i = 0; i < size; i++)
+		ck_assert_msg(r[i] == want[i], "after %s: byte %llu changed", after, (unsigned long long)i);
+	free(r);
+}
+
+/*
+ * A call that fails changes no byte.  On a full volume a zero range
+ * whose middle needs blocks fails with ENOSPC; on a volume whose journal
+ * commit failed, a truncate and a punch fail with EIO.  Their partial
+ * edge blocks once were zeroed in place before the call knew it would
+ * fail (3,996 bytes of one, 4,096 read as zeros).
+ */
+START_TEST(test_a_call_that_fails_changes_no_byte)
+{
+	char *p = strdup(t_image_path("nochange"));
+	t_img = p;
+	unlink(p);
+	ck_assert_int_eq(dio_mkfs(p, &(struct dio_mkfs_opts){ .size = 16 << 20 }), 0);
+	struct fault_cfg cfg = { 0 };
+	fault_setup(&cfg);
+	struct dio_vol *v = dio_mount(p, &(struct dio_mount_opts){ .backend = "fault" });
+	ck_assert_ptr_nonnull(v);
+	struct dio_file *f = dio_open(v, "f", O_RDWR | O_CREAT);
+	uint8_t *b = t_aligned(65536);
+	t_fill(b, 65536, 2, 1, 0);
+	/* 8,192 bytes written, a hole of 16 KiB, 8,192 more: the zero range
+	   below has partial edges in written blocks and a hole to fill */
+	ck_assert_int_eq(dio_pwrite(f, b, 8192, 0), 8192);
+	ck_assert_int_eq(dio_pwrite(f, b + 24576, 8192, 24576), 8192);
+	memset(b + 8192, 0, 16384);
+	ck_assert_int_eq(dio_fsync(f), 0);
+	/* fill the volume */
+	struct dio_statvfs sv;
+	dio_statvfs(v, &sv);
+	struct dio_file *fill = dio_open(v, "fill", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_fallocate(fill, 0, 0, (off_t)(sv.free_blocks * sv.block_size)), 0);
+	ck_assert_int_eq(dio_fallocate(f, DIO_FALLOC_ZERO_RANGE, 4000, 24000), -1);
+	ck_assert_int_eq(errno, ENOSPC);
+	same_file(f, b, 32768, "a zero range refused for want of space");
+	/* the volume still truncates and punches (a copy of an edge block
+	   takes a block writes leave free for it) */
+	ck_assert_int_eq(dio_fallocate(f, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 100, 200), 0);
+	memset(b + 100, 0, 200);
+	same_file(f, b, 32768, "a punch on a full volume");
+	dio_close(fill);
+	ck_assert_int_eq(dio_unlink(v, "fill"), 0);
+	ck_assert_int_eq(dio_fsync(f), 0);
+	/* a failed commit: the volume refuses metadata changes from then on */
+	struct fault_cfg broke = { .fail_flush_at = 1 };
+	fault_setup(&broke);
+	ck_assert_int_eq(dio_ftruncate(f, 5000), 0);   /* pending */
+	ck_assert_int_eq(dio_fsync(f), -1);            /* its commit's flush fails */
+	ck_assert_int_eq(errno, EIO);
+	struct fault_cfg ok = { 0 };
+	fault_setup(&ok);
+	memset(b + 5000, 0, 32768 - 5000);
+	ck_assert_int_eq(dio_ftruncate(f, 100), -1);
+	ck_assert_int_eq(errno, EIO);
+	same_file(f, b, 5000, "a truncate on a broken volume");
+	ck_assert_int_eq(dio_fallocate(f, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 10, 3000), -1);
+	ck_assert_int_eq(errno, EIO);
+	ck_assert_int_eq(dio_fallocate(f, DIO_FALLOC_ZERO_RANGE | DIO_FALLOC_KEEP_SIZE, 10, 3000), -1);
+	ck_assert_int_eq(errno, EIO);
+	same_file(f, b, 5000, "a punch and a zero range on a broken volume");
+	dio_close(f);
+	dio_umount(v);   /* EIO: the journal holds what was committed */
+	free(b);
+}
+END_TEST
+
 START_TEST(test_short_device_transfers_are_completed)
 {
 	char *p = strdup(t_image_path("short"));
@@ -429,6 +508,7 @@ int main(void)
 	tcase_add_test(tc, test_enospc_changes_nothing_and_volume_stays_usable);
 	tcase_add_test(tc, test_eio_reaches_write_and_each_handles_next_fsync_once);
 	tcase_add_test(tc, test_short_device_transfers_are_completed);
+	tcase_add_test(tc, test_a_call_that_fails_changes_no_byte);
 	tcase_add_test(tc, test_mount_with_a_backend_table_given_directly);
 	tcase_add_test(tc, test_a_failed_mkfs_leaves_no_file_it_made);
 	suite_add_tcase(s, tc);

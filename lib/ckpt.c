@@ -64,8 +64,9 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 	int e = put64(&s, v->ns.nnames);
 	e = e ? e : put64(&s, v->ns.next_ino);
 	e = e ? e : put64(&s, v->j.last_seq);
-	for (size_t i = 0; i < v->ns.nnames && !e; i++) {
-		struct dio_inode *in = v->ns.names[i];
+	struct ns_iter it;
+	ns_iter_start(v, &it);
+	for (struct dio_inode *in; !e && (in = ns_iter_next(&it));) {
 		uint8_t h[26];
 		put_le64(h, in->ino);
 		put_le64(h + 8, in->size);
@@ -132,7 +133,7 @@ static int take64(struct source *s, uint64_t *x)
 	return 0;
 }
 
-static int load_inode(struct dio_vol *v, struct source *s)
+static int load_inode(struct dio_vol *v, struct source *s, struct ns_loader *names)
 {
 	uint8_t h[26];
 	char name[DIO_NAME_MAX + 1];
@@ -141,14 +142,13 @@ static int load_inode(struct dio_vol *v, struct source *s)
 	uint64_t ino = get_le64(h), size = get_le64(h + 8), n = get_le64(h + 16);
 	size_t nl = get_le16(h + 24);
 	if (!ino || ino >= v->ns.next_ino || size > DIO_MAX_FILE_SIZE || nl < 1 || nl > DIO_NAME_MAX ||
-	    n > (s->len - s->off) / 24 || take(s, name, nl) || memchr(name, 0, nl) ||
-	    ino_lookup(v, ino) || ns_lookup(v, name, nl, NULL))
+	    n > (s->len - s->off) / 24 || take(s, name, nl) || memchr(name, 0, nl) || ino_lookup(v, ino))
 		return -EUCLEAN;
 	struct dio_inode *in = ino_new(v, ino);
 	if (!in)
 		return -ENOMEM;
 	in->size = size;
-	int e = ns_insert(v, in, name, nl);
+	int e = ns_load_add(v, names, in, name, nl);   /* in name order, each once */
 	if (e)
 		return e;
 	const uint64_t maxblk = DIO_MAX_FILE_SIZE / v->bs;
@@ -206,8 +206,15 @@ int ckpt_load(struct dio_vol *v)
 	if (!e && (take64(&s, &ninodes) || take64(&s, &v->ns.next_ino) || take64(&s, &seq) ||
 		   seq != v->sb.ckpt_seq || !v->ns.next_ino))
 		e = -EUCLEAN;
+	/* each inode takes 26 bytes at least: a count past that is damage */
+	if (!e && ninodes > (s.len - s.off) / 26)
+		e = -EUCLEAN;
+	if (!e)
+		e = ino_reserve(v, ninodes);
+	struct ns_loader names = { 0 };
 	for (uint64_t i = 0; i < ninodes && !e; i++)
-		e = load_inode(v, &s);
+		e = load_inode(v, &s, &names);
+	ns_load_end(v, &names, !e);
 	uint64_t nbad = 0, prev_end = 0;
 	if (!e && take64(&s, &nbad))
 		e = -EUCLEAN;

@@ -63,7 +63,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 		return NULL;
 	}
 	pthread_mutex_lock(&v->md_lock);
-	struct dio_inode *in = ns_lookup(v, name, len, NULL);
+	struct dio_inode *in = ns_lookup(v, name, len);
 	if (in && (flags & O_CREAT) && (flags & O_EXCL))
 		e = -EEXIST;
 	else if (!in && !(flags & O_CREAT))
@@ -165,7 +165,7 @@ DIO_API int dio_stat(struct dio_vol *v, const char *name, struct dio_stat *st)
 	if (e)
 		return fail(e);
 	pthread_mutex_lock(&v->md_lock);
-	struct dio_inode *in = ns_lookup(v, name, len, NULL);
+	struct dio_inode *in = ns_lookup(v, name, len);
 	if (in)
 		fill_stat(v, in, st);
 	md_unlock(v);
@@ -181,7 +181,7 @@ DIO_API int dio_unlink(struct dio_vol *v, const char *name)
 	if (e)
 		return fail(e);
 	pthread_mutex_lock(&v->md_lock);
-	struct dio_inode *in = ns_lookup(v, name, len, NULL);
+	struct dio_inode *in = ns_lookup(v, name, len);
 	if (!in)
 		e = -ENOENT;
 	else if (v->j.broken)
@@ -219,8 +219,8 @@ DIO_API int dio_rename(struct dio_vol *v, const char *oldname, const char *newna
 	if (e)
 		return fail(e);
 	pthread_mutex_lock(&v->md_lock);
-	struct dio_inode *in = ns_lookup(v, oldname, l1, NULL);
-	struct dio_inode *target = ns_lookup(v, newname, l2, NULL);
+	struct dio_inode *in = ns_lookup(v, oldname, l1);
+	struct dio_inode *target = ns_lookup(v, newname, l2);
 	if (!in)
 		e = -ENOENT;
 	else if (in == target)
@@ -263,12 +263,8 @@ DIO_API int dio_list(struct dio_vol *v, const char *prefix,
 	for (;;) {
 		struct dio_stat st;
 		pthread_mutex_lock(&v->md_lock);
-		size_t pos;
-		if (first)
-			ns_lookup(v, prefix ? prefix : "", plen, &pos);
-		else if (ns_lookup(v, last, lastlen, &pos))
-			pos++;
-		struct dio_inode *in = pos < v->ns.nnames ? v->ns.names[pos] : NULL;
+		struct dio_inode *in = first ? ns_seek(v, prefix ? prefix : "", plen, false)
+					     : ns_seek(v, last, lastlen, true);
 		if (in && plen && (in->namelen < plen || memcmp(in->name, prefix, plen)))
 			in = NULL;
 		if (in) {
@@ -282,6 +278,61 @@ DIO_API int dio_list(struct dio_vol *v, const char *prefix,
 			return 0;
 		first = false;
 		int r = cb(last, &st, arg);
+		if (r)
+			return r;
+	}
+}
+
+/*
+ * One level of the tree the names make when '/' separates directories:
+ * the names in `dir` with no further '/', and each subdirectory once, as
+ * "DIR/SUB/" with st NULL.  The walk steps over a subdirectory's names
+ * with one lookup: its key is "DIR/SUB0", and '0' is the byte after '/',
+ * so the first name at or after it is the first not under DIR/SUB/.  A
+ * level costs the entries it shows, not the names below them.
+ */
+DIO_API int dio_listdir(struct dio_vol *v, const char *dir,
+			int (*cb)(const char *name, const struct dio_stat *st, void *arg), void *arg)
+{
+	if (!v || !cb)
+		return fail(EINVAL);
+	size_t plen = dir ? strnlen(dir, DIO_NAME_MAX + 1) : 0;
+	if (plen > DIO_NAME_MAX)
+		return fail(ENAMETOOLONG);
+	if (plen && dir[plen - 1] != '/')
+		return fail(EINVAL);
+	char key[DIO_NAME_MAX + 1], out[DIO_NAME_MAX + 1];
+	size_t klen = plen;
+	bool past = false;   /* start after key (it was reported), or at it */
+	memcpy(key, dir ? dir : "", plen);
+	for (;;) {
+		struct dio_stat st;
+		bool sub = false;
+		size_t n = 0;
+		pthread_mutex_lock(&v->md_lock);
+		struct dio_inode *in = ns_seek(v, key, klen, past);
+		if (in && (in->namelen < plen || memcmp(in->name, dir, plen)))
+			in = NULL;
+		if (in) {
+			const char *slash = memchr(in->name + plen, '/', in->namelen - plen);
+			n = slash ? (size_t)(slash - in->name) + 1 : in->namelen;
+			sub = slash != NULL;
+			memcpy(out, in->name, n);
+			out[n] = 0;
+			if (!sub)
+				fill_stat(v, in, &st);
+		}
+		md_unlock(v);
+		if (!in)
+			return 0;
+		memcpy(key, out, n);
+		klen = n;
+		past = !sub;
+		if (sub)
+			key[n - 1] = '0';
+		if (n == plen)
+			continue;   /* DIR/ itself: the directory, not an entry of it */
+		int r = cb(out, sub ? NULL : &st, arg);
 		if (r)
 			return r;
 	}
@@ -443,21 +494,12 @@ static int md_unwrite(struct dio_vol *v, struct dio_inode *in, uint64_t b0, uint
 	return 0;
 }
 
-DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
+/* dio_fallocate's call, its arguments checked: 0 or -errno. */
+static int falloc_call(struct dio_file *f, int mode, uint64_t off, uint64_t end)
 {
-	if (writable(f) < 0)
-		return -1;
-	const int known = DIO_FALLOC_KEEP_SIZE | DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE;
-	if ((mode & ~known) || ((mode & DIO_FALLOC_PUNCH_HOLE) && mode != (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE)) ||
-	    ((mode & DIO_FALLOC_ZERO_RANGE) && (mode & DIO_FALLOC_PUNCH_HOLE)))
-		return fail(EOPNOTSUPP);
-	if (offset < 0 || len <= 0)
-		return fail(EINVAL);
-	if ((uint64_t)offset > DIO_MAX_FILE_SIZE || (uint64_t)len > DIO_MAX_FILE_SIZE - (uint64_t)offset)
-		return fail(EFBIG);
 	struct dio_vol *v = f->vol;
 	struct dio_inode *in = f->ino;
-	uint64_t bs = v->bs, off = (uint64_t)offset, end = off + (uint64_t)len;
+	uint64_t bs = v->bs;
 	uint64_t b0 = off / bs, b1 = DIV_UP(end, bs);
 	uint64_t f0 = DIV_UP(off, bs), f1 = end / bs;       /* fully covered blocks */
 	struct dio_range r;
@@ -465,7 +507,7 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 	struct j_due due = { 0, false };
 	int e = 0;
 	if (rl_lock(in->rl, &r, b0, b1, true))
-		return fail(EDEADLK);   /* this thread's own queued request holds part of it */
+		return -EDEADLK;   /* this thread's own queued request holds part of it */
 	if (mode & (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE)) {
 		/* partial edge blocks keep their other bytes: zeroed copies */
 		if (f0 > f1) {
@@ -513,9 +555,28 @@ DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
 	edge_drop(v, &ed[1]);
 	rl_unlock(in->rl, &r);
 	int ec = j_commit_due(v, due);
-	if (!e)
-		e = ec;
-	return e ? fail(e) : 0;
+	return e ? e : ec;
+}
+
+DIO_API int dio_fallocate(struct dio_file *f, int mode, off_t offset, off_t len)
+{
+	if (writable(f) < 0)
+		return -1;
+	const int known = DIO_FALLOC_KEEP_SIZE | DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_ZERO_RANGE;
+	if ((mode & ~known) || ((mode & DIO_FALLOC_PUNCH_HOLE) && mode != (DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE)) ||
+	    ((mode & DIO_FALLOC_ZERO_RANGE) && (mode & DIO_FALLOC_PUNCH_HOLE)))
+		return fail(EOPNOTSUPP);
+	if (offset < 0 || len <= 0)
+		return fail(EINVAL);
+	if ((uint64_t)offset > DIO_MAX_FILE_SIZE || (uint64_t)len > DIO_MAX_FILE_SIZE - (uint64_t)offset)
+		return fail(EFBIG);
+	uint64_t off = (uint64_t)offset, end = off + (uint64_t)len;
+	int e = falloc_call(f, mode, off, end);
+	/* a call that fails changes nothing: after the commit that frees
+	   what earlier calls freed, it runs again whole */
+	if (e == -ENOSPC && md_commit_for_space(f->vol))
+		e = falloc_call(f, mode, off, end);
+	return e ? fail(-e) : 0;
 }
 
 DIO_API off_t dio_lseek(struct dio_file *f, off_t offset, int whence)

@@ -67,8 +67,10 @@ static int cmp_ext(const void *a, const void *b)
 static void check_files(struct dio_vol *v, struct fsck *k)
 {
 	size_t total = 0;
-	for (size_t i = 0; i < v->ns.nnames; i++)
-		total += em_count(&v->ns.names[i]->map);
+	struct ns_iter it;
+	ns_iter_start(v, &it);
+	for (struct dio_inode *in; (in = ns_iter_next(&it));)
+		total += em_count(&in->map);
 	total += em_count(&v->bad);
 	struct dio_extent *all = malloc((total + 1) * sizeof(*all));
 	if (!all) {
@@ -76,10 +78,10 @@ static void check_files(struct dio_vol *v, struct fsck *k)
 		return;
 	}
 	size_t n = 0;
-	for (size_t i = 0; i < v->ns.nnames; i++) {
-		struct dio_inode *in = v->ns.names[i];
+	ns_iter_start(v, &it);
+	for (struct dio_inode *in, *prev = NULL; (in = ns_iter_next(&it)); prev = in) {
 		uint64_t prev_end = 0, size_blocks = DIV_UP(in->size, v->bs);
-		if (i && strcmp(v->ns.names[i - 1]->name, in->name) >= 0)
+		if (prev && strcmp(prev->name, in->name) >= 0)
 			problem(k, DIO_FSCK_ERROR, "names out of order at \"%s\"", in->name);
 		struct em_cur c;
 		size_t j = 0;
@@ -146,7 +148,14 @@ int fsck_with_ops(const char *path, unsigned flags, const struct dio_backend_ops
 	dio_log_tap_arg = &k;
 	e = read_sb(v, &v->sb);
 	if (e == -EINVAL) {
-		problem(&k, DIO_FSCK_ERROR, "not a libdio volume");
+		/* nothing of ours to check (no superblock slot is a libdio
+		   one, damaged or not): the check could not run */
+		dio_log_tap = NULL;
+		dio_log_tap_arg = NULL;
+		dio_log(DIO_LOG_ERR, "%s: not a libdio volume", path);
+		vol_release(v);
+		errno = EINVAL;
+		return -1;
 	} else if (e) {
 		problem(&k, DIO_FSCK_ERROR, "no valid superblock (%s)", strerror(-e));
 	} else {

@@ -333,6 +333,8 @@ struct dio_inode {
 	   at the first one */
 	struct dio_tail *_Atomic tail;
 	struct dio_inode *hnext;   /* ino hash chain */
+	struct dio_inode *ns_left, *ns_right;   /* the namespace's AVL tree */
+	int ns_height;
 };
 
 /*
@@ -409,8 +411,9 @@ struct dio_device {
 
 /* The namespace and the live inodes (inode.c), under md_lock. */
 struct dio_names {
-	struct dio_inode **names;  /* sorted by name */
-	size_t nnames, names_cap;
+	struct dio_inode *root;    /* of the AVL tree of names (inode.c) */
+	size_t nnames;
+	uint64_t name_bytes;       /* of every name: their average, for statvfs */
 	struct dio_inode **ihash;  /* all live inodes by number */
 	size_t ihash_size, ninodes;
 	uint64_t next_ino;
@@ -593,9 +596,19 @@ static inline void md_account(struct dio_vol *v, uint64_t before, uint64_t after
 }
 
 /* inode.c: namespace, inode table, handles; all under md_lock */
-struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len, size_t *pos);
+struct dio_inode *ns_lookup(struct dio_vol *v, const char *name, size_t len);
+struct dio_inode *ns_seek(struct dio_vol *v, const char *key, size_t len, bool after);
+/* names in order: an AVL tree of 2^40 names is under 60 deep */
+#define NS_DEPTH 64
+struct ns_iter { struct dio_inode *stack[NS_DEPTH]; int n; };
+void ns_iter_start(struct dio_vol *v, struct ns_iter *it);
+struct ns_loader { struct dio_inode **a; size_t n, cap; };
+int  ns_load_add(struct dio_vol *v, struct ns_loader *L, struct dio_inode *in, const char *name, size_t len);
+void ns_load_end(struct dio_vol *v, struct ns_loader *L, bool ok);
+struct dio_inode *ns_iter_next(struct ns_iter *it);
 struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino);
 struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino);
+int ino_reserve(struct dio_vol *v, uint64_t n);
 int  ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len);
 int  ns_reserve(struct dio_vol *v, const char *name, size_t len, char **copy);
 void ns_insert_reserved(struct dio_vol *v, struct dio_inode *in, char *copy, size_t len);
@@ -639,6 +652,7 @@ static inline int md_ready_small(struct dio_vol *v, size_t jbytes)
 #define MD_CALL_JBYTES 1024u   /* the records of a call with a few: a rename's two names and more */
 int  md_spare_take(struct dio_vol *v, struct dio_inode *in, uint64_t blk, uint64_t *pblk);   /* range lock only */
 void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad);
+bool md_commit_for_space(struct dio_vol *v);   /* ENOSPC: commit the frees waiting; retry? */
 
 /*
  * rw.c: one request, synchronous or queued (the kernel's iomap_dio): see

@@ -221,7 +221,7 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool dry)
 	switch (r->type) {
 	case R_CREATE:
 		if (!name_ok(r->n1, r->l1) || !r->ino || ino_lookup(v, r->ino) ||
-		    ns_lookup(v, r->n1, r->l1, NULL))
+		    ns_lookup(v, r->n1, r->l1))
 			return -EUCLEAN;
 		if (dry)
 			return 0;
@@ -232,16 +232,16 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool dry)
 			v->ns.next_ino = r->ino + 1;
 		return ns_insert(v, in, r->n1, r->l1);
 	case R_UNLINK:
-		if (!name_ok(r->n1, r->l1) || !(in = ns_lookup(v, r->n1, r->l1, NULL)))
+		if (!name_ok(r->n1, r->l1) || !(in = ns_lookup(v, r->n1, r->l1)))
 			return -EUCLEAN;
 		if (!dry)
 			ns_remove(v, in);
 		return 0;
 	case R_RENAME: {
 		if (!name_ok(r->n1, r->l1) || !name_ok(r->n2, r->l2) ||
-		    !(in = ns_lookup(v, r->n1, r->l1, NULL)))
+		    !(in = ns_lookup(v, r->n1, r->l1)))
 			return -EUCLEAN;
-		struct dio_inode *t = ns_lookup(v, r->n2, r->l2, NULL);
+		struct dio_inode *t = ns_lookup(v, r->n2, r->l2);
 		if (t == in || dry)
 			return 0;
 		if (t)

@@ -273,6 +273,23 @@ int md_spare_take(struct dio_vol *v, struct dio_inode *in, uint64_t blk, uint64_
 	}
 }
 
+/*
+ * An allocation found too little free space while blocks that earlier
+ * calls freed wait for their commit (rule 4: they are reused only once
+ * the change that freed them is durable, or a crash could show one
+ * file's new data in another's old blocks).  Commit now, which frees
+ * them, and say whether trying again can succeed: ENOSPC right after an
+ * unlink would otherwise last until the next fsync.  No lock held.
+ */
+bool md_commit_for_space(struct dio_vol *v)
+{
+	pthread_mutex_lock(&v->md_lock);
+	bool waiting = v->alloc.pend_blocks != 0;
+	uint64_t seq = v->j.last_seq;
+	md_unlock(v);
+	return waiting && !j_commit(v, seq, false, false);
+}
+
 /* A spare block the call did not map: free again, or (a write to it
    failed on the media) never to be used. */
 void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad)

@@ -215,7 +215,7 @@ int dio_dev_open(const char *path, bool rdonly, bool create, uint64_t create_siz
 		if (fd < 0)
 			return -errno;
 	} else {
-		return -EINVAL;
+		return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
 	}
 	if (fstat(fd, &st) < 0)
 		goto fail;

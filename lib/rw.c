@@ -114,7 +114,8 @@ void rw_mark_failed(struct dio_file *f, uint64_t b0, uint64_t b1)
  * Blocks for the holes of [b0, b1) before a write.  A small write that
  * finds too few clean blocks refills them first (no lock held while the
  * zeros go down); one that finds too little free space because a refill
- * holds some waits for it.
+ * holds some waits for it, or because freed blocks wait for their commit
+ * commits.
  */
 static int alloc_for_write(struct dio_file *f, uint64_t b0, uint64_t b1, bool *clean)
 {
@@ -136,7 +137,7 @@ static int alloc_for_write(struct dio_file *f, uint64_t b0, uint64_t b1, bool *c
 				return e;
 			}
 			how = 0;
-		} else if (!(e == -ENOSPC && waits++ < 4 && clean_wait_zeroing(v))) {
+		} else if (!(e == -ENOSPC && waits++ < 4 && (clean_wait_zeroing(v) || md_commit_for_space(v)))) {
 			return e;
 		}
 	}

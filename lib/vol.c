@@ -283,8 +283,9 @@ static int build_alloc(struct dio_vol *v)
    grew again: no sequence of operations leaves one, so it is damage. */
 static int check_sizes(struct dio_vol *v)
 {
-	for (size_t i = 0; i < v->ns.nnames; i++) {
-		struct dio_inode *in = v->ns.names[i];
+	struct ns_iter it;
+	ns_iter_start(v, &it);
+	for (struct dio_inode *in; (in = ns_iter_next(&it));) {
 		uint64_t last = DIV_UP(in->size, v->bs);
 		struct em_cur c;
 		for (bool ok = em_last(&in->map, &c); ok; ok = em_prev(&in->map, &c)) {
@@ -321,8 +322,10 @@ void drop_orphans(struct dio_vol *v)
 void recount_md(struct dio_vol *v)
 {
 	v->md_bytes = (uint64_t)em_count(&v->bad) * MD_EXTENT_BYTES;
-	for (size_t i = 0; i < v->ns.nnames; i++)
-		v->md_bytes += md_inode_bytes(v->ns.names[i]->namelen) + (uint64_t)em_count(&v->ns.names[i]->map) * MD_EXTENT_BYTES;
+	struct ns_iter it;
+	ns_iter_start(v, &it);
+	for (struct dio_inode *in; (in = ns_iter_next(&it));)
+		v->md_bytes += md_inode_bytes(in->namelen) + (uint64_t)em_count(&in->map) * MD_EXTENT_BYTES;
 }
 
 /*
@@ -475,8 +478,13 @@ DIO_API int dio_statvfs(struct dio_vol *v, struct dio_statvfs *st)
 	   can still shrink its files; neither count includes them */
 	uint64_t keep = vol_reserve(v);
 	st->total_blocks = v->sb.total_blocks - v->sb.data_start - keep;
-	st->free_blocks = v->alloc.free_blocks > keep ? v->alloc.free_blocks - keep : 0;
+	/* blocks freed by calls whose commit is still to come count as free:
+	   an allocation that needs them commits first (md_commit_for_space) */
+	uint64_t avail = v->alloc.free_blocks + v->alloc.pend_blocks;
+	st->free_blocks = avail > keep ? avail - keep : 0;
 	st->nfiles = v->ns.nnames;
+	uint64_t names = v->ns.nnames ? v->ns.name_bytes / v->ns.nnames : 32;
+	st->files_free = v->md_cap > v->md_bytes ? (v->md_cap - v->md_bytes) / md_inode_bytes((size_t)names) : 0;
 	md_unlock(v);
 	snprintf(st->backend, sizeof(st->backend), "%s", v->dev.ops->name);
 	return 0;

@@ -229,6 +229,64 @@ START_TEST(test_enospc_changes_nothing_and_volume_stays_usable)
 }
 END_TEST
 
+/* Blocks a delete, a truncate or a punch freed wait for their commit
+   before reuse (a crash must not show them in another file), but a full
+   volume does not wait for the next fsync: the allocation that needs
+   them commits and goes on.  df counts them free at once. */
+START_TEST(test_space_freed_without_a_sync_is_used_at_once)
+{
+	struct dio_vol *v = t_fresh("freed", 16, &t_img);
+	struct dio_statvfs sv, sv2;
+	dio_statvfs(v, &sv);
+	size_t bs = sv.block_size, total = sv.free_blocks * bs;
+	uint8_t *b = t_aligned(total);
+	t_fill(b, total, 1, 2, 0);
+	struct dio_file *f = dio_open(v, "a", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(f, b, total, 0), (ssize_t)total);
+	ck_assert_int_eq(dio_fsync(f), 0);
+	dio_close(f);
+	/* unlink, then a synchronous write of the whole volume */
+	ck_assert_int_eq(dio_unlink(v, "a"), 0);
+	dio_statvfs(v, &sv2);
+	ck_assert_uint_eq(sv2.free_blocks, sv.free_blocks);
+	f = dio_open(v, "b", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_pwrite(f, b, total, 0), (ssize_t)total);
+	/* truncate, then a preallocation of the whole volume */
+	ck_assert_int_eq(dio_ftruncate(f, 0), 0);
+	dio_statvfs(v, &sv2);
+	ck_assert_uint_eq(sv2.free_blocks, sv.free_blocks);
+	struct dio_file *g = dio_open(v, "c", O_RDWR | O_CREAT);
+	ck_assert_int_eq(dio_fallocate(g, 0, 0, (off_t)total), 0);
+	/* punch, then a queued write and a misaligned one (bounce path) */
+	ck_assert_int_eq(dio_fallocate(g, DIO_FALLOC_PUNCH_HOLE | DIO_FALLOC_KEEP_SIZE, 0, (off_t)total), 0);
+	struct dio_queue *q = dio_queue_create(v, 2);
+	ck_assert_ptr_nonnull(q);
+	struct dio_req req = { .op = DIO_OP_WRITE, .file = f, .buf = b, .len = total - bs, .offset = 0, .user_data = 3 };
+	ck_assert_int_eq(dio_submit(q, &req, 1), 1);
+	struct dio_cqe cqe;
+	ck_assert_int_eq(dio_reap(q, &cqe, 1, 1, -1), 1);
+	ck_assert_int_eq(cqe.res, (ssize_t)(total - bs));
+	dio_queue_destroy(q);
+	ck_assert_int_eq(dio_pwrite(f, b + total - bs, bs - 1, (off_t)(total - bs)), (ssize_t)(bs - 1));
+	dio_statvfs(v, &sv2);
+	ck_assert_uint_eq(sv2.free_blocks, 0);
+	dio_close(f);
+	dio_close(g);
+	ck_assert_int_eq(dio_umount(v), 0);
+	v = t_mount(t_img);
+	ck_assert_ptr_nonnull(v);
+	f = dio_open(v, "b", O_RDONLY);
+	uint8_t *r = t_aligned(total);
+	ck_assert_int_eq(dio_pread(f, r, total, 0), (ssize_t)(total - 1));
+	ck_assert(!memcmp(r, b, total - 1));
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	ck_assert_int_eq(dio_fsck(t_img, 0, NULL, NULL), 0);
+	free(b);
+	free(r);
+}
+END_TEST
+
 START_TEST(test_eio_reaches_write_and_each_handles_next_fsync_once)
 {
 	char *p = strdup(t_image_path("eio"));
@@ -506,6 +564,7 @@ int main(void)
 	tcase_add_test(tc, test_eexist_and_force_in_mkfs);
 	tcase_add_test(tc, test_ebusy_on_second_mount_and_umount_with_open_files);
 	tcase_add_test(tc, test_enospc_changes_nothing_and_volume_stays_usable);
+	tcase_add_test(tc, test_space_freed_without_a_sync_is_used_at_once);
 	tcase_add_test(tc, test_eio_reaches_write_and_each_handles_next_fsync_once);
 	tcase_add_test(tc, test_short_device_transfers_are_completed);
 	tcase_add_test(tc, test_a_call_that_fails_changes_no_byte);

@@ -206,6 +206,52 @@ START_TEST(test_list_prefix_in_name_order)
 }
 END_TEST
 
+/* "name" for a file, "name/" for a subdirectory (st NULL) */
+static int collect_level(const char *name, const struct dio_stat *st, void *arg)
+{
+	struct seen *s = arg;
+	size_t n = strlen(name);
+	ck_assert_int_eq(st == NULL, n && name[n - 1] == '/');
+	snprintf(s->names[s->n++], 32, "%s", name);
+	return s->n == s->stop_at ? 42 : 0;
+}
+
+START_TEST(test_listdir_shows_one_level_of_the_tree_names_make)
+{
+	const char *names[] = { "a", "b/x", "b/y/z", "b/y/w", "b/", "c/", "c0", "/root", "b//q", "b/y0" };
+	for (unsigned i = 0; i < 10; i++)
+		dio_close(mk(names[i], 10 + i, i));
+	struct seen top = { .stop_at = -1 };
+	ck_assert_int_eq(dio_listdir(vol, NULL, collect_level, &top), 0);
+	const char *want_top[] = { "/", "a", "b/", "c/", "c0" };
+	ck_assert_int_eq(top.n, 5);
+	for (int i = 0; i < 5; i++)
+		ck_assert_str_eq(top.names[i], want_top[i]);
+	/* DIR/ itself (a marker file) is not listed in it */
+	struct seen b = { .stop_at = -1 };
+	ck_assert_int_eq(dio_listdir(vol, "b/", collect_level, &b), 0);
+	const char *want_b[] = { "b//", "b/x", "b/y/", "b/y0" };
+	ck_assert_int_eq(b.n, 4);
+	for (int i = 0; i < 4; i++)
+		ck_assert_str_eq(b.names[i], want_b[i]);
+	struct seen y = { .stop_at = -1 };
+	ck_assert_int_eq(dio_listdir(vol, "b/y/", collect_level, &y), 0);
+	ck_assert_int_eq(y.n, 2);
+	ck_assert_str_eq(y.names[0], "b/y/w");
+	ck_assert_str_eq(y.names[1], "b/y/z");
+	struct seen c = { .stop_at = -1 };
+	ck_assert_int_eq(dio_listdir(vol, "c/", collect_level, &c), 0);
+	ck_assert_int_eq(c.n, 0);
+	struct seen stop = { .stop_at = 2 };
+	ck_assert_int_eq(dio_listdir(vol, "", collect_level, &stop), 42);
+	ck_assert_int_eq(stop.n, 2);
+	ck_assert_int_eq(dio_listdir(vol, "b", collect_level, &stop), -1);
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(dio_listdir(NULL, "", collect_level, &stop), -1);
+	ck_assert_int_eq(errno, EINVAL);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("namespace");
@@ -216,6 +262,7 @@ int main(void)
 	tcase_add_test(tc, test_unlink_while_open_frees_space_at_last_close);
 	tcase_add_test(tc, test_rename_replaces_target_atomically);
 	tcase_add_test(tc, test_list_prefix_in_name_order);
+	tcase_add_test(tc, test_listdir_shows_one_level_of_the_tree_names_make);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

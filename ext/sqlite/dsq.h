@@ -40,6 +40,7 @@ struct dsq_mount {
 	struct dio_info info;       /* of the volume (one file's) */
 	unsigned refs;              /* open files, +1 while the program's binding lives */
 	bool owned;                 /* mounted here: unmounted at the last close */
+	bool rdonly;                /* mounted read-only: every file opens read-only */
 	struct dsq_lock *locks;     /* per file name: the lock state of its connections */
 	struct dsq_shm *shms;       /* per database: the WAL index */
 	/* the one run of writes held on the volume (run.c):

@@ -159,6 +159,10 @@ void dsq_wc_forget(struct dsq_mount *m, const char *name)
 
 int dsq_file_open(struct dsq_file *p, struct dsq_mount *m, const char *name, int flags, int *out_flags)
 {
+	/* a read-only mount: the file opens read-only, and SQLite is told so
+	   (a write then fails with SQLITE_READONLY) */
+	if (m->rdonly)
+		flags = (flags & ~(SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)) | SQLITE_OPEN_READONLY;
 	int oflags = (flags & SQLITE_OPEN_READONLY) ? O_RDONLY : O_RDWR;
 	if (flags & SQLITE_OPEN_CREATE)
 		oflags |= O_CREAT;

@@ -51,13 +51,29 @@ int dsq_errno_rc(int err, int io_rc)
 
 /* ---- mounts ------------------------------------------------------------------ */
 
-/* Under dsq_lock: the mount of path (canonical), made if need be. */
-static struct dsq_mount *mount_get(const char *path, int *rc)
+/* Why the last open of this thread failed: the errno xGetLastError gives
+   SQLite (sqlite3_system_errno), beside the message in SQLite's log. */
+static _Thread_local int last_errno;
+
+static int cantopen(int e)
+{
+	last_errno = e;
+	return SQLITE_CANTOPEN;
+}
+
+/* Under dsq_lock: the mount of path (canonical), made if need be.  A
+   volume first opened read-only (every open of it so far is) is mounted
+   read-only; so is one the process may not write (an image without
+   write permission, a read-only device), as SQLite's own VFS then opens
+   the database read-only.  dsq_file_open opens the files of a read-only
+   mount read-only. */
+static struct dsq_mount *mount_get(const char *path, bool rdonly, int *rc)
 {
 	char canon[PATH_MAX];
 	if (!realpath(path, canon)) {
-		dsq.log(SQLITE_CANTOPEN, "libdio: volume %s: %s", path, strerror(errno));
-		*rc = SQLITE_CANTOPEN;
+		int e = errno;
+		dsq.log(SQLITE_CANTOPEN, "libdio: volume %s: %s", path, strerror(e));
+		*rc = cantopen(e);
 		return NULL;
 	}
 	for (struct dsq_mount *m = mounts; m; m = m->next) {
@@ -73,14 +89,23 @@ static struct dsq_mount *mount_get(const char *path, int *rc)
 		return NULL;
 	}
 	pthread_mutex_init(&m->run_lock, NULL);
-	m->vol = dio_mount(canon, NULL);
+	struct dio_mount_opts ro = { .flags = DIO_MOUNT_RDONLY };
+	m->vol = dio_mount(canon, rdonly ? &ro : NULL);
+	if (!m->vol && !rdonly && (errno == EACCES || errno == EROFS || errno == EPERM)) {
+		dsq.log(SQLITE_NOTICE, "libdio: volume %s is not writable here: mounted read-only", canon);
+		m->vol = dio_mount(canon, &ro);
+		rdonly = true;
+	}
+	m->rdonly = rdonly;
 	if (!m->vol) {
 		int e = errno;
+		last_errno = e;
 		if (e == EBUSY)
 			dsq.log(SQLITE_CANTOPEN, "libdio: volume %s is mounted by another process (a libdio volume "
 				"belongs to one process at a time)", canon);
 		else
-			dsq.log(SQLITE_CANTOPEN, "libdio: cannot mount volume %s: %s", canon, strerror(e));
+			dsq.log(SQLITE_CANTOPEN, "libdio: cannot mount volume %s: %s%s", canon, strerror(e),
+				e == EINVAL ? " (not a libdio volume)" : "");
 		pthread_mutex_destroy(&m->run_lock);
 		free(m->path);
 		free(m);
@@ -142,7 +167,7 @@ static struct dsq_mount *mount_of_name(const char *name)
 
 /* Under dsq_lock: the mount for a file of this VFS, with a reference;
    uri_ok: name carries SQLite's URI parameters. */
-static struct dsq_mount *mount_for(struct dsq_vfs *dv, const char *name, bool uri_ok, int *rc)
+static struct dsq_mount *mount_for(struct dsq_vfs *dv, const char *name, bool uri_ok, bool rdonly, int *rc)
 {
 	if (dv->bound) {
 		dv->bound->refs++;
@@ -160,10 +185,10 @@ static struct dsq_mount *mount_for(struct dsq_vfs *dv, const char *name, bool ur
 	if (!path) {
 		dsq.log(SQLITE_CANTOPEN, "libdio: no volume for %s: add volume=PATH to the URI "
 			"(file:%s?vfs=%s&volume=PATH) or set DIO_SQLITE_VOLUME", name, name, dv->name);
-		*rc = SQLITE_CANTOPEN;
+		*rc = cantopen(ENOENT);
 		return NULL;
 	}
-	return mount_get(path, rc);
+	return mount_get(path, rdonly, rc);
 }
 
 /* Under dsq_lock: the mount xAccess and xDelete act on (no reference). */
@@ -200,12 +225,13 @@ static int x_open(sqlite3_vfs *vfs, sqlite3_filename name, sqlite3_file *file, i
 	}
 	int rc = SQLITE_OK;
 	pthread_mutex_lock(&dsq_lock);
-	struct dsq_mount *m = mount_for(dv, name, (flags & URI_FLAGS) != 0, &rc);
+	struct dsq_mount *m = mount_for(dv, name, (flags & URI_FLAGS) != 0, (flags & SQLITE_OPEN_READONLY) != 0, &rc);
 	pthread_mutex_unlock(&dsq_lock);
 	if (!m)
 		return rc;
 	rc = dsq_file_open(p, m, name, flags, out_flags);
 	if (rc != SQLITE_OK) {
+		last_errno = errno;
 		pthread_mutex_lock(&dsq_lock);
 		dsq_mount_put(m);
 		pthread_mutex_unlock(&dsq_lock);
@@ -278,12 +304,13 @@ static int x_access(sqlite3_vfs *vfs, const char *name, int flags, int *res)
 	struct dio_stat st;
 	int r = dio_stat(m->vol, name, &st);
 	int e = errno;
+	bool rdonly = m->rdonly;
 	mount_release(m);
 	if (r < 0)
 		return e != ENOENT ? SQLITE_IOERR_ACCESS : SQLITE_OK;
 	/* as the unix VFS answers: an empty file does not "exist" (a journal
 	   truncated to nothing is not hot) */
-	*res = flags == SQLITE_ACCESS_EXISTS ? st.size > 0 : 1;
+	*res = flags == SQLITE_ACCESS_EXISTS ? st.size > 0 : flags == SQLITE_ACCESS_READWRITE ? !rdonly : 1;
 	return SQLITE_OK;
 }
 
@@ -305,7 +332,16 @@ static void x_dlclose(sqlite3_vfs *v, void *h) { orig_of(v)->xDlClose(orig_of(v)
 static int x_randomness(sqlite3_vfs *v, int n, char *out) { return orig_of(v)->xRandomness(orig_of(v), n, out); }
 static int x_sleep(sqlite3_vfs *v, int us) { return orig_of(v)->xSleep(orig_of(v), us); }
 static int x_current_time(sqlite3_vfs *v, double *t) { return orig_of(v)->xCurrentTime(orig_of(v), t); }
-static int x_last_error(sqlite3_vfs *v, int n, char *m) { return orig_of(v)->xGetLastError(orig_of(v), n, m); }
+/* The errno of this thread's last failed open (a busy volume: EBUSY, a
+   missing image: ENOENT, not a volume: EINVAL), as the unix VFS gives
+   its open's errno; 0 when none failed. */
+static int x_last_error(sqlite3_vfs *v, int n, char *msg)
+{
+	(void)v;
+	if (n > 0 && msg)
+		snprintf(msg, (size_t)n, "%s", last_errno ? strerror(last_errno) : "");
+	return last_errno;
+}
 
 static int x_current_time64(sqlite3_vfs *v, sqlite3_int64 *t)
 {

@@ -73,6 +73,7 @@ struct dio_statvfs {
 	uint64_t free_blocks;    /* blocks an allocation can take now */
 	uint64_t nfiles;
 	char backend[DIO_BACKEND_NAME_MAX];
+	uint64_t files_free;     /* about how many more files the metadata area takes */
 };
 
 struct dio_counters {
@@ -150,6 +151,11 @@ int     dio_rename(struct dio_vol *vol, const char *oldname, const char *newname
 int     dio_list(struct dio_vol *vol, const char *prefix,
                  int (*cb)(const char *name, const struct dio_stat *st, void *arg),
                  void *arg);
+/* one level, '/' separating directories: a subdirectory once, as
+   "DIR/SUB/" with st NULL */
+int     dio_listdir(struct dio_vol *vol, const char *dir,
+                    int (*cb)(const char *name, const struct dio_stat *st, void *arg),
+                    void *arg);
 
 /* ---- alignment discovery ---------------------------------------------- */
 

@@ -118,8 +118,8 @@ expect_eq "$(jqo '.pending_log_records')" 0 "no log pending after a read-write m
 
 # ---- not a volume, missing, unreadable
 head -c 1m /dev/zero >"$dir/zero.img"
-expect_rc 1 "$DIO" fsck "$dir/zero.img"
-expect_in "not a libdio volume" "$out" "fsck of something else"
+expect_rc 8 "$DIO" fsck "$dir/zero.img"
+expect_in "not a libdio volume" "$err" "fsck of something else: it could not check"
 expect_rc 1 "$DIO" dump "$dir/zero.img"
 expect_rc 1 "$DIO" info "$dir/zero.img"
 expect_in "not a libdio volume" "$err" "mount of something else"

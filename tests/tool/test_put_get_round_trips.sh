@@ -43,8 +43,83 @@ expect_rc 2 "$DIO" --json get "$img" j
 expect_rc 1 "$DIO" put "$img" "$dir/does-not-exist" x
 expect_in "No such file or directory" "$err" "put of a missing host file"
 expect_rc 1 "$DIO" get "$img" nope "$dir/nope"
+[ -e "$dir/nope" ] && fail "a get of a missing name created the host file"
+
+# ---- a get that fails never changes or creates a host file
+printf 'important\n' >"$dir/keep.txt"
+cp "$dir/keep.txt" "$dir/keep.orig"
+expect_rc 1 "$DIO" get "$img" nosuch "$dir/keep.txt"
+expect_in "nosuch: No such file or directory" "$err" "get of a missing name"
+cmp -s "$dir/keep.txt" "$dir/keep.orig" || fail "a get of a missing name changed the host file"
+# the volume's own image as the destination is refused; the volume mounts
+cp "$img" "$dir/img.before" 2>/dev/null || true
+expect_rc 1 "$DIO" get "$img" j "$img"
+expect_in "is the volume itself" "$err" "get onto the volume's image"
+cmp -s "$img" "$dir/img.before" || fail "a get onto the volume's image changed it"
+ln -s "$img" "$dir/img-link"
+expect_rc 1 "$DIO" get "$img" j "$dir/img-link"
+rm -f "$dir/img.before" "$dir/img-link"
+expect_rc 0 "$DIO" fsck "$img"
+# a directory takes the file under NAME's last part; a symbolic link is
+# followed; an existing file keeps its mode
+mkdir "$dir/into"
+expect_rc 0 "$DIO" -q get "$img" j "$dir/into"
+cmp -s "$dir/into/j" "$dir/piped" || fail "get into a directory"
+chmod 600 "$dir/keep.txt"
+ln -s keep.txt "$dir/keep-link"
+expect_rc 0 "$DIO" -q get "$img" j "$dir/keep-link"
+[ -L "$dir/keep-link" ] || fail "get replaced the symbolic link instead of its file"
+cmp -s "$dir/keep.txt" "$dir/piped" || fail "get through a symbolic link"
+expect_eq "$(stat -c %a "$dir/keep.txt")" 600 "the mode of a file get replaced"
+expect_rc 0 "$DIO" -q get "$img" j /dev/null
+# killed by SIGTERM or SIGINT at any moment: the host file is old or whole,
+# and no temporary file is left beside it
+head -c $((96 << 20)) /dev/urandom >"$dir/big-in"
+expect_rc 0 "$DIO" -q put "$img" "$dir/big-in" big-in
+for round in 1 2 3 4 5 6 7 8; do
+  cp "$dir/keep.orig" "$dir/keep.txt"
+  sig=TERM; [ $((round % 2)) = 0 ] && sig=INT
+  "$DIO" -q get "$img" big-in "$dir/keep.txt" &
+  pid=$!
+  sleep "0.0$((RANDOM % 9 + 1))"
+  kill -$sig $pid 2>/dev/null
+  wait $pid
+  got=$?
+  if cmp -s "$dir/keep.txt" "$dir/keep.orig"; then
+    [ "$got" = 0 ] && fail "round $round: get exited 0 and left the old file"
+  else
+    cmp -s "$dir/keep.txt" "$dir/big-in" || fail "round $round: SIG$sig left a partial host file"
+  fi
+  ls -a "$dir" | grep -q 'dio-get' && fail "round $round: SIG$sig left a temporary file: $(ls -a "$dir")"
+done
+rm -f "$dir/big-in"
+expect_rc 0 "$DIO" rm "$img" big-in
 expect_rc 0 "$DIO" ls "$img" .dio-put
 expect_eq "$out" "" "no temporary file is left after puts"
+
+# ---- several files into a DIR/, a tree with -r, an ambiguous NAME refused
+mkdir -p "$dir/t/sub/deeper"
+printf a >"$dir/t/a"; printf b >"$dir/t/sub/b"; printf c >"$dir/t/sub/deeper/c"
+expect_rc 0 "$DIO" -q put "$img" "$dir/t/a" "$dir/t/sub/b" many/
+expect_rc 0 "$DIO" ls "$img" many/
+expect_eq "$out" "$(printf 'many/a\nmany/b')" "put of several files into a DIR/"
+expect_rc 2 "$DIO" put "$img" "$dir/t/a" "$dir/t/sub/b" "$dir/t/sub/deeper/c"
+expect_in "DIR/" "$err" "several files without a DIR/"
+expect_rc 2 "$DIO" put "$img" "$dir/t/a" "$dir/t/sub/b"
+expect_in "also a host file" "$err" "a NAME that is a host file"
+expect_rc 1 "$DIO" put "$img" "$dir/t"
+expect_in "use -r" "$err" "a host directory without -r"
+expect_rc 0 "$DIO" -q put -r "$img" "$dir/t"
+expect_rc 0 "$DIO" ls -R "$img" t/
+expect_eq "$out" "$(printf 't/a\nt/sub/b\nt/sub/deeper/c')" "put -r of a tree"
+expect_rc 0 "$DIO" -q put -r "$img" "$dir/t/" into/
+expect_rc 0 "$DIO" cat "$img" into/t/sub/deeper/c
+expect_eq "$out" c "put -r into a DIR/"
+expect_rc 0 "$DIO" -q put -r "$img" "$dir/t" renamed
+expect_rc 0 "$DIO" cat "$img" renamed/sub/b
+expect_eq "$out" b "put -r as a new NAME"
+expect_rc 0 "$DIO" rm "$img" many/a many/b t/a t/sub/b t/sub/deeper/c into/t/a into/t/sub/b into/t/sub/deeper/c \
+  renamed/a renamed/sub/b renamed/sub/deeper/c
 
 # ---- a killed put never leaves a partial file under its name
 printf 'old contents\n' >"$dir/old"

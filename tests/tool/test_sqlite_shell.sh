@@ -79,4 +79,29 @@ wait "$holder" || fail "the holding shell failed: $(cat "$dir/holder.out")"
 sql ".open file:delete.db?vfs=libdio&volume=$img" "SELECT count(*) FROM t;"
 expect_eq "$out" 4546 "the volume after the other process closed it"
 expect_rc 0 "$DIO" fsck "$img"
+# a read-only image, opened by a user without write access: with
+# mode=ro, and without (the volume is mounted read-only, as SQLite's own
+# VFS opens such a file read-only); a write is refused, nothing changes
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  ro=$dir/ro
+  mkdir "$ro" && chmod 755 "$dir" "$ro"
+  cp "$img" "$ro/vol.img" && chmod 444 "$ro/vol.img"
+  cp "$img" "$dir/ro-before.img"
+  asnobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+  # (a WAL database, as with SQLite's own VFS on read-only storage, with
+  # immutable=1: its -wal and -shm cannot be made)
+  for uri in "file:delete.db?vfs=libdio&volume=$ro/vol.img&mode=ro" "file:delete.db?vfs=libdio&volume=$ro/vol.img" \
+             "file:wal.db?vfs=libdio&volume=$ro/vol.img&immutable=1"; do
+    run asnobody "$SQLITE3" -batch :memory: ".log stderr" ".load $ext" ".open $uri" "SELECT count(*) FROM t;"
+    expect_eq "$out" 4546 "$uri opened by a user who cannot write the image (stderr: $err)"
+  done
+  run asnobody "$SQLITE3" -batch :memory: ".load $ext" ".open file:delete.db?vfs=libdio&volume=$ro/vol.img" \
+    "INSERT INTO t(v) VALUES ('x');"
+  [ "$rc" != 0 ] || fail "a write on a read-only volume succeeded"
+  expect_in "readonly" "$err" "a write on a read-only volume"
+  cmp -s "$ro/vol.img" "$dir/ro-before.img" || fail "the read-only image changed"
+  rm -f "$dir/ro-before.img"
+else
+  echo "note: the read-only open as another user needs root and setpriv; not checked here"
+fi
 finish

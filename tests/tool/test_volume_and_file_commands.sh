@@ -43,13 +43,23 @@ head -c 10000 /dev/urandom >"$dir/h2"
 expect_rc 0 "$DIO" -q put "$img" "$dir/h1" dir/one
 expect_rc 0 "$DIO" -q put "$img" "$dir/h2" dir/two
 expect_rc 0 "$DIO" -q put "$img" "$dir/h1" other
+expect_rc 0 "$DIO" -q put "$img" "$dir/h1" dir/sub/three
+expect_rc 0 "$DIO" -q put "$img" "$dir/h1" dir2
 expect_rc 0 "$DIO" ls "$img"
-expect_eq "$out" "$(printf 'dir/one\ndir/two\nother')" "ls in name order"
+expect_eq "$out" "$(printf 'dir/\ndir2\nother')" "ls: one level, in name order"
 expect_rc 0 "$DIO" ls "$img" dir/
-expect_eq "$out" "$(printf 'dir/one\ndir/two')" "ls PREFIX"
+expect_eq "$out" "$(printf 'dir/one\ndir/sub/\ndir/two')" "ls DIR/: one level"
+expect_rc 0 "$DIO" ls -R "$img"
+expect_eq "$out" "$(printf 'dir/one\ndir/sub/three\ndir/two\ndir2\nother')" "ls -R: every name"
+expect_rc 0 "$DIO" ls "$img" dir
+expect_eq "$out" "$(printf 'dir/one\ndir/sub/three\ndir/two\ndir2')" "ls PREFIX: every name starting with it"
+expect_rc 0 "$DIO" --json ls "$img" dir/
+expect_eq "$(jqo '.files[1].name')" dir/sub/ "ls --json: a directory's name"
+expect_eq "$(jqo '.files[1].directory')" true "ls --json: a directory"
+expect_rc 0 "$DIO" rm "$img" dir/sub/three dir2
 expect_rc 0 "$DIO" ls "$img" -l dir/two   # option after the operands
 expect_in "10000" "$out" "ls -l size"
-expect_rc 0 "$DIO" --json ls "$img"
+expect_rc 0 "$DIO" --json ls -R "$img"
 expect_eq "$(jqo '.files | length')" 3 "ls --json count"
 expect_eq "$(jqo '.files[1].name')" dir/two "ls --json name"
 expect_eq "$(jqo '.files[1].size')" 10000 "ls --json size"
@@ -58,6 +68,7 @@ expect_eq "$(jqo '.files[1].extents')" 1 "ls --json extents"
 expect_eq "$(jqo '.files[1].id > 0')" true "ls --json id"
 expect_rc 0 "$DIO" --json df "$img"
 expect_eq "$(jqo '.used_bytes + .free_bytes == .total_bytes')" true "df adds up"
+expect_eq "$(jqo '.files_free > 1000')" true "df: files the volume can still take"
 expect_eq "$(jqo '.used_blocks')" 5 "df used blocks (1 + 3 + 1)"
 expect_eq "$(jqo '.nfiles')" 3 "df nfiles"
 expect_rc 0 "$DIO" df "$img"
@@ -88,7 +99,7 @@ expect_rc 0 "$DIO" cat "$img" moved
 expect_eq "$out" hello "mv keeps the bytes"
 expect_rc 1 "$DIO" mv "$img" other again
 expect_rc 0 "$DIO" mv "$img" moved dir/one   # replaces
-expect_rc 0 "$DIO" ls "$img"
+expect_rc 0 "$DIO" ls -R "$img"
 expect_eq "$out" "$(printf 'dir/one\ndir/two')" "mv over an existing name"
 expect_rc 0 "$DIO" truncate "$img" dir/two 3
 "$DIO" cat "$img" dir/two >"$dir/t3" || fail "cat after truncate"
@@ -100,7 +111,7 @@ expect_eq "$(jqo .allocated)" 0 "a truncated-up file holds no blocks"
 expect_rc 2 "$DIO" truncate "$img" new 1x
 expect_rc 1 "$DIO" rm "$img" new nope dir/two
 expect_in "nope: No such file or directory" "$err" "rm of a missing name"
-expect_rc 0 "$DIO" ls "$img"
+expect_rc 0 "$DIO" ls -R "$img"
 expect_eq "$out" "dir/one" "rm removed the others anyway"
 
 # ---- usage
@@ -134,9 +145,18 @@ expect_in "Device or resource busy" "$err" "ls of a volume in use"
 expect_rc 8 "$DIO" fsck "$img"
 expect_in "busy" "$err" "fsck of a volume in use"
 expect_rc 1 "$DIO" dump "$img"
+expect_rc 1 "$DIO" mkfs --force --size 64m "$img"
+expect_in "mounted by another process" "$err" "mkfs --force of a volume in use"
 exec 3>&-
 wait $holder || fail "the holding put failed"
 expect_rc 0 "$DIO" ls "$img" held
 expect_eq "$out" held "the holder's put completed"
+
+# ---- a directory named as the volume: said so
+mkdir -p "$dir/adir"
+expect_rc 1 "$DIO" df "$dir/adir"
+expect_in "Is a directory" "$err" "df of a directory"
+expect_rc 1 "$DIO" mkfs --size 64m "$dir/adir"
+expect_in "Is a directory" "$err" "mkfs of a directory"
 
 finish

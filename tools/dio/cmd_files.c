@@ -15,6 +15,7 @@ struct ls_ctx {
 	uint64_t n;
 };
 
+/* st NULL: a directory, "DIR/" (dio_listdir) */
 static int ls_one(const char *name, const struct dio_stat *st, void *arg)
 {
 	struct ls_ctx *c = arg;
@@ -22,30 +23,45 @@ static int ls_one(const char *name, const struct dio_stat *st, void *arg)
 	if (G.json) {
 		json_obj(NULL);
 		json_str("name", name);
-		json_u64("size", st->size);
-		json_u64("allocated", st->allocated);
-		json_u64("extents", st->nextents);
-		json_u64("id", st->id);
+		if (st) {
+			json_u64("size", st->size);
+			json_u64("allocated", st->allocated);
+			json_u64("extents", st->nextents);
+			json_u64("id", st->id);
+		} else {
+			json_bool("directory", true);
+		}
 		json_obj_end();
-	} else if (c->lng) {
+	} else if (c->lng && st) {
 		printf("%14llu %14llu %8llu %8llu  %s\n", (unsigned long long)st->size,
 		       (unsigned long long)st->allocated, (unsigned long long)st->nextents,
 		       (unsigned long long)st->id, name);
+	} else if (c->lng) {
+		printf("%14s %14s %8s %8s  %s\n", "-", "-", "-", "-", name);
 	} else {
 		printf("%s\n", name);
 	}
 	return 0;
 }
 
+/*
+ * Names are listed in full.  No argument, or a DIR ending in '/': one
+ * level of the tree '/' makes, as ls shows a directory and dio-fuse the
+ * mount (a subdirectory once, as "DIR/SUB/").  -R, or a PREFIX not
+ * ending in '/': every name starting with it.
+ */
 int cmd_ls(int argc, char **argv)
 {
-	G.usage = "dio ls [-l] TARGET [PREFIX]";
-	static const struct optspec spec[] = { { "long", 'l', false, false }, { 0 } };
+	G.usage = "dio ls [-l] [-R] TARGET [DIR/|PREFIX]";
+	static const struct optspec spec[] = { { "long", 'l', false, false }, { "recursive", 'R', false, false },
+					       { 0 } };
 	struct args a;
-	int r = parse_cmd(argc, argv, spec, &a, 1, 2, "TARGET and at most one PREFIX");
+	int r = parse_cmd(argc, argv, spec, &a, 1, 2, "TARGET and at most one DIR/ or PREFIX");
 	if (r)
 		return r;
-	const char *target = a.pos[0];
+	const char *target = a.pos[0], *arg = a.npos == 2 ? a.pos[1] : "";
+	size_t alen = strlen(arg);
+	bool level = !a.val[1] && (!alen || arg[alen - 1] == '/');
 	struct dio_vol *v = tool_mount(target, true);
 	if (!v)
 		return 1;
@@ -57,7 +73,7 @@ int cmd_ls(int argc, char **argv)
 	} else if (c.lng) {
 		printf("%14s %14s %8s %8s  %s\n", "size", "allocated", "extents", "id", "name");
 	}
-	r = dio_list(v, a.npos == 2 ? a.pos[1] : NULL, ls_one, &c);
+	r = level ? dio_listdir(v, arg, ls_one, &c) : dio_list(v, arg, ls_one, &c);
 	int e = errno;
 	if (G.json) {
 		json_arr_end();
@@ -194,7 +210,8 @@ int cmd_truncate(int argc, char **argv)
 
 /* ---- cat ------------------------------------------------------------------------- */
 
-int copy_out(const char *target, struct dio_vol *v, const char *name, int fd, const char *what);
+struct dio_file *open_out(const char *target, struct dio_vol *v, const char *name);
+int copy_out(const char *target, struct dio_vol *v, struct dio_file *f, const char *name, int fd, const char *what);
 
 int cmd_cat(int argc, char **argv)
 {
@@ -206,7 +223,9 @@ int cmd_cat(int argc, char **argv)
 	struct dio_vol *v = tool_mount(a.pos[0], true);
 	if (!v)
 		return 1;
-	for (int i = 1; i < a.npos; i++)
-		r |= copy_out(a.pos[0], v, a.pos[i], STDOUT_FILENO, NULL);
+	for (int i = 1; i < a.npos; i++) {
+		struct dio_file *f = open_out(a.pos[0], v, a.pos[i]);
+		r |= f ? copy_out(a.pos[0], v, f, a.pos[i], STDOUT_FILENO, NULL) : 1;
+	}
 	return tool_umount(a.pos[0], v) | r;
 }

@@ -44,6 +44,8 @@ int cmd_mkfs(int argc, char **argv)
 	if (r) {
 		if (e == EEXIST)
 			return failmsg(target, NULL, "%s (a libdio volume is there: --force overwrites it)", errstr(e));
+		if (e == EBUSY)
+			return failmsg(target, NULL, "%s (the volume is mounted by another process)", errstr(e));
 		if (e == EINVAL && tool_last_log()[0] == 0)
 			return failmsg(target, NULL, "%s (too small, or a size or block size the device cannot take)",
 				       errstr(e));
@@ -198,6 +200,7 @@ int cmd_df(int argc, char **argv)
 		json_u64("used_bytes", used * bs);
 		json_u64("free_bytes", sv.free_blocks * bs);
 		json_u64("nfiles", sv.nfiles);
+		json_u64("files_free", sv.files_free);
 		json_end();
 	} else {
 		char h1[32], h2[32], h3[32];
@@ -252,6 +255,8 @@ int cmd_fsck(int argc, char **argv)
 	if (r < 0) {
 		if (e == EBUSY)
 			failmsg(target, NULL, "%s (the volume is mounted by another process)", errstr(e));
+		else if (e == EINVAL)
+			failmsg(target, NULL, "%s (not a libdio volume: nothing to check)", errstr(e));
 		else
 			fail(target, NULL, e);
 		return FSCK_CANNOT;

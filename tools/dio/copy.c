@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <ftw.h>
 #include <sys/stat.h>
 
 #define IN_FLIGHT (16u << 20)   /* bytes of requests in flight */
@@ -157,20 +158,28 @@ static void start_writeback(int fd, uint64_t off, size_t len)
 static uint64_t g_bytes;
 static double g_secs;
 
-/*
- * Copy file `name` of v to fd, in order, with the ring's reads in flight.
- * The last read asks for whole offset_align units: the direct path, and
- * the read stops at the file's end.  0, or 1 with the error printed.
- */
-int copy_out(const char *target, struct dio_vol *v, const char *name, int fd, const char *what)
+/* Open file `name` of v for copy_out; NULL with the error printed. */
+struct dio_file *open_out(const char *target, struct dio_vol *v, const char *name)
 {
 	struct dio_file *f = dio_open(v, name, O_RDONLY);
+	if (!f)
+		fail(target, name, errno);
+	return f;
+}
+
+/*
+ * Copy file f (`name`) of v to fd, in order, with the ring's reads in
+ * flight, and close f.  The last read asks for whole offset_align units:
+ * the direct path, and the read stops at the file's end.  0, or 1 with
+ * the error printed.
+ */
+int copy_out(const char *target, struct dio_vol *v, struct dio_file *f, const char *name, int fd, const char *what)
+{
 	struct dio_stat st;
 	struct dio_info info;
-	if (!f || dio_fstat(f, &st) || dio_info(f, &info)) {
+	if (dio_fstat(f, &st) || dio_info(f, &info)) {
 		int e = errno;
-		if (f)
-			dio_close(f);
+		dio_close(f);
 		return fail(target, name, e);
 	}
 	struct ring r;
@@ -235,7 +244,7 @@ static void print_rate(const char *verb, const char *name)
 
 int cmd_get(int argc, char **argv)
 {
-	G.usage = "dio get TARGET NAME [HOSTFILE]   (HOSTFILE '-' or none: standard output)";
+	G.usage = "dio get TARGET NAME [HOSTFILE|HOSTDIR]   ('-' or none: standard output)";
 	struct args a;
 	int r = parse_cmd(argc, argv, NULL, &a, 2, 3, "TARGET, NAME and at most one HOSTFILE");
 	if (r)
@@ -244,23 +253,36 @@ int cmd_get(int argc, char **argv)
 	bool to_stdout = a.npos == 2 || !strcmp(a.pos[2], "-");
 	if (to_stdout && G.json)
 		return usage_error("--json prints to standard output: name a HOSTFILE");
+	/* a directory takes the file under NAME's last component, as cp does */
+	const char *dest = to_stdout ? NULL : a.pos[2];
+	char in_dir[4096];
+	struct stat ds;
+	if (dest && stat(dest, &ds) == 0 && S_ISDIR(ds.st_mode)) {
+		const char *base = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+		if (snprintf(in_dir, sizeof(in_dir), "%s/%s", dest, base) >= (int)sizeof(in_dir))
+			return fail(dest, NULL, ENAMETOOLONG);
+		dest = in_dir;
+	}
+	/* nothing on the host changes before the copy can start: the volume
+	   itself is refused, then NAME is opened, then the temporary file */
+	if (dest && hostout_check(target, dest))
+		return 1;
 	struct dio_vol *v = tool_mount(target, true);
 	if (!v)
 		return 1;
-	int fd = STDOUT_FILENO;
-	int oflags = O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC;
-	if (!to_stdout && (fd = open(a.pos[2], oflags | O_DIRECT, 0644)) < 0 &&
-	    (errno != EINVAL || (fd = open(a.pos[2], oflags, 0644)) < 0)) {
-		r = fail(a.pos[2], NULL, errno);
-		return tool_umount(target, v) | r;
+	struct dio_file *f = open_out(target, v, name);
+	if (!f)
+		return tool_umount(target, v) | 1;
+	struct hostout o = { .fd = STDOUT_FILENO };
+	if (dest && hostout_open(&o, dest)) {
+		dio_close(f);
+		return tool_umount(target, v) | 1;
 	}
-	r = copy_out(target, v, name, fd, "get");
-	struct stat st;
-	/* sync once at the end, as put does: the copy is on stable storage */
-	if (!r && !to_stdout && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && fdatasync(fd))
-		r = fail(a.pos[2], NULL, errno);
-	if (!to_stdout && close(fd) && !r)
-		r = fail(a.pos[2], NULL, errno);
+	r = copy_out(target, v, f, name, o.fd, "get");
+	if (!to_stdout && r)
+		hostout_abort(&o);
+	else if (!to_stdout)
+		r = hostout_commit(&o);
 	if (!r && !to_stdout)
 		print_rate("get", name);
 	return tool_umount(target, v) | r;
@@ -310,31 +332,16 @@ static int copy_in(struct ring *r, struct dio_file *f, int fd, struct progress *
 	return e;
 }
 
-int cmd_put(int argc, char **argv)
+/* Copy host file `host` ('-': standard input) in as `name`, durable and
+   whole or not at all.  0, or 1 with the error printed. */
+static int put_one(const char *target, struct dio_vol *v, const char *host, const char *name)
 {
-	G.usage = "dio put TARGET HOSTFILE [NAME]   (HOSTFILE '-': standard input, NAME needed)";
-	struct args a;
-	int r = parse_cmd(argc, argv, NULL, &a, 2, 3, "TARGET, HOSTFILE and at most one NAME");
-	if (r)
-		return r;
-	const char *target = a.pos[0], *host = a.pos[1];
 	bool from_stdin = !strcmp(host, "-");
-	if (from_stdin && a.npos == 2)
-		return usage_error("reading standard input needs a NAME");
-	const char *name = a.npos == 3 ? a.pos[2] : strrchr(host, '/') ? strrchr(host, '/') + 1 : host;
-	if (!*name)
-		return usage_error("no file name in \"%s\": give a NAME", host);
 	int fd = from_stdin ? STDIN_FILENO : open(host, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return fail(host, NULL, errno);
 	struct stat st;
 	uint64_t total_hint = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
-	struct dio_vol *v = tool_mount(target, false);
-	if (!v) {
-		if (!from_stdin)
-			close(fd);
-		return 1;
-	}
 	char tmp[32];
 	temp_name(name, tmp, sizeof(tmp));
 	struct dio_file *f = dio_open(v, tmp, O_RDWR | O_CREAT | O_TRUNC);
@@ -359,13 +366,130 @@ int cmd_put(int argc, char **argv)
 		e = -errno;
 	g_bytes = total;
 	g_secs = now_sec() - t0;
-	if (e) {
-		r = fail(target, name, -e);
-		dio_unlink(v, tmp);
-	} else {
-		print_rate("put", name);
-	}
 	if (!from_stdin)
 		close(fd);
+	if (e) {
+		dio_unlink(v, tmp);
+		return fail(target, name, -e);
+	}
+	print_rate("put", name);
+	return 0;
+}
+
+static const char *base_of(const char *path)
+{
+	size_t n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;   /* "src/" is src */
+	const char *b = path + n;
+	while (b > path && b[-1] != '/')
+		b--;
+	return b;
+}
+
+/* DIR/ + the last part of host (trailing '/' dropped); 0 or -ENAMETOOLONG */
+static int name_in(const char *dir, const char *host, const char *rest, char *out)
+{
+	const char *b = base_of(host);
+	size_t bl = strlen(b);
+	while (bl && b[bl - 1] == '/')
+		bl--;
+	int n = snprintf(out, DIO_NAME_MAX + 1, "%s%.*s%s", dir, (int)bl, b, rest);
+	return n < 0 || n > DIO_NAME_MAX ? -ENAMETOOLONG : 0;
+}
+
+/* -r: every regular file under a host directory (nftw's order), as
+   prefix + its path below the directory */
+static struct {
+	const char *target, *prefix;
+	size_t toplen;
+	struct dio_vol *v;
+	int r;
+} walk;
+
+static int put_walked(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)ftw;
+	if (type != FTW_F || !S_ISREG(st->st_mode))
+		return 0;
+	char name[DIO_NAME_MAX + 1];
+	int n = snprintf(name, sizeof(name), "%s%s", walk.prefix, path + walk.toplen);
+	if (n < 0 || n > DIO_NAME_MAX)
+		walk.r |= failmsg(path, NULL, "its name in the volume would pass %d bytes", DIO_NAME_MAX);
+	else
+		walk.r |= put_one(walk.target, walk.v, path, name);
+	return 0;
+}
+
+static int put_tree(const char *target, struct dio_vol *v, const char *host, const char *prefix)
+{
+	char top[4096];
+	snprintf(top, sizeof(top), "%s", host);
+	size_t n = strlen(top);
+	while (n > 1 && top[n - 1] == '/')
+		top[--n] = 0;
+	walk.target = target, walk.prefix = prefix, walk.toplen = n, walk.v = v, walk.r = 0;
+	int r = nftw(top, put_walked, 16, 0) ? fail(host, NULL, errno) : 0;
+	return r | walk.r;
+}
+
+/*
+ * dio put TARGET HOSTFILE [NAME]: one file, as NAME or its base name.
+ * dio put TARGET HOSTFILE... DIR/: each under DIR/ by its base name (a
+ * last operand ending in '/' is a directory of the volume's tree).
+ * -r: a host directory goes in as DIR/BASE/... (or BASE/...).  With
+ * two operands, a NAME that is an existing host file other than HOSTFILE
+ * is refused: it reads as two files to copy.
+ */
+int cmd_put(int argc, char **argv)
+{
+	G.usage = "dio put [-r] TARGET HOSTFILE [NAME]  |  dio put [-r] TARGET HOSTFILE... DIR/   (HOSTFILE '-': standard input, NAME needed)";
+	static const struct optspec spec[] = { { "recursive", 'r', false, false }, { 0 } };
+	struct args a;
+	int r = parse_cmd(argc, argv, spec, &a, 2, ARGS_MAX, "TARGET and a HOSTFILE are needed");
+	if (r)
+		return r;
+	bool recurse = a.val[0] != NULL;
+	const char *target = a.pos[0], *last = a.pos[a.npos - 1];
+	size_t ll = strlen(last);
+	bool to_dir = a.npos >= 3 && last[ll - 1] == '/';
+	int nsrc = a.npos == 2 ? 1 : to_dir ? a.npos - 2 : 1;
+	if (a.npos > 3 && !to_dir)
+		return usage_error("several HOSTFILEs go into a DIR/: end the last operand with '/'");
+	struct stat hs, ns;
+	if (a.npos == 3 && !to_dir && stat(last, &ns) == 0 && !(stat(a.pos[1], &hs) == 0 && hs.st_ino == ns.st_ino && hs.st_dev == ns.st_dev))
+		return usage_error("\"%s\" is also a host file: end it with '/' for a directory, or to store %s under that "
+				   "name use: dio put %s - %s < %s", last, a.pos[1], target, last, a.pos[1]);
+	for (int i = 1; i <= nsrc; i++) {
+		if (!strcmp(a.pos[i], "-") && (a.npos == 2 || to_dir))
+			return usage_error("reading standard input needs a NAME");
+		if (stat(a.pos[i], &hs) == 0 && S_ISDIR(hs.st_mode) && !recurse)
+			return failmsg(a.pos[i], NULL, "is a directory (use -r)");
+	}
+	struct dio_vol *v = tool_mount(target, false);
+	if (!v)
+		return 1;
+	const char *dir = to_dir ? last : "";
+	for (int i = 1; i <= nsrc; i++) {
+		const char *host = a.pos[i];
+		char name[DIO_NAME_MAX + 1];
+		if (recurse && stat(host, &hs) == 0 && S_ISDIR(hs.st_mode)) {
+			/* as cp -r: into DIR/BASE/, or as NAME/ when NAME is new */
+			if (a.npos == 3 && !to_dir)
+				snprintf(name, sizeof(name), "%s", last);
+			else if (name_in(dir, host, "", name))
+				name[0] = 0;
+			r |= *name ? put_tree(target, v, host, name) : fail(target, host, ENAMETOOLONG);
+			continue;
+		}
+		if (a.npos == 3 && !to_dir)
+			r |= strlen(last) > DIO_NAME_MAX ? fail(target, last, ENAMETOOLONG) : put_one(target, v, host, last);
+		else if (!*base_of(host))
+			r |= usage_error("no file name in \"%s\": give a NAME", host);
+		else if (name_in(dir, host, "", name))
+			r |= fail(target, host, ENAMETOOLONG);
+		else
+			r |= put_one(target, v, host, name);
+	}
 	return tool_umount(target, v) | r;
 }

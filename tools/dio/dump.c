@@ -162,8 +162,9 @@ static void dump_files(struct dio_vol *v)
 {
 	if (G.json)
 		json_arr("files");
-	for (size_t i = 0; i < v->ns.nnames; i++) {
-		const struct dio_inode *in = v->ns.names[i];
+	struct ns_iter it;
+	ns_iter_start(v, &it);
+	for (const struct dio_inode *in; (in = ns_iter_next(&it));) {
 		if (G.json) {
 			json_obj(NULL);
 			json_strn("name", in->name, in->namelen);
@@ -384,8 +385,9 @@ static void dump_bad(struct dio_vol *v)
 	} else {
 		printf("bad extents still mapped by files:\n");
 	}
-	for (size_t i = 0; i < v->ns.nnames; i++) {
-		const struct dio_inode *in = v->ns.names[i];
+	struct ns_iter it;
+	ns_iter_start(v, &it);
+	for (const struct dio_inode *in; (in = ns_iter_next(&it));) {
 		for (bool ok = em_first(&in->map, &c); ok; ok = em_next(&in->map, &c)) {
 			const struct dio_extent *x = em_rec(&c);
 			if (!(x->flags & EXT_BAD))

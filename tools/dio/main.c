@@ -35,7 +35,7 @@ static int usage(FILE *out, int status)
 	fprintf(out, "usage: dio [--backend NAME] [--json] [-q] COMMAND [ARG]...\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 		fprintf(out, "  %-9s %s\n", cmds[i].name, cmds[i].what);
-	fprintf(out, "\n`dio COMMAND --help` shows a command's usage; man dio has the rest.\n");
+	fprintf(out, "\n`dio COMMAND --help` shows a command's usage; man dio has the rest\n(before installation: man -l man/man1/dio.1 in the source tree).\n");
 	return status;
 }
 

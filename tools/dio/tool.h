@@ -94,6 +94,21 @@ void progress_end(struct progress *p);
 
 double now_sec(void);
 
+/* ---- a host file written whole or not at all (hostout.c) ---------------- */
+struct hostout {
+	int fd;
+	const char *shown;         /* the path as the user gave it */
+	char path[4096];           /* what the rename replaces (links followed) */
+	char tmp[4096];            /* the temporary file; empty: written in place */
+	unsigned mode;             /* the old file's mode, or 0666 & ~umask */
+	bool owner;                /* root keeps the old file's owner */
+	unsigned uid, gid;
+};
+int hostout_check(const char *target, const char *path);   /* 1 (printed): PATH is the volume */
+int hostout_open(struct hostout *o, const char *path);     /* 0 or 1 (printed) */
+int hostout_commit(struct hostout *o);                     /* 0 or 1 (printed) */
+void hostout_abort(struct hostout *o);
+
 /* ---- subcommands ------------------------------------------------------- */
 int cmd_mkfs(int argc, char **argv);
 int cmd_info(int argc, char **argv);

@@ -252,6 +252,86 @@ START_TEST(test_listdir_shows_one_level_of_the_tree_names_make)
 }
 END_TEST
 
+/* Random creates, unlinks and renames (over existing names too) against
+   a model: every name is found, each listed once in byte order, and the
+   same after a remount (the checkpoint's order, the tree built from it). */
+enum { MODEL_NAMES = 600 };
+static bool model[MODEL_NAMES];
+
+static void model_name(int i, char *out)
+{
+	/* shared prefixes and lengths that differ, as trees of names have */
+	snprintf(out, 32, "d%d/%s%d", i % 7, i % 3 ? "f" : "file-", i);
+}
+
+struct walk { int n; char last[32]; bool ok; };
+
+static int walk_one(const char *name, const struct dio_stat *st, void *arg)
+{
+	struct walk *w = arg;
+	(void)st;
+	if (w->n && strcmp(w->last, name) >= 0)
+		w->ok = false;
+	snprintf(w->last, sizeof(w->last), "%s", name);
+	w->n++;
+	return 0;
+}
+
+static void check_model(void)
+{
+	char name[32];
+	int want = 0;
+	for (int i = 0; i < MODEL_NAMES; i++) {
+		model_name(i, name);
+		struct dio_stat st;
+		ck_assert_msg((dio_stat(vol, name, &st) == 0) == model[i], "%s", name);
+		want += model[i];
+	}
+	struct walk w = { 0, "", true };
+	ck_assert_int_eq(dio_list(vol, NULL, walk_one, &w), 0);
+	ck_assert(w.ok);
+	ck_assert_int_eq(w.n, want);
+	struct dio_statvfs sv;
+	ck_assert_int_eq(dio_statvfs(vol, &sv), 0);
+	ck_assert_uint_eq(sv.nfiles, (uint64_t)want);
+}
+
+START_TEST(test_random_creates_unlinks_and_renames_keep_every_name_once_in_order)
+{
+	char a[32], b[32];
+	for (int round = 0; round < 6000; round++) {
+		int i = (int)(t_rand() % MODEL_NAMES), j = (int)(t_rand() % MODEL_NAMES);
+		model_name(i, a);
+		model_name(j, b);
+		switch (t_rand() % 3) {
+		case 0:
+			if (!model[i]) {
+				dio_close(mk(a, 1, 0));
+				model[i] = true;
+			}
+			break;
+		case 1:
+			ck_assert_int_eq(dio_unlink(vol, a) == 0, model[i]);
+			model[i] = false;
+			break;
+		default:
+			if (model[i] && i != j) {
+				ck_assert_int_eq(dio_rename(vol, a, b), 0);
+				model[i] = false;
+				model[j] = true;
+			}
+		}
+		if (round % 1000 == 999)
+			check_model();
+	}
+	check_model();
+	ck_assert_int_eq(dio_umount(vol), 0);
+	vol = t_mount(img);
+	ck_assert_ptr_nonnull(vol);
+	check_model();
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("namespace");
@@ -263,6 +343,7 @@ int main(void)
 	tcase_add_test(tc, test_rename_replaces_target_atomically);
 	tcase_add_test(tc, test_list_prefix_in_name_order);
 	tcase_add_test(tc, test_listdir_shows_one_level_of_the_tree_names_make);
+	tcase_add_test(tc, test_random_creates_unlinks_and_renames_keep_every_name_once_in_order);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }

@@ -311,7 +311,7 @@ DIO_API int dio_listdir(struct dio_vol *v, const char *dir,
 		size_t n = 0;
 		pthread_mutex_lock(&v->md_lock);
 		struct dio_inode *in = ns_seek(v, key, klen, past);
-		if (in && (in->namelen < plen || memcmp(in->name, dir, plen)))
+		if (in && plen && (in->namelen < plen || memcmp(in->name, dir, plen)))
 			in = NULL;
 		if (in) {
 			const char *slash = memchr(in->name + plen, '/', in->namelen - plen);

@@ -125,8 +125,10 @@ int hostout_open(struct hostout *o, const char *path)
 		umask(mask);
 		o->mode = exists ? st.st_mode & 07777 : 0666 & ~mask;
 		o->owner = exists && geteuid() == 0;
-		o->uid = st.st_uid;
-		o->gid = st.st_gid;
+		if (o->owner) {
+			o->uid = st.st_uid;
+			o->gid = st.st_gid;
+		}
 		e = temp_open(o);
 	}
 	if (e)

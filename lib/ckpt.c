@@ -67,12 +67,19 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 	struct ns_iter it;
 	ns_iter_start(v, &it);
 	for (struct dio_inode *in; !e && (in = ns_iter_next(&it));) {
-		uint8_t h[26];
+		/* id, size, mtime (DIO_INCOMPAT_MTIME), extents, name length */
+		uint8_t h[34];
+		bool t = v->sb.incompat & DIO_INCOMPAT_MTIME;
+		int64_t mtime = atomic_load_explicit(&in->mtime, memory_order_relaxed);
 		put_le64(h, in->ino);
 		put_le64(h + 8, in->size);
-		put_le64(h + 16, em_count(&in->map));
-		put_le16(h + 24, (uint16_t)in->namelen);
-		e = sink_put(&s, h, 26);
+		if (t)
+			put_le64(h + 16, (uint64_t)mtime);
+		put_le64(h + 16 + (t ? 8 : 0), em_count(&in->map));
+		put_le16(h + 24 + (t ? 8 : 0), (uint16_t)in->namelen);
+		e = sink_put(&s, h, t ? 34 : 26);
+		if (!e && t)
+			atomic_store_explicit(&in->mtime_logged, mtime, memory_order_relaxed);
 		e = e ? e : sink_put(&s, in->name, in->namelen);
 		struct em_cur c;
 		size_t written = 0;
@@ -135,12 +142,14 @@ static int take64(struct source *s, uint64_t *x)
 
 static int load_inode(struct dio_vol *v, struct source *s, struct ns_loader *names)
 {
-	uint8_t h[26];
+	uint8_t h[34];
 	char name[DIO_NAME_MAX + 1];
-	if (take(s, h, 26))
+	bool t = v->sb.incompat & DIO_INCOMPAT_MTIME;   /* its records carry the time */
+	if (take(s, h, t ? 34 : 26))
 		return -EUCLEAN;
-	uint64_t ino = get_le64(h), size = get_le64(h + 8), n = get_le64(h + 16);
-	size_t nl = get_le16(h + 24);
+	uint64_t ino = get_le64(h), size = get_le64(h + 8), n = get_le64(h + 16 + (t ? 8 : 0));
+	int64_t mtime = t ? (int64_t)get_le64(h + 16) : 0;
+	size_t nl = get_le16(h + 24 + (t ? 8 : 0));
 	if (!ino || ino >= v->ns.next_ino || size > DIO_MAX_FILE_SIZE || nl < 1 || nl > DIO_NAME_MAX ||
 	    n > (s->len - s->off) / 24 || take(s, name, nl) || memchr(name, 0, nl) || ino_lookup(v, ino))
 		return -EUCLEAN;
@@ -148,6 +157,7 @@ static int load_inode(struct dio_vol *v, struct source *s, struct ns_loader *nam
 	if (!in)
 		return -ENOMEM;
 	in->size = size;
+	ino_set_mtime(in, mtime, true);
 	int e = ns_load_add(v, names, in, name, nl);   /* in name order, each once */
 	if (e)
 		return e;

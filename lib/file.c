@@ -87,6 +87,7 @@ DIO_API struct dio_file *dio_open(struct dio_vol *v, const char *name, int flags
 			j_append(v, &r, false);   /* reserved */
 			v->ns.next_ino++;
 			ns_insert_reserved(v, in, copy, len);
+			md_times(v, in, dio_clock_coarse_ns());   /* reserved too */
 		} else {
 			free(copy);
 		}
@@ -145,6 +146,7 @@ static void fill_stat(const struct dio_vol *v, struct dio_inode *in, struct dio_
 	st->allocated = em_blocks(&in->map) * v->bs;
 	st->nextents = em_count(&in->map);
 	st->block_size = v->bs;
+	st->mtime_ns = atomic_load_explicit(&in->mtime, memory_order_relaxed);
 	pthread_rwlock_unlock(&in->map_lock);
 }
 
@@ -464,6 +466,8 @@ static int do_truncate(struct dio_file *f, off_t length)
 			e = edge_map(v, in, &ed);
 		if (!e && nsz != osz)
 			e = md_set_size(v, in, nsz, true);
+		if (!e)
+			e = md_times(v, in, dio_clock_coarse_ns());
 		due = j_due(v);
 		md_end(v, in);
 		bt_unreserve(nodes);
@@ -547,6 +551,10 @@ static int falloc_call(struct dio_file *f, int mode, uint64_t off, uint64_t end)
 		}
 		for (int k = 0; k < 2 && !e; k++)
 			e = edge_map(v, in, &ed[k]);
+		/* a preallocation that keeps the size changes no byte: as
+		   Linux, it leaves the time */
+		if (!e && mode != DIO_FALLOC_KEEP_SIZE)
+			e = md_times(v, in, dio_clock_coarse_ns());
 		due = j_due(v);
 		md_end(v, in);
 		bt_unreserve(nodes);
@@ -641,7 +649,9 @@ DIO_API off_t dio_lseek(struct dio_file *f, off_t offset, int whence)
 	return e ? (off_t)fail(e) : res;
 }
 
-static int file_sync(struct dio_file *f)
+/* fsync (all): also the modification time writes set, when it is newer
+   than the one the journal has; fdatasync leaves it, as POSIX allows. */
+static int file_sync(struct dio_file *f, bool all)
 {
 	if (file_check(f) < 0)
 		return -1;
@@ -653,9 +663,14 @@ static int file_sync(struct dio_file *f)
 		   not covered and sets the flag again */
 		int dirty = atomic_exchange(&in->data_dirty, 0);
 		pthread_mutex_lock(&v->md_lock);
+		int64_t t = atomic_load_explicit(&in->mtime, memory_order_relaxed);
+		if (all && t != atomic_load_explicit(&in->mtime_logged, memory_order_relaxed) &&
+		    !(e = md_ready_small(v, 64)))
+			e = md_times(v, in, t);
 		uint64_t seq = v->j.last_seq;
 		md_unlock(v);
-		e = j_commit(v, seq, dirty != 0, false);
+		if (!e)
+			e = j_commit(v, seq, dirty != 0, false);
 		if (e && dirty)
 			atomic_store(&in->data_dirty, 1);
 	}
@@ -667,5 +682,24 @@ static int file_sync(struct dio_file *f)
 	return e ? fail(e) : 0;
 }
 
-DIO_API int dio_fsync(struct dio_file *f) { return file_sync(f); }
-DIO_API int dio_fdatasync(struct dio_file *f) { return file_sync(f); }
+DIO_API int dio_fsync(struct dio_file *f) { return file_sync(f, true); }
+DIO_API int dio_fdatasync(struct dio_file *f) { return file_sync(f, false); }
+
+/* A metadata call: the time journalled in one record, committed as any
+   metadata call's (durable at the next sync; whole under kill -9). */
+DIO_API int dio_set_mtime(struct dio_file *f, int64_t mtime_ns)
+{
+	if (file_check(f) < 0)
+		return -1;
+	if (f->vol->rdonly)
+		return fail(EROFS);
+	struct dio_vol *v = f->vol;
+	pthread_mutex_lock(&v->md_lock);
+	int e = md_ready_small(v, 64);
+	if (!e)
+		e = md_times(v, f->ino, mtime_ns);
+	struct j_due due = j_due(v);
+	md_unlock(v);
+	int ec = j_commit_due(v, due);
+	return e || ec ? fail(e ? e : ec) : 0;
+}

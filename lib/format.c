@@ -7,7 +7,9 @@
 
 /* A file's record in a checkpoint: id, size, flags, extent count and its
    name (ckpt.c writes it; the namespace counts it against md_cap). */
-uint64_t md_inode_bytes(size_t namelen) { return 26 + namelen; }
+/* a file record of the checkpoint, its modification time included
+   (DIO_INCOMPAT_MTIME: every volume once mounted read-write) */
+uint64_t md_inode_bytes(size_t namelen) { return 34 + namelen; }
 
 void sb_encode(const struct dio_sb *sb, uint8_t *b)
 {

@@ -13,7 +13,11 @@
 /* ---- the on-disk layout (format.c) ---- */
 #define DIO_MAGIC_SB   UINT64_C(0x31304c4f564f4944)  /* "DIOVOL01" */
 #define DIO_FORMAT_VERSION 1
-#define DIO_INCOMPAT_SUPPORTED 0u
+/* a file's modification time: in the checkpoint's file records, and
+   R_TIMES records in the journal (set by mkfs, and by the first
+   read-write mount of a volume made before) */
+#define DIO_INCOMPAT_MTIME 0x1u
+#define DIO_INCOMPAT_SUPPORTED DIO_INCOMPAT_MTIME
 #define DIO_MAGIC_CKPT 0x544b4344u   /* "DCKT" */
 #define DIO_MAGIC_JRNL 0x4c4e4a44u   /* "DJNL" */
 
@@ -62,6 +66,7 @@ enum {
 	R_SIZE   = 4,  /* ino, size */
 	R_MAP    = 5,  /* ino, lblk, pblk, len, flags: map (replacing) */
 	R_UNMAP  = 6,  /* ino, lblk, len */
+	R_TIMES  = 7,  /* ino, mtime (ns since the epoch): volumes with DIO_INCOMPAT_MTIME */
 };
 
 struct dio_rec {

@@ -319,6 +319,13 @@ static int ihash_grow(struct dio_vol *v)
 	return 0;
 }
 
+void ino_set_mtime(struct dio_inode *in, int64_t t, bool logged)
+{
+	atomic_store_explicit(&in->mtime, t, memory_order_relaxed);
+	if (logged)
+		atomic_store_explicit(&in->mtime_logged, t, memory_order_relaxed);
+}
+
 /* Room for n inodes in all: a checkpoint load sizes the table once
    instead of growing it (and moving every inode) twenty times. */
 int ino_reserve(struct dio_vol *v, uint64_t n)

@@ -335,6 +335,10 @@ struct dio_inode {
 	struct dio_inode *hnext;   /* ino hash chain */
 	struct dio_inode *ns_left, *ns_right;   /* the namespace's AVL tree */
 	int ns_height;
+	/* modification time, ns since the epoch (0: unknown, a file of a
+	   volume made before DIO_INCOMPAT_MTIME); mtime_logged: the value
+	   the journal or checkpoint last got (fsync logs a newer one) */
+	_Atomic int64_t mtime, mtime_logged;
 };
 
 /*
@@ -609,6 +613,7 @@ struct dio_inode *ns_iter_next(struct ns_iter *it);
 struct dio_inode *ino_lookup(struct dio_vol *v, uint64_t ino);
 struct dio_inode *ino_new(struct dio_vol *v, uint64_t ino);
 int ino_reserve(struct dio_vol *v, uint64_t n);
+void ino_set_mtime(struct dio_inode *in, int64_t t, bool logged);
 int  ns_insert(struct dio_vol *v, struct dio_inode *in, const char *name, size_t len);
 int  ns_reserve(struct dio_vol *v, const char *name, size_t len, char **copy);
 void ns_insert_reserved(struct dio_vol *v, struct dio_inode *in, char *copy, size_t len);
@@ -652,7 +657,8 @@ static inline int md_ready_small(struct dio_vol *v, size_t jbytes)
 #define MD_CALL_JBYTES 1024u   /* the records of a call with a few: a rename's two names and more */
 int  md_spare_take(struct dio_vol *v, struct dio_inode *in, uint64_t blk, uint64_t *pblk);   /* range lock only */
 void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad);
-bool md_commit_for_space(struct dio_vol *v);   /* ENOSPC: commit the frees waiting; retry? */
+bool md_commit_for_space(struct dio_vol *v);
+int  md_times(struct dio_vol *v, struct dio_inode *in, int64_t t);   /* md_lock held */   /* ENOSPC: commit the frees waiting; retry? */
 
 /*
  * rw.c: one request, synchronous or queued (the kernel's iomap_dio): see

@@ -41,6 +41,7 @@ static size_t rec_size(const struct dio_rec *r)
 	case R_UNLINK: return 4 + 2 + r->l1;
 	case R_RENAME: return 4 + 2 + r->l1 + 2 + r->l2;
 	case R_SIZE:   return 4 + 16;
+	case R_TIMES:  return 4 + 16;
 	case R_MAP:    return 4 + 36;
 	case R_UNMAP:  return 4 + 24;
 	}
@@ -111,6 +112,7 @@ int j_append(struct dio_vol *v, const struct dio_rec *r, bool ordered)
 		memcpy(p + 4 + r->l1, r->n2, r->l2);
 		break;
 	case R_SIZE:
+	case R_TIMES:
 		put_le64(p, r->ino);
 		put_le64(p + 8, r->a);
 		break;
@@ -178,6 +180,7 @@ int rec_parse(const uint8_t *p, size_t avail, struct dio_rec *r, size_t *used)
 			return -EUCLEAN;
 		break;
 	case R_SIZE:
+	case R_TIMES:
 		if (body != 16)
 			return -EUCLEAN;
 		r->ino = get_le64(q);
@@ -254,6 +257,10 @@ int rec_apply(struct dio_vol *v, const struct dio_rec *r, bool dry)
 			return -EUCLEAN;
 		if ((in = ino_lookup(v, r->ino)) && !dry)
 			in->size = r->a;
+		return 0;
+	case R_TIMES:
+		if ((in = ino_lookup(v, r->ino)) && !dry)
+			ino_set_mtime(in, (int64_t)r->a, true);
 		return 0;
 	case R_MAP:
 		if (!r->c || r->a >= maxblk || r->c > maxblk - r->a || r->b < v->sb.data_start ||

@@ -91,6 +91,24 @@ int md_set_size(struct dio_vol *v, struct dio_inode *in, uint64_t size, bool ord
 	return e;
 }
 
+/* The file's modification time set to t and journalled (R_TIMES), in the
+   call's transaction: a truncate, a preallocation, a punch, a create,
+   dio_set_mtime.  A volume read-only or made before the feature keeps
+   it in memory only (the first read-write mount adds the feature). */
+int md_times(struct dio_vol *v, struct dio_inode *in, int64_t t)
+{
+	DIO_MD_HELD(v);
+	if (!(v->sb.incompat & DIO_INCOMPAT_MTIME)) {
+		ino_set_mtime(in, t, false);
+		return 0;
+	}
+	struct dio_rec r = { .type = R_TIMES, .ino = in->ino, .a = (uint64_t)t };
+	int e = j_append(v, &r, false);
+	if (!e)
+		ino_set_mtime(in, t, true);
+	return e;
+}
+
 /*
  * Give every hole in [lblk, lblk+len) unwritten blocks, all or nothing.
  * Preallocation (MA_JOURNAL) journals them.  A write does not: the blocks

@@ -79,6 +79,9 @@ bool dio_dev_never_async(int fd);
 void dio_shm_list(const char *prefix, void (*cb)(const char *name, void *arg), void *arg);
 /* Random bytes for a volume uuid. */
 void dio_random(void *buf, size_t len);
+/* The wall clock in ns since the epoch, coarse (a few ms: a write's
+   modification time, as the kernel's own file systems keep it) */
+int64_t dio_clock_coarse_ns(void);
 
 /*
  * The system calls the platform file makes where systems differ, as a

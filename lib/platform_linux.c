@@ -384,3 +384,13 @@ int dio_dev_probe(int fd, struct dio_geom *g)
 	return 0;
 }
 
+int64_t dio_clock_coarse_ns(void)
+{
+	struct timespec ts;
+#ifdef CLOCK_REALTIME_COARSE
+	if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
+		return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+#endif
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}

@@ -366,8 +366,12 @@ static int rq_finish_write(struct rw_req *rq, int e, struct j_due *due)
 		rw_mark_failed(f, rq->b0, rq->b1);
 	else if (e)
 		tail_forget(in, rq->b0, rq->b1);   /* part of it may have gone down */
-	else if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
-		atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
+	if (!e) {
+		if (!atomic_load_explicit(&in->data_dirty, memory_order_relaxed))
+			atomic_store_explicit(&in->data_dirty, 1, memory_order_relaxed);
+		/* in memory; made durable by fsync or a checkpoint */
+		ino_set_mtime(in, dio_clock_coarse_ns(), false);
+	}
 	return e;
 }
 

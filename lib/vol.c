@@ -215,6 +215,7 @@ DIO_API int dio_mkfs(const char *path, const struct dio_mkfs_opts *opts)
 		e = layout(&sb, size, bs, opts->journal_size);
 	if (!e) {
 		sb.version = DIO_FORMAT_VERSION;
+		sb.incompat = DIO_INCOMPAT_MTIME;
 		dio_random(&sb.uuid, sizeof(sb.uuid));
 		if (opts->label)
 			strncpy(sb.label, opts->label, sizeof(sb.label) - 1);
@@ -411,6 +412,10 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 		   left behind, so a stale block can never pass for a new one. */
 		pthread_mutex_lock(&v->j.commit_lock);
 		v->j.head_bseq = v->sb.jstart_bseq + v->sb.journal_blocks + 1;
+		/* a volume made before modification times gets them here: this
+		   checkpoint is the first with them, and the superblocks that
+		   point to it say so (an older libdio then refuses the volume) */
+		v->sb.incompat |= DIO_INCOMPAT_MTIME;
 		e = j_checkpoint_locked(v);
 		pthread_mutex_unlock(&v->j.commit_lock);
 		if (!e)

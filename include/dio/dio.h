@@ -131,6 +131,7 @@ struct dio_stat {
 	uint64_t allocated;      /* bytes of blocks held (written or unwritten) */
 	uint64_t nextents;       /* extents in the file's map */
 	uint32_t block_size;
+	int64_t mtime_ns;        /* last modification, ns since the epoch (0: unknown) */
 };
 
 struct dio_file *dio_open(struct dio_vol *vol, const char *name, int flags);
@@ -148,6 +149,7 @@ int     dio_fstat(struct dio_file *f, struct dio_stat *st);
 int     dio_stat(struct dio_vol *vol, const char *name, struct dio_stat *st);
 int     dio_unlink(struct dio_vol *vol, const char *name);
 int     dio_rename(struct dio_vol *vol, const char *oldname, const char *newname);
+int     dio_set_mtime(struct dio_file *f, int64_t mtime_ns);
 int     dio_list(struct dio_vol *vol, const char *prefix,
                  int (*cb)(const char *name, const struct dio_stat *st, void *arg),
                  void *arg);

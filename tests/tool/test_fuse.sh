@@ -179,6 +179,18 @@ mkdir "$mnt/keep" && echo k >"$mnt/keep/only" && rm "$mnt/keep/only"
 [ -d "$mnt/keep" ] || fail "a directory vanished with its last file"
 rmdir "$mnt/keep" || fail "rmdir of an emptied directory"
 
+# ---- times: touch -d and cp -p set them, and they stay after a remount
+touch -d '2001-02-03 04:05:06' "$mnt/copied/d1/s1/f1" || fail "touch -d"
+mkdir "$mnt/stamped" && touch -d '2002-03-04 05:06:07' "$mnt/stamped" || fail "touch -d of a directory"
+touch -d '2003-04-05 06:07:08' "$src/d2/s2/f2" && cp -p "$src/d2/s2/f2" "$mnt/kept" || fail "cp -p"
+echo more >>"$mnt/copied/d4/s1/f4" || fail "append"
+unmount_it
+mount_it
+expect_eq "$(stat -c %y "$mnt/copied/d1/s1/f1")" "2001-02-03 04:05:06.000000000 $(date -d '2001-02-03 04:05:06' +%z)" "touch -d after a remount"
+expect_eq "$(stat -c %Y "$mnt/stamped")" "$(date -d '2002-03-04 05:06:07' +%s)" "a directory's time after a remount"
+expect_eq "$(stat -c %Y "$mnt/kept")" "$(stat -c %Y "$src/d2/s2/f2")" "cp -p's time after a remount"
+[ $(( $(date +%s) - $(stat -c %Y "$mnt/copied/d4/s1/f4") )) -lt 60 ] || fail "an appended file's time is not now"
+
 # ---- no .fuse_hidden files: an open file removed or renamed over
 exec 3<"$mnt/moved-d3/s0/f1"
 rm "$mnt/moved-d3/s0/f1" || fail "rm of an open file"

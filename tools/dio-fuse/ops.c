@@ -35,7 +35,18 @@ static void file_stat(struct stat *st, const struct dio_stat *ds)
 	st->st_size = (off_t)ds->size;
 	st->st_blksize = (blksize_t)ds->block_size;
 	st->st_blocks = (blkcnt_t)(ds->allocated / 512);
+	/* libdio keeps the modification time only: access and change
+	   times show it too; 0 (a file of an older volume): the mount's */
 	st->st_atim = st->st_mtim = st->st_ctim = fs.mounted;
+	if (ds->mtime_ns) {
+		st->st_mtim.tv_sec = (time_t)(ds->mtime_ns / 1000000000);
+		st->st_mtim.tv_nsec = (long)(ds->mtime_ns % 1000000000);
+		if (st->st_mtim.tv_nsec < 0) {
+			st->st_mtim.tv_sec--;
+			st->st_mtim.tv_nsec += 1000000000;
+		}
+		st->st_atim = st->st_ctim = st->st_mtim;
+	}
 }
 
 /* A directory's inode number: its name's hash, top bit set (libdio's
@@ -52,11 +63,25 @@ static void dir_stat(struct stat *st, const char *name)
 {
 	memset(st, 0, sizeof(*st));
 	st->st_ino = dir_ino(name);
+	/* a directory made by mkdir: its marker's time */
+	char marker[NAME_BUF];
+	struct dio_stat ds;
+	int64_t t = 0;
+	if (*name) {
+		with_slash(name, marker);
+		if (!dio_stat(fs.vol, marker, &ds))
+			t = ds.mtime_ns;
+	}
 	st->st_mode = S_IFDIR | (fs.rdonly ? 0555 : 0755);
 	st->st_nlink = 2;
 	st->st_uid = fs.uid;
 	st->st_gid = fs.gid;
 	st->st_atim = st->st_mtim = st->st_ctim = fs.mounted;
+	if (t > 0) {
+		st->st_mtim.tv_sec = (time_t)(t / 1000000000);
+		st->st_mtim.tv_nsec = (long)(t % 1000000000);
+		st->st_atim = st->st_ctim = st->st_mtim;
+	}
 }
 
 static struct dio_file *F(struct fuse_file_info *fi)
@@ -398,11 +423,45 @@ static int op_chown(const char *path, uid_t uid, gid_t gid, struct fuse_file_inf
 	return op_getattr(path, &st, fi);
 }
 
+/* The modification time is libdio's (dio_set_mtime); the access time is
+   not kept.  A directory's time is its marker's, if it has one. */
 static int op_utimens(const char *path, const struct timespec tv[2], struct fuse_file_info *fi)
 {
-	(void)tv;
-	struct stat st;
-	return op_getattr(path, &st, fi);
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	const struct timespec *m = tv ? &tv[1] : &now;
+	if (m->tv_nsec == UTIME_OMIT)
+		return 0;
+	if (m->tv_nsec == UTIME_NOW)
+		m = &now;
+	int64_t ns = (int64_t)m->tv_sec * 1000000000 + m->tv_nsec;
+	if (fi && fi->fh)
+		return dio_set_mtime(F(fi), ns) ? -errno : 0;
+	char name[NAME_BUF], marker[NAME_BUF];
+	int r = name_of(path, name);
+	if (r < 0)
+		return r;
+	struct fuse_file_info tmp = { .flags = O_RDONLY };
+	if (!r && is_dir(name)) {
+		if (!*name)
+			return 0;   /* the top: no marker to hold it */
+		with_slash(name, marker);
+		struct dio_stat ds;
+		if (dio_stat(fs.vol, marker, &ds))
+			return 0;   /* a directory without a marker keeps no time */
+		struct dio_file *f = dio_open(fs.vol, marker, O_RDONLY);
+		if (!f)
+			return -errno;
+		r = dio_set_mtime(f, ns) ? -errno : 0;
+		dio_close(f);
+		return r;
+	}
+	r = open_as(path, O_RDONLY, &tmp);
+	if (r)
+		return r;
+	r = dio_set_mtime(F(&tmp), ns) ? -errno : 0;
+	close_handle((struct handle *)(uintptr_t)tmp.fh);
+	return r;
 }
 
 static int op_statfs(const char *path, struct statvfs *sv)

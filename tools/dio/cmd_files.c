@@ -28,16 +28,18 @@ static int ls_one(const char *name, const struct dio_stat *st, void *arg)
 			json_u64("allocated", st->allocated);
 			json_u64("extents", st->nextents);
 			json_u64("id", st->id);
+			json_i64("mtime_ns", st->mtime_ns);
 		} else {
 			json_bool("directory", true);
 		}
 		json_obj_end();
 	} else if (c->lng && st) {
-		printf("%14llu %14llu %8llu %8llu  %s\n", (unsigned long long)st->size,
+		char when[64];
+		printf("%14llu %14llu %8llu %8llu  %-19s  %s\n", (unsigned long long)st->size,
 		       (unsigned long long)st->allocated, (unsigned long long)st->nextents,
-		       (unsigned long long)st->id, name);
+		       (unsigned long long)st->id, time_str(st->mtime_ns, when, sizeof(when)), name);
 	} else if (c->lng) {
-		printf("%14s %14s %8s %8s  %s\n", "-", "-", "-", "-", name);
+		printf("%14s %14s %8s %8s  %-19s  %s\n", "-", "-", "-", "-", "-", name);
 	} else {
 		printf("%s\n", name);
 	}
@@ -71,7 +73,7 @@ int cmd_ls(int argc, char **argv)
 		json_str("target", target);
 		json_arr("files");
 	} else if (c.lng) {
-		printf("%14s %14s %8s %8s  %s\n", "size", "allocated", "extents", "id", "name");
+		printf("%14s %14s %8s %8s  %-19s  %s\n", "size", "allocated", "extents", "id", "modified", "name");
 	}
 	r = level ? dio_listdir(v, arg, ls_one, &c) : dio_list(v, arg, ls_one, &c);
 	int e = errno;
@@ -134,12 +136,15 @@ int cmd_stat(int argc, char **argv)
 		json_u64("allocated", st.allocated);
 		json_u64("extents", st.nextents);
 		json_u64("block_size", st.block_size);
+		json_i64("mtime_ns", st.mtime_ns);
 		if (verbose)
 			json_arr("map");
 	} else {
+		char when[64];
 		printf("name        %s\nid          %llu\nsize        %llu\nallocated   %llu\nextents     %llu\n"
-		       "block size  %u\n", name, (unsigned long long)st.id, (unsigned long long)st.size,
-		       (unsigned long long)st.allocated, (unsigned long long)st.nextents, st.block_size);
+		       "block size  %u\nmodified    %s\n", name, (unsigned long long)st.id, (unsigned long long)st.size,
+		       (unsigned long long)st.allocated, (unsigned long long)st.nextents, st.block_size,
+		       time_str(st.mtime_ns, when, sizeof(when)));
 		if (verbose)
 			printf("map:\n  %16s %14s %14s  %s\n", "file offset", "device block", "length", "state");
 	}

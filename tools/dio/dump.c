@@ -171,6 +171,7 @@ static void dump_files(struct dio_vol *v)
 			json_u64("id", in->ino);
 			json_u64("size", in->size);
 			json_u64("extents", em_count(&in->map));
+			json_i64("mtime_ns", atomic_load_explicit(&in->mtime, memory_order_relaxed));
 			json_obj_end();
 		} else {
 			printf("  id %-8llu size %-14llu extents %-6zu %s\n", (unsigned long long)in->ino,
@@ -225,8 +226,8 @@ static bool dump_ckpt(struct dio_vol *v)
 
 static const char *rec_name(int t)
 {
-	static const char *n[] = { "?", "CREATE", "UNLINK", "RENAME", "SIZE", "MAP", "UNMAP" };
-	return t >= 1 && t <= 6 ? n[t] : "?";
+	static const char *n[] = { "?", "CREATE", "UNLINK", "RENAME", "SIZE", "MAP", "UNMAP", "TIMES" };
+	return t >= 1 && t <= 7 ? n[t] : "?";
 }
 
 static void print_rec(const struct dio_rec *r)
@@ -234,8 +235,11 @@ static void print_rec(const struct dio_rec *r)
 	if (G.json) {
 		json_obj(NULL);
 		json_str("type", rec_name(r->type));
-		if (r->type == R_CREATE || r->type == R_SIZE || r->type == R_MAP || r->type == R_UNMAP)
+		if (r->type == R_CREATE || r->type == R_SIZE || r->type == R_MAP || r->type == R_UNMAP ||
+		    r->type == R_TIMES)
 			json_u64("id", r->ino);
+		if (r->type == R_TIMES)
+			json_i64("mtime_ns", (int64_t)r->a);
 		if (r->type == R_CREATE || r->type == R_UNLINK || r->type == R_RENAME)
 			json_strn("name", r->n1, r->l1);
 		if (r->type == R_RENAME)
@@ -260,6 +264,7 @@ static void print_rec(const struct dio_rec *r)
 	case R_UNLINK: printf(" \"%.*s\"\n", (int)r->l1, r->n1); break;
 	case R_RENAME: printf(" \"%.*s\" -> \"%.*s\"\n", (int)r->l1, r->n1, (int)r->l2, r->n2); break;
 	case R_SIZE: printf(" id %llu size %llu\n", (unsigned long long)r->ino, (unsigned long long)r->a); break;
+	case R_TIMES: printf(" id %llu mtime %lld ns\n", (unsigned long long)r->ino, (long long)r->a); break;
 	case R_MAP:
 		printf(" id %llu blocks %llu+%llu -> device block %llu%s%s\n", (unsigned long long)r->ino,
 		       (unsigned long long)r->a, (unsigned long long)r->c, (unsigned long long)r->b,

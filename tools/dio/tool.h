@@ -93,6 +93,8 @@ void progress_deadline(struct progress *p, double seconds);        /* time left 
 void progress_end(struct progress *p);
 
 double now_sec(void);
+/* A modification time as local "YYYY-MM-DD HH:MM:SS" ("-" when unknown) */
+const char *time_str(int64_t ns, char *out, size_t len);
 
 /* ---- a host file written whole or not at all (hostout.c) ---------------- */
 struct hostout {

@@ -22,6 +22,15 @@ double now_sec(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+const char *time_str(int64_t ns, char *out, size_t len)
+{
+	time_t t = (time_t)(ns / 1000000000);
+	struct tm tm;
+	if (!ns || !localtime_r(&t, &tm) || !strftime(out, len, "%Y-%m-%d %H:%M:%S", &tm))
+		snprintf(out, len, "-");
+	return out;
+}
+
 /* ---- arguments ---------------------------------------------------------- */
 
 int usage_error(const char *fmt, ...)

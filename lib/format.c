@@ -5,10 +5,10 @@
 #include "internal.h"
 #include <string.h>
 
-/* A file's record in a checkpoint: id, size, flags, extent count and its
-   name (ckpt.c writes it; the namespace counts it against md_cap). */
-/* a file record of the checkpoint, its modification time included
-   (DIO_INCOMPAT_MTIME: every volume once mounted read-write) */
+/* A file's record in a checkpoint: id, size, modification time, extent
+   count and its name (ckpt.c writes it; the namespace counts it against
+   md_cap).  The time is there on every volume a read-write mount writes
+   (DIO_INCOMPAT_MTIME). */
 uint64_t md_inode_bytes(size_t namelen) { return 34 + namelen; }
 
 void sb_encode(const struct dio_sb *sb, uint8_t *b)

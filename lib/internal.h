@@ -657,8 +657,8 @@ static inline int md_ready_small(struct dio_vol *v, size_t jbytes)
 #define MD_CALL_JBYTES 1024u   /* the records of a call with a few: a rename's two names and more */
 int  md_spare_take(struct dio_vol *v, struct dio_inode *in, uint64_t blk, uint64_t *pblk);   /* range lock only */
 void md_spare_put(struct dio_vol *v, uint64_t pblk, bool bad);
-bool md_commit_for_space(struct dio_vol *v);
-int  md_times(struct dio_vol *v, struct dio_inode *in, int64_t t);   /* md_lock held */   /* ENOSPC: commit the frees waiting; retry? */
+bool md_commit_for_space(struct dio_vol *v);   /* ENOSPC: commit the frees waiting; retry? */
+int  md_times(struct dio_vol *v, struct dio_inode *in, int64_t t);   /* md_lock held */
 
 /*
  * rw.c: one request, synchronous or queued (the kernel's iomap_dio): see

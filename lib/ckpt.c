@@ -78,8 +78,6 @@ int ckpt_write(struct dio_vol *v, uint64_t *nblocks_out, uint8_t **image, size_t
 		put_le64(h + 16 + (t ? 8 : 0), em_count(&in->map));
 		put_le16(h + 24 + (t ? 8 : 0), (uint16_t)in->namelen);
 		e = sink_put(&s, h, t ? 34 : 26);
-		if (!e && t)
-			atomic_store_explicit(&in->mtime_logged, mtime, memory_order_relaxed);
 		e = e ? e : sink_put(&s, in->name, in->namelen);
 		struct em_cur c;
 		size_t written = 0;

@@ -663,10 +663,14 @@ static int file_sync(struct dio_file *f, bool all)
 		   not covered and sets the flag again */
 		int dirty = atomic_exchange(&in->data_dirty, 0);
 		pthread_mutex_lock(&v->md_lock);
-		int64_t t = atomic_load_explicit(&in->mtime, memory_order_relaxed);
-		if (all && t != atomic_load_explicit(&in->mtime_logged, memory_order_relaxed) &&
-		    !(e = md_ready_small(v, 64)))
-			e = md_times(v, in, t);
+		/* cleared first: a write finishing meanwhile sets it again */
+		if (all && atomic_exchange(&in->mtime_dirty, false)) {
+			e = md_ready_small(v, 64);
+			if (!e)
+				e = md_times(v, in, atomic_load_explicit(&in->mtime, memory_order_relaxed));
+			if (e)
+				atomic_store(&in->mtime_dirty, true);
+		}
 		uint64_t seq = v->j.last_seq;
 		md_unlock(v);
 		if (!e)

@@ -322,8 +322,8 @@ static int ihash_grow(struct dio_vol *v)
 void ino_set_mtime(struct dio_inode *in, int64_t t, bool logged)
 {
 	atomic_store_explicit(&in->mtime, t, memory_order_relaxed);
-	if (logged)
-		atomic_store_explicit(&in->mtime_logged, t, memory_order_relaxed);
+	if (!logged && !atomic_load_explicit(&in->mtime_dirty, memory_order_relaxed))
+		atomic_store_explicit(&in->mtime_dirty, true, memory_order_relaxed);
 }
 
 /* Room for n inodes in all: a checkpoint load sizes the table once

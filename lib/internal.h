@@ -336,9 +336,12 @@ struct dio_inode {
 	struct dio_inode *ns_left, *ns_right;   /* the namespace's AVL tree */
 	int ns_height;
 	/* modification time, ns since the epoch (0: unknown, a file of a
-	   volume made before DIO_INCOMPAT_MTIME); mtime_logged: the value
-	   the journal or checkpoint last got (fsync logs a newer one) */
-	_Atomic int64_t mtime, mtime_logged;
+	   volume made before DIO_INCOMPAT_MTIME); mtime_dirty: a write set
+	   it since the journal last got it (fsync logs it then).  A flag,
+	   not a compare of values: what fsync writes must not depend on
+	   the clock's ticks (the fault tests count device writes) */
+	_Atomic int64_t mtime;
+	atomic_bool mtime_dirty;
 };
 
 /*

@@ -67,8 +67,11 @@ public:
 	   id stays in the segment (the next mount tries again), the slot
 	   is free for this process */
 	void abandon(Slot *s);
-	/* the slot of file id, if any: lock its mu and check s->f again */
+	/* the slot of file id, if any: lock its mu and check holds() */
 	Slot *find(uint64_t id);
+	/* s still stages file id (s->mu held): it may have been given back
+	   and taken by another file since find */
+	static bool holds(const Slot *s, uint64_t id);
 	/* the rest need s->mu; 0 or an errno */
 	int append(Slot *s, const char *data, size_t n, uint32_t block);
 	int drain(Slot *s);

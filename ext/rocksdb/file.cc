@@ -71,7 +71,7 @@ public:
 		if (!w)
 			return false;
 		std::lock_guard<std::mutex> g(w->mu);
-		return w->f && w->f != f_ && m_->stage->drain(w) == 0;
+		return Stage::holds(w, id_) && w->f != f_ && m_->stage->drain(w) == 0;
 	}
 	IOStatus read_device(uint64_t off, size_t n, Slice *result, char *buf) const
 	{

@@ -333,7 +333,7 @@ private:
 		if (!w)
 			return false;
 		std::lock_guard<std::mutex> g(w->mu);
-		if (!w->f || w->hdr == nullptr)
+		if (!Stage::holds(w, id))
 			return false;
 		*end = Stage::end(w);
 		return true;
@@ -349,7 +349,7 @@ private:
 		if (!w)
 			return;
 		std::lock_guard<std::mutex> g(w->mu);
-		if (w->f)
+		if (Stage::holds(w, st.id))
 			m_->stage->rename(w, to);
 	}
 	/* The root; a directory's marker; any name under it. */

@@ -374,6 +374,11 @@ void Stage::abandon(Slot *s)
 	s->f = nullptr;
 }
 
+bool Stage::holds(const Slot *s, uint64_t id)
+{
+	return s->f && s->hdr->file_id.load(std::memory_order_relaxed) == id;
+}
+
 Slot *Stage::find(uint64_t id)
 {
 	std::lock_guard<std::mutex> g(mu_);

@@ -819,6 +819,14 @@ START_TEST(test_a_volume_held_by_another_process_is_cantopen_with_a_message)
 	waitpid(pid, NULL, 0);
 	ck_assert_int_eq(rc, SQLITE_CANTOPEN);
 	ck_assert_msg(strstr(logged, "mounted by another process") != NULL, "logged: %s", logged);
+	/* the reason reaches the caller too: the VFS's xGetLastError */
+	ck_assert_int_eq(sqlite3_system_errno(db), EBUSY);
+	sqlite3_close(db);
+	/* and for an image that is not there */
+	snprintf(uri, sizeof(uri), "file:x.db?vfs=libdio&volume=%s.missing", t_img);
+	rc = sqlite3_open_v2(uri, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_URI, NULL);
+	ck_assert_int_eq(rc, SQLITE_CANTOPEN);
+	ck_assert_int_eq(sqlite3_system_errno(db), ENOENT);
 	sqlite3_close(db);
 }
 END_TEST

@@ -31,6 +31,7 @@
  * a closed volume can never match a new volume at the same address.
  */
 #include "internal.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -122,6 +123,18 @@ static void tctx_prune(void)
    failed, so the thread need not ask again).  The slot is taken before
    the open, so that threads arriving together never open more than the
    bound allows. */
+/* One backend context on the volume's device: on its file descriptor, or
+   on the target a backend opened itself (ABI 7).  owned: only the calling
+   thread will submit on it (open_owned). */
+void *devctx_open(struct dio_vol *v, unsigned depth, bool owned, int *err)
+{
+	if (v->dev.tdev)
+		return v->dev.ops->open_target(v->dev.tdev, depth, err);
+	if (owned && backend_has_owned(v->dev.ops))
+		return v->dev.ops->open_owned(v->dev.fd, depth, err);
+	return v->dev.ops->open(v->dev.fd, depth, err);
+}
+
 static struct dio_tctx *tctx_open(struct dio_vol *v, bool *refused)
 {
 	if (atomic_load_explicit(&v->dev.ntctx_hint, memory_order_relaxed) >= DIO_NTCTX)
@@ -140,8 +153,7 @@ static struct dio_tctx *tctx_open(struct dio_vol *v, bool *refused)
 		memset(e, 0, sizeof(*e));
 		/* only this thread submits on it: the backend may bind it to
 		   the thread (io_uring: SINGLE_ISSUER|DEFER_TASKRUN) */
-		e->dc.ctx = backend_has_owned(v->dev.ops) ? v->dev.ops->open_owned(v->dev.fd, v->dev.depth, &err)
-						      : v->dev.ops->open(v->dev.fd, v->dev.depth, &err);
+		e->dc.ctx = devctx_open(v, v->dev.depth, true, &err);
 	}
 	pthread_mutex_lock(&registry_lock);
 	if (!e || !e->dc.ctx) {
@@ -176,7 +188,7 @@ static struct dio_devctx *pool_get(struct dio_vol *v)
 		if (!c->ctx) {
 			int err = 0;
 			if (!atomic_load_explicit(&v->dev.pool_full, memory_order_relaxed))
-				c->ctx = v->dev.ops->open(v->dev.fd, v->dev.depth, &err);
+				c->ctx = devctx_open(v, v->dev.depth, false, &err);
 			if (!c->ctx) {
 				/* the backend is out of contexts: do not ask on every call */
 				atomic_store_explicit(&v->dev.pool_full, true, memory_order_relaxed);
@@ -231,7 +243,7 @@ int devctx_init(struct dio_vol *v)
 		v->dev.ctx[i].pooled = true;
 	}
 	int err = 0;
-	v->dev.ctx[0].ctx = v->dev.ops->open(v->dev.fd, v->dev.depth, &err);
+	v->dev.ctx[0].ctx = devctx_open(v, v->dev.depth, false, &err);
 	if (!v->dev.ctx[0].ctx)
 		return -(err ? err : EIO);
 	return 0;
@@ -252,4 +264,105 @@ void devctx_release(struct dio_vol *v)
 		pthread_mutex_destroy(&v->dev.ctx[i].lock);
 	}
 	v->dev.nctx = 0;
+}
+
+/* ---- targets named by URI (backend ABI 7) ----------------------------- */
+
+/* The identities of the targets mounted in this process: a second mount
+   of one is EBUSY, as for a local device (whose flock says it). */
+static pthread_mutex_t targets_lock = PTHREAD_MUTEX_INITIALIZER;
+struct target_claim { struct target_claim *next; char id[DIO_TARGET_ID_MAX]; };
+static struct target_claim *targets;
+
+static bool pow2(uint64_t x) { return x && !(x & (x - 1)); }
+
+static int target_claim(const char *id)
+{
+	pthread_mutex_lock(&targets_lock);
+	int e = 0;
+	for (struct target_claim *c = targets; c && !e; c = c->next)
+		if (!strcmp(c->id, id))
+			e = -EBUSY;
+	struct target_claim *c = e ? NULL : calloc(1, sizeof(*c));
+	if (!e && !c)
+		e = -ENOMEM;
+	if (c) {
+		memcpy(c->id, id, sizeof(c->id));
+		c->next = targets;
+		targets = c;
+	}
+	pthread_mutex_unlock(&targets_lock);
+	return e;
+}
+
+static void target_unclaim(const char *id)
+{
+	pthread_mutex_lock(&targets_lock);
+	for (struct target_claim **p = &targets; *p; p = &(*p)->next) {
+		if (!strcmp((*p)->id, id)) {
+			struct target_claim *c = *p;
+			*p = c->next;
+			free(c);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&targets_lock);
+}
+
+/* Connect to the target path names, through v->dev.ops (which serves its
+   scheme), and take its geometry from what the backend found. */
+int dev_target_open(struct dio_vol *v, const char *path, bool rdonly)
+{
+	struct dio_target t;
+	memset(&t, 0, sizeof(t));
+	int err = 0;
+	void *dev = v->dev.ops->target_open(path, rdonly, &t, &err);
+	if (!dev) {
+		dio_log(DIO_LOG_ERR, "%s: backend %s cannot open it: %s", path, v->dev.ops->name, strerror(err ? err : EIO));
+		return -(err ? err : EIO);
+	}
+	t.id[sizeof(t.id) - 1] = 0;
+	if (!t.id[0])
+		snprintf(t.id, sizeof(t.id), "%s", path);
+	int e = 0;
+	if (!pow2(t.logical_bs) || !pow2(t.physical_bs) || t.physical_bs < t.logical_bs || !pow2(t.mem_align) ||
+	    !pow2(t.max_io) || t.max_io < t.physical_bs || t.size < t.logical_bs || t.logical_bs > 65536) {
+		dio_log(DIO_LOG_ERR, "%s: backend %s gave an impossible geometry", path, v->dev.ops->name);
+		e = -EINVAL;
+	} else if (!rdonly && (t.flags & DIO_TARGET_RDONLY)) {
+		dio_log(DIO_LOG_ERR, "%s: the target is read-only", path);
+		e = -EROFS;
+	}
+	if (!e && (e = target_claim(t.id)) == -EBUSY)
+		dio_log(DIO_LOG_ERR, "%s: already mounted in this process", path);
+	if (!e && !(v->dev.tid = strdup(t.id))) {
+		target_unclaim(t.id);
+		e = -ENOMEM;
+	}
+	if (e) {
+		v->dev.ops->target_close(dev);
+		return e;
+	}
+	v->dev.tdev = dev;
+	struct dio_geom *g = &v->dev.geom;
+	memset(g, 0, sizeof(*g));
+	g->size = t.size & ~(uint64_t)(t.logical_bs - 1);
+	g->logical_bs = t.logical_bs;
+	g->physical_bs = t.physical_bs;
+	g->mem_align = t.mem_align < 8 ? 8 : t.mem_align;
+	g->opt_io = t.opt_io;
+	g->max_io = t.max_io;
+	g->volatile_cache = t.flags & DIO_TARGET_FLUSH;
+	return 0;
+}
+
+void dev_target_close(struct dio_vol *v)
+{
+	if (!v->dev.tdev)
+		return;
+	v->dev.ops->target_close(v->dev.tdev);
+	v->dev.tdev = NULL;
+	target_unclaim(v->dev.tid);
+	free(v->dev.tid);
+	v->dev.tid = NULL;
 }

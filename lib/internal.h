@@ -96,6 +96,10 @@ const struct dio_backend_ops *dio_backend_find(const char *name, int *err);     
 const struct dio_backend_ops *dio_backend_find_exact(const char *name, int *err);
 /* psync, uring or aio: an engine over the device fd that libdio opened */
 bool dio_backend_builtin(const struct dio_backend_ops *ops);
+/* The backend whose schemes name path (nbd://..., ABI 7), or NULL with
+   *err 0 for a local path, or NULL with *err set (a known scheme whose
+   backend was not built or cannot run). */
+const struct dio_backend_ops *dio_backend_for_target(const char *path, int *err);
 
 /* One device context: a backend context, and for the shared pool the
    lock that keeps it to one submitter at a time (devctx.c). */
@@ -400,7 +404,9 @@ struct j_replay_tap {
 /* The device under a volume: its descriptor, geometry, backend and the
    pool of backend contexts for synchronous I/O (devctx.c). */
 struct dio_device {
-	int fd;
+	int fd;                    /* a local file or block device, or -1 */
+	void *tdev;                /* else a backend's target (ABI 7 target_open) */
+	char *tid;                 /* its identity (dio_target.id) while mounted */
 	bool created;              /* dio_mkfs made the image file */
 	char *path;
 	struct dio_geom geom;
@@ -522,6 +528,9 @@ extern DIO_TLS void *dio_log_tap_arg;
 struct dio_devctx *devctx_get(struct dio_vol *v);   /* this thread's, or a pooled one */
 void devctx_put(struct dio_devctx *c);
 int devctx_init(struct dio_vol *v);
+void *devctx_open(struct dio_vol *v, unsigned depth, bool owned, int *err);
+int  dev_target_open(struct dio_vol *v, const char *path, bool rdonly);   /* a URI's backend (ABI 7) */
+void dev_target_close(struct dio_vol *v);
 void devctx_release(struct dio_vol *v);
 /* device I/O (rw.c) */
 int dev_submit(struct dio_vol *v, struct dio_bio *bios, unsigned n);

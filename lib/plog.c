@@ -97,12 +97,28 @@ static void key_of(const struct stat *st, uint64_t *dev, uint64_t *ino)
 	*ino = S_ISBLK(st->st_mode) ? 0 : (uint64_t)st->st_ino;
 }
 
+/* A target named by URI (backend ABI 7) has no device number: its ring
+   is keyed by its identity (the backend's dio_target.id: export and
+   server, image and cluster), hashed (FNV-1a), and never swept (its
+   header keeps no path).  ino 1 keeps it apart from any block device. */
+static void key_of_target(const char *id, uint64_t *dev, uint64_t *ino)
+{
+	uint64_t h = UINT64_C(0xcbf29ce484222325);
+	for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+		h = (h ^ *p) * UINT64_C(0x100000001b3);
+	*dev = h;
+	*ino = 1;
+}
+
 static int plog_name(struct dio_vol *v, char *buf, size_t len, uint64_t *dev, uint64_t *ino)
 {
 	struct stat st;
-	if (fstat(v->dev.fd, &st) < 0)
+	if (v->dev.tdev)
+		key_of_target(v->dev.tid, dev, ino);
+	else if (fstat(v->dev.fd, &st) < 0)
 		return -errno;
-	key_of(&st, dev, ino);
+	else
+		key_of(&st, dev, ino);
 	name_for(v->sb.uuid, *dev, *ino, buf, len);
 	return 0;
 }
@@ -315,7 +331,7 @@ int plog_start(struct dio_vol *v)
 	/* where the volume lives, for the sweep of another mount; an
 	   unknown path (too long) keeps the ring until reboot */
 	char real[PATH_MAX];
-	if (realpath(v->dev.path, real) && strlen(real) < sizeof(h->path))
+	if (!v->dev.tdev && realpath(v->dev.path, real) && strlen(real) < sizeof(h->path))
 		memcpy(h->path, real, strlen(real) + 1);
 	st_u64(&h->magic, PLOG_MAGIC);
 	v->plog = p;

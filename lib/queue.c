@@ -123,8 +123,7 @@ DIO_API struct dio_queue *dio_queue_create_flags(struct dio_vol *v, unsigned ent
 		q->io_bound = entries > depth / RW_ASYNC_BIOS;
 		int err = 0;
 		if (q->slot && q->free_slots && q->done && q->subv)
-			q->ctx = q->single && backend_has_owned(v->dev.ops) ? v->dev.ops->open_owned(v->dev.fd, depth, &err)
-								       : v->dev.ops->open(v->dev.fd, depth, &err);
+			q->ctx = devctx_open(v, depth, q->single, &err);
 		/* no context (e.g. fs.aio-max-nr used up): the queue still
 		   works, inline */
 		for (unsigned i = 0; q->ctx && i < entries; i++)

@@ -113,6 +113,7 @@ void vol_release(struct dio_vol *v)
 	free(v->j.io);
 	free(v->clean.zbuf);
 	free(v->dev.path);
+	dev_target_close(v);   /* after its last context */
 	if (v->dev.fd >= 0) {
 		/* Unlock explicitly: a backend may still hold a reference to
 		   the open file for a moment after its context is gone. */
@@ -153,8 +154,18 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 	v->dev.path = strdup(path);
 	v->recovering = true;   /* until dio_mount hands it out (fsck, dump: for good) */
 	int bes = 0;
-	/* mkfs (create) always writes with psync: one-shot, no env override */
-	if (ops && (ops->abi < 1 || ops->abi > DIO_BACKEND_ABI || !ops->name || !ops->probe || !ops->open ||
+	/* a target named by URI picks its backend (ABI 7); mkfs (create)
+	   of a local path always writes with psync: one-shot, no env
+	   override */
+	const struct dio_backend_ops *tops = dio_backend_for_target(path, &bes);
+	if (tops && ops && ops != tops) {
+		dio_log(DIO_LOG_ERR, "%s: served by backend %s, not %s", path, tops->name, ops->name ? ops->name : "?");
+		bes = EINVAL;
+	} else if (tops)
+		v->dev.ops = tops;
+	else if (bes)
+		;
+	else if (ops && (ops->abi < 1 || ops->abi > DIO_BACKEND_ABI || !ops->name || !ops->probe || !ops->open ||
 		    !ops->submit || !ops->flush || !ops->close))
 		bes = EINVAL;
 	else if (ops)
@@ -163,9 +174,11 @@ struct dio_vol *vol_new_ops(const char *path, bool rdonly, const char *backend,
 		v->dev.ops = create ? dio_backend_find_exact("psync", &bes) : dio_backend_find(backend, &bes);
 	int e = !v->dev.path ? -ENOMEM : !v->dev.ops ? -bes : 0;
 	v->dev.plain_single = v->dev.ops && dio_backend_builtin(v->dev.ops);
-	if (!e)
+	if (!e && tops)
+		e = dev_target_open(v, path, rdonly);
+	else if (!e)
 		e = dio_dev_open(path, rdonly, create, create_size, &v->dev.fd, &v->dev.created);
-	if (!e)
+	if (!e && !tops)
 		e = dio_dev_probe(v->dev.fd, &v->dev.geom);
 	if (!e) {
 		v->dev.depth = depth ? depth : 64;
@@ -374,6 +387,15 @@ DIO_API struct dio_vol *dio_mount(const char *path, const struct dio_mount_opts 
 	}
 	int e = 0;
 	bool ro = opts->flags & DIO_MOUNT_RDONLY;
+	/* a URI names its backend: naming another is a mistake, said so
+	   (DIO_BACKEND, a setting for local devices, does not apply) */
+	const struct dio_backend_ops *tops = dio_backend_for_target(path, &e);
+	if (tops && opts->backend && *opts->backend && strcmp(opts->backend, "auto") &&
+	    strcmp(opts->backend, tops->name)) {
+		dio_log(DIO_LOG_ERR, "%s: served by backend %s, not %s", path, tops->name, opts->backend);
+		fail(EINVAL);
+		return NULL;
+	}
 	struct dio_vol *v = vol_new_ops(path, ro, opts->backend, opts->ops, opts->queue_depth, false, 0, &e);
 	if (!v) {
 		fail(e);

@@ -1,6 +1,8 @@
 #include "helpers.h"
 #include <dirent.h>
 #include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 static char pathbuf[4096];
 static uint64_t rs = 88172645463325252ull;
@@ -17,16 +19,85 @@ const char *t_image_path(const char *tag)
 
 const char *t_backend(void)
 {
+	if (t_nbd())
+		return "nbd";
 	const char *b = getenv("DIO_BACKEND");
 	if (!b || !*b)
 		b = getenv("DIO_FAULT_INNER");   /* fault_setup moved it here */
 	return b && *b ? b : "auto";
 }
 
+/* ---- images served over NBD (DIO_TEST_NBD=path of nbdkit) ---- */
+
+const char *t_nbd(void)
+{
+	const char *n = getenv("DIO_TEST_NBD");
+	return n && *n ? n : NULL;
+}
+
+bool t_sock_answers(const char *sock)
+{
+	struct sockaddr_un a = { .sun_family = AF_UNIX };
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", sock);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* The suite's process (t_run): nbdkit lives until it exits. */
+static pid_t t_owner;
+
+/* The URI of image path served by nbdkit's file plugin on the Unix socket
+   PATH.sock, started now unless one serves it already.  It runs on its
+   own (not a child of whoever started it) until the suite's process
+   exits, so that a child killed by a test does not take it along, and
+   the volume is mounted again through the same URI (the process-death
+   log is keyed by it). */
+const char *t_nbd_uri(const char *path)
+{
+	static char uri[4200];
+	char sock[4096], owner[64];
+	snprintf(sock, sizeof(sock), "%s.sock", path);
+	snprintf(uri, sizeof(uri), "nbd+unix:///?socket=%s", sock);
+	if (t_sock_answers(sock))
+		return uri;
+	unlink(sock);
+	snprintf(owner, sizeof(owner), "exit-when-process-exits=%d", (int)(t_owner ? t_owner : getpid()));
+	pid_t pid = fork();
+	ck_assert(pid >= 0);
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(null, 1);
+		if (!getenv("DIO_TEST_VERBOSE"))
+			dup2(null, 2);   /* its complaints about our probes */
+		/* nothing of the test's (a pipe whose end of file it waits for) */
+		for (int fd = 3; fd < 1024; fd++)
+			close(fd);
+		/* nbdkit forks into the background once the socket listens */
+		execl(t_nbd(), "nbdkit", "--filter=exitwhen", "-U", sock, "file", path, owner, "exit-when-poll=1",
+		      (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	for (int i = 0; i < 500 && !t_sock_answers(sock); i++)
+		usleep(10000);
+	ck_assert_msg(t_sock_answers(sock), "nbdkit serving %s on %s did not start", path, sock);
+	return uri;
+}
+
+struct dio_vol *t_mount_flags(const char *path, unsigned flags)
+{
+	struct dio_mount_opts o = { .backend = t_backend(), .flags = flags };
+	return dio_mount(t_nbd() ? t_nbd_uri(path) : path, &o);
+}
+
 struct dio_vol *t_mount(const char *path)
 {
-	struct dio_mount_opts o = { .backend = t_backend() };
-	return dio_mount(path, &o);
+	return t_mount_flags(path, 0);
 }
 
 struct dio_vol *t_fresh(const char *tag, unsigned mib, char **path_out)
@@ -76,6 +147,7 @@ static void quiet_log(int level, const char *msg, void *arg)
 
 int t_run(Suite *s)
 {
+	t_owner = getpid();
 	dio_set_log(quiet_log, NULL);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -22,6 +22,12 @@ const char *t_image_path(const char *tag);
 /* mkfs a fresh image of `mib` MiB and mount it with the run's backend. */
 struct dio_vol *t_fresh(const char *tag, unsigned mib, char **path_out);
 struct dio_vol *t_mount(const char *path);
+struct dio_vol *t_mount_flags(const char *path, unsigned flags);   /* DIO_MOUNT_RDONLY */
+/* Run on NBD (DIO_TEST_NBD names nbdkit): t_mount serves the image
+   through nbdkit and mounts its nbd+unix:// URI (t_nbd_uri). */
+const char *t_nbd(void);
+const char *t_nbd_uri(const char *path);
+bool t_sock_answers(const char *sock);   /* a Unix socket someone listens on */
 void *t_aligned(size_t n);
 /* byte of file `fid`, written by write number `wid`, at offset pos */
 static inline uint8_t t_pat(uint32_t fid, uint32_t wid, uint64_t pos)

@@ -89,8 +89,7 @@ START_TEST(test_erofs_on_readonly_mount)
 	ck_assert_int_eq(dio_pwrite(f, "data", 4, 0), 4);
 	dio_close(f);
 	ck_assert_int_eq(dio_umount(v), 0);
-	struct dio_mount_opts ro = { .backend = t_backend(), .flags = DIO_MOUNT_RDONLY };
-	v = dio_mount(t_img, &ro);
+	v = t_mount_flags(t_img, DIO_MOUNT_RDONLY);
 	ck_assert_ptr_nonnull(v);
 	ck_assert_ptr_null(dio_open(v, "f", O_RDWR));
 	ck_assert_int_eq(errno, EROFS);

@@ -812,6 +812,15 @@ START_TEST(test_queue_fd_wakes_an_event_loop_for_every_completion)
 	for (int m = 0; m < 2; m++) {
 		struct dio_queue *q = dio_queue_create_flags(vol, 64, flags[m]);
 		int fd = dio_queue_fd(q);
+		if (t_nbd()) {
+			/* libnbd reads replies only when called: nothing could
+			   signal the descriptor (dio_queue_fd(3)) */
+			ck_assert_int_eq(fd, -1);
+			ck_assert_int_eq(errno, EOPNOTSUPP);
+			dio_queue_destroy(q);
+			fprintf(stderr, "nbd: dio_queue_fd is EOPNOTSUPP, as documented\n");
+			break;
+		}
 		ck_assert_int_ge(fd, 0);
 		ck_assert_int_eq(dio_queue_fd(q), fd);   /* one descriptor per queue */
 		ck_assert(!readable(fd, 0));

@@ -67,10 +67,25 @@ static int cantopen(int e)
    write permission, a read-only device), as SQLite's own VFS then opens
    the database read-only.  dsq_file_open opens the files of a read-only
    mount read-only. */
+/* The name a volume is known by: an image or device by its real path, a
+   device named by URI (nbd://...: dio_mount(3)) by the URI as written. */
+static bool canonical(const char *path, char canon[PATH_MAX])
+{
+	if (strstr(path, "://")) {
+		if (strlen(path) >= PATH_MAX) {
+			errno = ENAMETOOLONG;
+			return false;
+		}
+		strcpy(canon, path);
+		return true;
+	}
+	return realpath(path, canon) != NULL;
+}
+
 static struct dsq_mount *mount_get(const char *path, bool rdonly, int *rc)
 {
 	char canon[PATH_MAX];
-	if (!realpath(path, canon)) {
+	if (!canonical(path, canon)) {
 		int e = errno;
 		dsq.log(SQLITE_CANTOPEN, "libdio: volume %s: %s", path, strerror(e));
 		*rc = cantopen(e);
@@ -199,7 +214,7 @@ static struct dsq_mount *mount_peek(struct dsq_vfs *dv, const char *name)
 	struct dsq_mount *m = mount_of_name(name);
 	const char *path = getenv("DIO_SQLITE_VOLUME");
 	char canon[PATH_MAX];
-	if (!m && path && realpath(path, canon))
+	if (!m && path && canonical(path, canon))
 		for (m = mounts; m && (!m->path || strcmp(m->path, canon)); m = m->next)
 			;
 	if (!m && mounts && !mounts->next)

@@ -19,9 +19,11 @@
 extern "C" {
 #endif
 
-#define DIO_BACKEND_ABI 6   /* 6: submit_async returns how many it started;
+#define DIO_BACKEND_ABI 7   /* 7: targets named by URI (schemes,
+				target_open, open_target, target_close);
+				6: submit_async returns how many it started;
 				5 adds set_eventfd, 4 open_owned, 3 registered
-				buffers, 2 the asynchronous pair; 1 to 5 are
+				buffers, 2 the asynchronous pair; 1 to 6 are
 				still accepted */
 
 #define DIO_BIO_READ  0
@@ -40,6 +42,22 @@ struct dio_bio {
 	const struct iovec *iov;   /* aligned buffers */
 	int iovcnt;
 	ssize_t res;               /* set by the backend: bytes moved or -errno */
+};
+
+/* A device that is not a local file (ABI 7): what target_open found. */
+#define DIO_TARGET_RDONLY 0x1u   /* the store takes no writes */
+#define DIO_TARGET_FLUSH  0x2u   /* writes may sit in a volatile cache that flush empties */
+#define DIO_TARGET_ID_MAX 160
+
+struct dio_target {
+	uint64_t size;             /* bytes */
+	uint32_t logical_bs;       /* smallest I/O unit and alignment (power of two) */
+	uint32_t physical_bs;      /* preferred I/O unit (power of two, >= logical_bs) */
+	uint32_t opt_io;           /* optimal I/O size, 0 if unknown */
+	uint32_t mem_align;        /* buffer alignment the engine needs (power of two; 1: any) */
+	uint64_t max_io;           /* largest I/O it takes as one (power of two) */
+	unsigned flags;            /* DIO_TARGET_* */
+	char id[DIO_TARGET_ID_MAX];   /* the device's identity: equal for every name of one device */
 };
 
 struct dio_backend_ops {
@@ -87,6 +105,21 @@ struct dio_backend_ops {
 	   and IOCB_FLAG_RESFD do.  Called with no I/O in flight.  0 or
 	   -errno. */
 	int   (*set_eventfd)(void *ctx, int fd);
+	/* Optional (ABI 7; NULL: local files and block devices only).  A
+	   backend of a device reached by name, not by a file descriptor (a
+	   network block device, a distributed store): schemes lists the
+	   prefixes of the targets it serves ("nbd://", NULL-terminated), and
+	   dio_mkfs, dio_mount and dio_fsck hand a path that starts with one of
+	   them to this backend and to no other.  target_open connects to the
+	   target (read-only if rdonly), fills *t and returns the device;
+	   open_target makes a context on it, as open does on a file (open
+	   and open_owned are never called for such a target); target_close
+	   ends the device after its last context closed.  NULL and *err =
+	   errno value on failure. */
+	const char *const *schemes;
+	void *(*target_open)(const char *target, int rdonly, struct dio_target *t, int *err);
+	void *(*open_target)(void *dev, unsigned depth, int *err);
+	void  (*target_close)(void *dev);
 };
 
 /* Make `ops` selectable by name.  The table must outlive every mount

@@ -164,8 +164,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *out)
 		return 0;
 	case FUSE_OPT_KEY_NONOPT:
 		if (!fs.target) {
-			/* absolute: the server runs in / */
-			fs.target = realpath(arg, NULL);
+			/* absolute: the server runs in / (a URI as it is) */
+			fs.target = strstr(arg, "://") ? strdup(arg) : realpath(arg, NULL);
 			if (!fs.target) {
 				fprintf(stderr, "dio-fuse: %s: %s\n", arg, strerror(errno));
 				exit(1);

@@ -275,12 +275,13 @@ static void prepare_volume(void)
 	if (O.append)
 		need = (24ull << 30);   /* sparse: appends must not run out */
 	struct dio_vol *v = NULL;
-	bool exists = stat(O.target, &st) == 0;
+	bool uri = strstr(O.target, "://") != NULL;   /* an NBD export: a device */
+	bool exists = uri || stat(O.target, &st) == 0;
 	if (exists)
 		v = dio_mount(O.target, &(struct dio_mount_opts){ .backend = O.backend });
 	if (!v) {
 		/* a device as it is; an image file (new or not a volume) sized */
-		bool dev = exists && S_ISBLK(st.st_mode);
+		bool dev = uri || (exists && S_ISBLK(st.st_mode));
 		struct dio_mkfs_opts mk = { .size = dev ? 0 : need, .flags = DIO_MKFS_FORCE };
 		if (dio_mkfs(O.target, &mk)) {
 			perror("dio_mkfs");

@@ -35,7 +35,7 @@ int cmd_mkfs(int argc, char **argv)
 	mk.label = a.val[O_LABEL];
 	mk.flags = a.val[O_FORCE] ? DIO_MKFS_FORCE : 0;
 	struct stat st;
-	if (stat(target, &st) < 0 && errno == ENOENT && !mk.size)
+	if (!strstr(target, "://") && stat(target, &st) < 0 && errno == ENOENT && !mk.size)   /* not a URI */
 		return usage_error("%s does not exist: --size makes an image file of that size", target);
 	struct progress *p = progress_start("mkfs", 0);
 	r = dio_mkfs(target, &mk);
@@ -129,6 +129,7 @@ int cmd_info(int argc, char **argv)
 		json_obj("device");
 		json_u64("size", vi.device_size);
 		json_bool("block_device", vi.is_block_device);
+		json_bool("remote_target", vi.is_target);
 		json_u64("logical_block_size", sv.dev_logical_block_size);
 		json_u64("physical_block_size", vi.physical_block_size);
 		json_obj_end();
@@ -163,7 +164,8 @@ int cmd_info(int argc, char **argv)
 		printf("checkpoint  2 x %s\n", human(vi.checkpoint_bytes, h3, sizeof(h3)));
 		printf("backend     %s\n", sv.backend);
 		printf("device      %s, %llu bytes, logical block %u, physical block %u\n",
-		       vi.is_block_device ? "block device" : "image file", (unsigned long long)vi.device_size,
+		       vi.is_target ? "remote target" : vi.is_block_device ? "block device" : "image file",
+		       (unsigned long long)vi.device_size,
 		       sv.dev_logical_block_size, vi.physical_block_size);
 		printf("dio_info    mem_align %u offset_align %u block_size %u opt_io %u max_io %llu atomic %u..%u\n"
 		       "            flags %s\n",

@@ -34,6 +34,7 @@ void tool_volinfo(struct dio_vol *v, struct tool_volinfo *vi)
 	vi->device_size = v->dev.geom.size;
 	vi->physical_block_size = v->dev.geom.physical_bs;
 	vi->is_block_device = v->dev.geom.is_blockdev;
+	vi->is_target = v->dev.tdev != NULL;
 	vol_info(v, false, &vi->info);
 }
 

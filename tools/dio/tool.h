@@ -136,6 +136,7 @@ struct tool_volinfo {
 	uint64_t device_size;
 	uint32_t physical_block_size;
 	bool is_block_device;
+	bool is_target;         /* a device named by URI, served by its backend (nbd) */
 	uint64_t journal_bytes, journal_used_bytes, checkpoint_bytes, data_start_bytes;
 	uint64_t log_records;   /* the process-death log's records a read-write mount would apply */
 	struct dio_info info;   /* what dio_info reports for a handle of the volume */

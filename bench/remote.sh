@@ -44,7 +44,7 @@ one() {   # one SIDE WORKLOAD: appends "SIDE WORKLOAD iops cpu_us_per_io"
     jq -r --arg s "$side" --arg w "$w" '"\($s) \($w) \(.iops) \(.cpu_us_per_io)"' "$tmp/out" >>"$raw"
   else
     fio --name=nbd --ioengine=nbd --uri="$uri" --rw="$rw" --bs="$bs" --iodepth="$qd" --size=256m \
-        --runtime="$runtime" --time_based --output-format=json >"$tmp/out"
+        --runtime="$runtime" --time_based --output-format=json --output="$tmp/out" >/dev/null
     jq -r --arg s "$side" --arg w "$w" '.jobs[0] as $j | ($j.read.iops + $j.write.iops) as $n |
       "\($s) \($w) \($n) \(($j.usr_cpu + $j.sys_cpu) * 10000 / ($n | if . == 0 then 1 else . end))"' \
       "$tmp/out" >>"$raw"

@@ -8,7 +8,7 @@
  * fails writes fails the calls and leaves the volume consistent; one that
  * stops answering (or never answers the handshake) is an error after
  * DIO_NBD_TIMEOUT, not a hang; a queue keeps its requests in flight at
- * the server.
+ * the server; a server without flush is sent none and none is counted.
  *
  * Each test starts its own nbdkit (DIO_TEST_NBD names it; the suite is
  * skipped without it) in the foreground as a child that dies with the
@@ -423,6 +423,52 @@ START_TEST(test_a_queue_keeps_requests_in_flight_on_the_server)
 }
 END_TEST
 
+START_TEST(test_a_server_without_flush_gets_no_flush_and_none_is_counted)
+{
+	/* nbdkit's eval plugin with no flush script: the export offers no
+	   flush (a server that keeps no volatile cache) */
+	int fd = open(img, O_CREAT | O_TRUNC | O_RDWR, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, 32 << 20), 0);
+	close(fd);
+	char size[300], pread[400], pwrite[400];
+	snprintf(size, sizeof(size), "get_size=stat -c %%s %s", img);
+	snprintf(pread, sizeof(pread), "pread=dd if=%s iflag=skip_bytes,count_bytes skip=$4 count=$3 status=none", img);
+	snprintf(pwrite, sizeof(pwrite), "pwrite=dd of=%s oflag=seek_bytes conv=notrunc seek=$4 status=none", img);
+	pid_t s = serve((const char *[]){ "eval", size, pread, pwrite, "can_write=exit 0", NULL });
+	dio_set_log(keep_log, NULL);
+	last_log[0] = 0;
+	mkfs_uri();
+	struct dio_vol *v = mount_uri(0);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_msg(strstr(last_log, "offers no flush"), "log: %s", last_log);
+	struct dio_file *f = dio_open(v, "nf", O_RDWR | O_CREAT);
+	struct dio_info in;
+	ck_assert_int_eq(dio_info(f, &in), 0);
+	ck_assert(!(in.flags & DIO_INFO_VOLATILE_CACHE));
+	uint8_t *b = t_aligned(65536), *r = t_aligned(65536);
+	t_fill(b, 65536, 6, 1, 0);
+	ck_assert_int_eq(dio_pwrite(f, b, 65536, 0), 65536);
+	ck_assert_int_eq(dio_fsync(f), 0);
+	struct dio_counters c;
+	ck_assert_int_eq(dio_counters(v, &c), 0);
+	ck_assert_uint_eq(c.flushes, 0);   /* none sent, so none counted */
+	ck_assert_uint_gt(c.journal_commits, 0);
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	v = mount_uri(DIO_MOUNT_RDONLY);
+	ck_assert_ptr_nonnull(v);
+	f = dio_open(v, "nf", O_RDONLY);
+	ck_assert_int_eq(dio_pread(f, r, 65536, 0), 65536);
+	ck_assert(!memcmp(b, r, 65536));
+	dio_close(f);
+	ck_assert_int_eq(dio_umount(v), 0);
+	free(b);
+	free(r);
+	stop(s);
+}
+END_TEST
+
 int main(void)
 {
 	if (!t_nbd() || access(t_nbd(), X_OK) != 0) {
@@ -443,6 +489,7 @@ int main(void)
 	tcase_add_test(tc, test_a_server_that_stops_answering_is_eio_after_the_timeout_not_a_hang);
 	tcase_add_test(tc, test_a_server_that_never_answers_the_handshake_fails_the_mount_after_the_timeout);
 	tcase_add_test(tc, test_a_queue_keeps_requests_in_flight_on_the_server);
+	tcase_add_test(tc, test_a_server_without_flush_gets_no_flush_and_none_is_counted);
 	suite_add_tcase(s, tc);
 	return t_run(s);
 }
